@@ -1,0 +1,1 @@
+"""Training side: environments, PointNet PPO/BC, two-stage fine-tuning, ONNX export (uses `agent`)."""
