@@ -1,0 +1,104 @@
+"""ManiSkill2 point-cloud observation -> network inputs, as in the challenge winners' recipe.
+
+Pure numpy (Python 3.8), shared unchanged by the agent and by training:
+1. keep valid points (w > 0.5) above the ground (world z > 1e-4); rgb / 255;
+2. uniformly sample `n_points` of them (random subset, or all plus repeats when too few);
+3. express xyz in the task's frame (`ee`: the TCP frame, x' = R^T (x - p); `base`: the robot base);
+4. add `n_goal_points` green points around `extra.goal_pos` (jitter U(-1, 1) cm), same frame;
+5. state = qpos, qvel, base/TCP/goal positions (and TCP->goal) in the frame, remaining `extra`
+   entries flattened.
+"""
+from typing import Any, Dict, NamedTuple
+
+import numpy as np
+
+from agent.registry import TaskSpec
+
+GROUND_Z = 1e-4
+GOAL_JITTER = 0.01
+GOAL_RGB = (0.0, 1.0, 0.0)
+FRAME_KEYS = ("tcp_pose", "goal_pos")  # extra entries used as frame-related positions
+
+
+class NetworkInput(NamedTuple):
+    points: np.ndarray  # (total_points, 6) float32: xyz in the frame, rgb in [0, 1]
+    state: np.ndarray  # (state_size,) float32
+    n_valid: int  # camera points that survived filtering (0: the cloud was empty)
+
+
+def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a unit quaternion in SAPIEN's (w, x, y, z) order."""
+    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def frame_pose(obs: Dict[str, Any], frame: str) -> np.ndarray:
+    """The 7-D world pose (p, wxyz) of the frame the network sees everything in."""
+    if frame == "ee":
+        return np.asarray(obs["extra"]["tcp_pose"])
+    if frame == "base":
+        return np.asarray(obs["agent"]["base_pose"])
+    raise ValueError("Unknown frame {!r} (expected 'ee' or 'base')".format(frame))
+
+
+def to_frame(xyz: Any, origin: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """World positions (..., 3) expressed in the frame at `origin` with axes `rotation`: R^T (x - p)."""
+    return (np.asarray(xyz) - origin) @ rotation
+
+
+def sample_indices(n_available: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` indices into `n_available` items: a random subset, or all of them plus random repeats."""
+    if n_available >= n:
+        return rng.choice(n_available, n, replace=False)
+    repeats = rng.integers(0, n_available, n - n_available)
+    return np.concatenate([rng.permutation(n_available), repeats])
+
+
+def build_state(agent: Dict[str, Any], extra: Dict[str, Any], origin: np.ndarray,
+                rotation: np.ndarray) -> np.ndarray:
+    """The state vector: proprioception plus positions expressed in the frame (origin, rotation)."""
+    tcp = np.asarray(extra["tcp_pose"])
+    parts = [agent["qpos"], agent["qvel"], to_frame(agent["base_pose"][:3], origin, rotation),
+             to_frame(tcp[:3], origin, rotation)]
+    goal = extra.get("goal_pos")
+    if goal is not None:
+        parts += [to_frame(goal, origin, rotation), to_frame(goal, tcp[:3], rotation)]
+    parts += [extra[key] for key in sorted(extra) if key not in FRAME_KEYS]
+    parts.append(tcp)
+    return np.concatenate([np.ravel(part) for part in parts]).astype(np.float32)
+
+
+def state_size(observation_space: Any) -> int:
+    """Length of the state vector for an env's (gymnasium Dict) observation space."""
+    def zeros(group: str) -> Dict[str, np.ndarray]:
+        return {key: np.zeros(observation_space[group][key].shape) for key in observation_space[group].keys()}
+
+    return build_state(zeros("agent"), zeros("extra"), np.zeros(3), np.eye(3)).size
+
+
+def preprocess(obs: Dict[str, Any], spec: TaskSpec, rng: np.random.Generator) -> NetworkInput:
+    """Network inputs for one raw `pointcloud` observation of task `spec`."""
+    xyzw = obs["pointcloud"]["xyzw"]
+    rgb = obs["pointcloud"]["rgb"]
+    pose = frame_pose(obs, spec.frame)
+    origin, rotation = pose[:3], quaternion_to_matrix(pose[3:])
+
+    keep = np.flatnonzero((xyzw[:, 3] > 0.5) & (xyzw[:, 2] > GROUND_Z))
+    points = np.zeros((spec.total_points, 6), dtype=np.float32)
+    if keep.size:
+        chosen = keep[sample_indices(keep.size, spec.n_points, rng)]
+        points[: spec.n_points, :3] = to_frame(xyzw[chosen, :3], origin, rotation)
+        points[: spec.n_points, 3:] = rgb[chosen] / 255.0
+    goal = obs["extra"].get("goal_pos")
+    if spec.n_goal_points:
+        if goal is None:
+            raise KeyError("{} expects extra.goal_pos in the observation".format(spec.env_id))
+        jitter = rng.uniform(-1.0, 1.0, (spec.n_goal_points, 3)) * GOAL_JITTER
+        points[spec.n_points:, :3] = to_frame(np.asarray(goal) + jitter, origin, rotation)
+        points[spec.n_points:, 3:] = GOAL_RGB
+
+    return NetworkInput(points, build_state(obs["agent"], obs["extra"], origin, rotation), int(keep.size))

@@ -1,0 +1,79 @@
+"""The task table: how each ManiSkill2 0.5 task is observed, controlled and trained.
+
+One source of truth for the agent (obs/control mode, preprocessing) and for training (algorithm,
+what the task needs to run). Settings follow the challenge winners' recipe (REFERENCE section 3).
+"""
+from typing import Dict, NamedTuple, Optional, Tuple
+
+
+class TaskSpec(NamedTuple):
+    env_id: str
+    family: str  # "rigid" or "soft"
+    algorithm: str  # "ppo" (rigid-body) or "bc" (soft-body)
+    control_mode: str
+    obs_mode: str
+    n_points: int  # points sampled from the fused camera cloud
+    n_goal_points: int  # green points added around extra.goal_pos
+    frame: str  # coordinate frame of points and positions: "ee" (end effector) or "base"
+    assets: Tuple[str, ...]  # arguments of `python -m mani_skill2.utils.download_asset`
+    needs_cuda: bool  # soft-body simulation (warp MPM) only runs on a CUDA GPU
+
+    @property
+    def total_points(self) -> int:
+        return self.n_points + self.n_goal_points
+
+    @property
+    def download_command(self) -> Optional[str]:
+        """The shell command that downloads the task's assets, or None if it needs none."""
+        commands = ["python -m mani_skill2.utils.download_asset " + uid for uid in self.assets]
+        return " && ".join(commands) or None
+
+
+ARM = "pd_ee_delta_pose"
+MOBILE = "base_pd_joint_vel_arm_pd_ee_delta_pose"
+
+
+def _rigid(env_id: str, goal: bool = False, assets: Tuple[str, ...] = (), control_mode: str = ARM,
+           frame: str = "ee") -> TaskSpec:
+    return TaskSpec(env_id, "rigid", "ppo", control_mode, "pointcloud", 1150 if goal else 1200,
+                    50 if goal else 0, frame, assets, False)
+
+
+def _soft(env_id: str, assets: Tuple[str, ...] = ()) -> TaskSpec:
+    return TaskSpec(env_id, "soft", "bc", ARM, "pointcloud", 1200, 0, "ee", assets, True)
+
+
+TASKS: Dict[str, TaskSpec] = {
+    spec.env_id: spec
+    for spec in [
+        _rigid("PickCube-v0", goal=True),
+        _rigid("LiftCube-v0"),
+        _rigid("StackCube-v0"),
+        _rigid("PickSingleYCB-v0", goal=True, assets=("ycb",)),
+        _rigid("PickSingleEGAD-v0", goal=True, assets=("egad",)),
+        _rigid("PickClutterYCB-v0", goal=True, assets=("ycb", "pick_clutter_ycb")),
+        _rigid("AssemblingKits-v0", assets=("assembling_kits",)),
+        _rigid("PegInsertionSide-v0"),
+        _rigid("PlugCharger-v0"),
+        _rigid("PandaAvoidObstacles-v0", assets=("panda_avoid_obstacles",)),
+        _rigid("TurnFaucet-v0", assets=("TurnFaucet-v0",)),
+        _rigid("OpenCabinetDoor-v1", assets=("OpenCabinetDoor-v1",), control_mode=MOBILE, frame="base"),
+        _rigid("OpenCabinetDrawer-v1", assets=("OpenCabinetDrawer-v1",), control_mode=MOBILE, frame="base"),
+        _rigid("PushChair-v1", assets=("PushChair-v1",), control_mode=MOBILE, frame="base"),
+        _rigid("MoveBucket-v1", assets=("MoveBucket-v1",), control_mode=MOBILE, frame="base"),
+        _soft("Excavate-v0"),
+        _soft("Fill-v0"),
+        _soft("Hang-v0"),
+        _soft("Pour-v0"),
+        _soft("Pinch-v0", assets=("pinch",)),
+        _soft("Write-v0", assets=("write",)),
+    ]
+}
+
+
+def get_task(env_id: str) -> TaskSpec:
+    """The task's spec; a clear KeyError for unknown env ids."""
+    try:
+        return TASKS[env_id]
+    except KeyError:
+        raise KeyError("Unknown env id {!r}. Known tasks: {}".format(env_id, ", ".join(sorted(TASKS)))) from None

@@ -1,0 +1,121 @@
+"""The paper's observation preprocessing: filtering, sampling, frame transform, goal points, state."""
+import numpy as np
+import pytest
+
+from agent.preprocessing import GOAL_JITTER, preprocess, quaternion_to_matrix, sample_indices, state_size
+from agent.registry import TASKS, get_task
+
+PICK = get_task("PickCube-v0")
+LIFT = get_task("LiftCube-v0")
+
+
+def quaternion_about_z(angle: float) -> np.ndarray:
+    return np.array([np.cos(angle / 2), 0.0, 0.0, np.sin(angle / 2)])
+
+
+def make_obs(xyzw: np.ndarray, rgb: np.ndarray, tcp_pose: np.ndarray, goal=None) -> dict:
+    extra = {"tcp_pose": tcp_pose}
+    if goal is not None:
+        extra["goal_pos"] = np.asarray(goal, dtype=np.float32)
+    return {
+        "agent": {"qpos": np.arange(9.0), "qvel": np.zeros(9), "base_pose": np.array([-0.6, 0, 0, 1, 0, 0, 0.0])},
+        "extra": extra,
+        "pointcloud": {"xyzw": xyzw.astype(np.float32), "rgb": rgb.astype(np.uint8)},
+    }
+
+
+def test_quaternion_to_matrix_rotates_x_to_y_for_90_degrees_about_z() -> None:
+    assert np.allclose(quaternion_to_matrix(quaternion_about_z(np.pi / 2)) @ [1, 0, 0], [0, 1, 0])
+
+
+def test_points_are_in_the_tcp_frame() -> None:
+    # TCP at (1, 0, 0.5), rotated 90 degrees about z; a world point at (1, 1, 0.5) lies 1 m along the
+    # TCP's x axis (which points along world y).
+    tcp = np.concatenate([[1.0, 0.0, 0.5], quaternion_about_z(np.pi / 2)])
+    xyzw = np.array([[1.0, 1.0, 0.5, 1.0]])
+    out = preprocess(make_obs(xyzw, np.array([[255, 0, 51]]), tcp), LIFT, np.random.default_rng(0))
+    assert np.allclose(out.points[:, :3], [1.0, 0.0, 0.0], atol=1e-6)  # one valid point, repeated
+    assert np.allclose(out.points[:, 3:], [1.0, 0.0, 0.2])
+
+
+def test_invalid_and_ground_points_are_dropped_and_count_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    n = 5000
+    xyz = rng.uniform(0.01, 1.0, (n, 3))
+    w = np.ones((n, 1))
+    w[:1000] = 0.0  # invalid (no depth)
+    xyz[1000:2000, 2] = 0.0  # ground
+    obs = make_obs(np.hstack([xyz, w]), np.full((n, 3), 128), np.array([0, 0, 0, 1, 0, 0, 0.0]))
+    out = preprocess(obs, LIFT, rng)
+    assert out.points.shape == (LIFT.total_points, 6) and out.points.dtype == np.float32
+    assert out.n_valid == 3000
+    assert (out.points[:, 2] > 1e-4).all()
+    valid = {tuple(p) for p in xyz[2000:].astype(np.float32)}
+    assert all(tuple(p) in valid for p in out.points[:, :3])
+    assert len({tuple(p) for p in out.points[:, :3]}) == LIFT.n_points  # a subset without repeats
+
+
+def test_too_few_points_are_all_kept_and_repeated() -> None:
+    xyzw = np.array([[0.1, 0.0, 0.2, 1.0], [0.2, 0.0, 0.2, 1.0], [0.3, 0.0, 0.2, 1.0]])
+    out = preprocess(make_obs(xyzw, np.zeros((3, 3)), np.array([0, 0, 0, 1, 0, 0, 0.0])), LIFT,
+                     np.random.default_rng(0))
+    assert set(out.points[:, 0]) == set(xyzw[:, 0].astype(np.float32))
+
+
+def test_goal_points_are_green_jittered_and_in_the_frame() -> None:
+    tcp = np.array([0.1, 0.2, 0.3, 1, 0, 0, 0.0])
+    goal = [0.1, 0.2, 0.5]
+    xyzw = np.array([[0.0, 0.0, 0.1, 1.0]] * 10)
+    out = preprocess(make_obs(xyzw, np.zeros((10, 3)), tcp, goal), PICK, np.random.default_rng(0))
+    goal_points = out.points[PICK.n_points:]
+    assert goal_points.shape == (50, 6) and PICK.total_points == 1200
+    assert np.allclose(goal_points[:, 3:], [0, 1, 0])
+    assert np.abs(goal_points[:, :3] - [0.0, 0.0, 0.2]).max() <= GOAL_JITTER + 1e-6
+    assert goal_points[:, :3].std(axis=0).min() > 0
+
+
+def test_state_holds_proprioception_and_frame_positions() -> None:
+    tcp = np.array([0.1, 0.2, 0.3, 1, 0, 0, 0.0])
+    obs = make_obs(np.array([[0.0, 0.0, 0.1, 1.0]]), np.zeros((1, 3)), tcp, goal=[0.1, 0.2, 0.5])
+    state = preprocess(obs, PICK, np.random.default_rng(0)).state
+    assert np.allclose(state[:9], np.arange(9))
+    base, tcp_in_frame, goal, tcp_to_goal = state[18:21], state[21:24], state[24:27], state[27:30]
+    assert np.allclose(base, [-0.7, -0.2, -0.3]) and np.allclose(tcp_in_frame, 0)
+    assert np.allclose(goal, [0, 0, 0.2]) and np.allclose(tcp_to_goal, [0, 0, 0.2])
+
+
+def test_missing_goal_for_a_goal_task_is_a_clear_error() -> None:
+    obs = make_obs(np.array([[0.0, 0.0, 0.1, 1.0]]), np.zeros((1, 3)), np.array([0, 0, 0, 1, 0, 0, 0.0]))
+    with pytest.raises(KeyError, match="goal_pos"):
+        preprocess(obs, PICK, np.random.default_rng(0))
+
+
+def test_same_seed_same_sample() -> None:
+    a = sample_indices(1000, 100, np.random.default_rng(7))
+    b = sample_indices(1000, 100, np.random.default_rng(7))
+    assert np.array_equal(a, b)
+
+
+def test_registry_covers_the_challenge_tasks() -> None:
+    families = [spec.family for spec in TASKS.values()]
+    assert families.count("soft") == 6 and families.count("rigid") == 15  # 14 challenge tasks + LiftCube
+    assert all(spec.algorithm == ("bc" if spec.needs_cuda else "ppo") for spec in TASKS.values())
+    assert get_task("PickSingleYCB-v0").download_command == "python -m mani_skill2.utils.download_asset ycb"
+    with pytest.raises(KeyError, match="Unknown env id 'Nope-v0'"):
+        get_task("Nope-v0")
+
+
+@pytest.mark.sim
+def test_real_observation_matches_state_size() -> None:
+    from training.envs import make_env
+
+    env = make_env("PickCube-v0")
+    try:
+        obs, _ = env.reset(seed=1)
+        out = preprocess(obs, PICK, np.random.default_rng(0))
+        assert out.state.shape == (state_size(env.observation_space),)
+        assert out.n_valid > PICK.n_points and np.isfinite(out.points).all()
+        # The TCP sits at the frame origin: the gripper's own points are within ~15 cm of it.
+        assert np.linalg.norm(out.points[: PICK.n_points, :3], axis=1).min() < 0.15
+    finally:
+        env.close()

@@ -1,0 +1,90 @@
+"""The paper's PointNet actor-critic (REFERENCE section 3).
+
+PointNet: 1x1 conv (no bias) -> LayerNorm -> ReLU, 6 -> 64 -> 128 -> 512, global max-pool.
+Its feature is concatenated with the state and fed to two MLP heads (256-256): the actor's
+output is a tanh-squashed mean scaled to the action bounds (state-independent log-std), the
+critic's a value. Output layers start near zero (weights x0.01, zero bias).
+The PointNet is shared: both losses back-propagate into it, and the critic's optimiser steps it
+while the actor's does not (see `actor_parameters`), as in ManiSkill2-Learn.
+"""
+from typing import Iterator, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+# ONNX interface of an exported actor (read by agent/policy.py).
+INPUT_NAMES = ("points", "state")
+OUTPUT_NAME = "action"
+
+
+class PointNet(nn.Module):
+    """Per-point shared MLP with LayerNorm, then max-pool over points: (B, N, C) -> (B, 512)."""
+
+    def __init__(self, in_channels: int = 6, channels: Sequence[int] = (64, 128, 512)) -> None:
+        super().__init__()
+        layers: List[nn.Module] = []
+        for width in channels:
+            layers += [nn.Linear(in_channels, width, bias=False), nn.LayerNorm(width), nn.ReLU()]
+            in_channels = width
+        self.mlp = nn.Sequential(*layers)
+        self.out_features = in_channels
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.mlp(points).max(dim=1).values
+
+
+def mlp_head(in_features: int, out_features: int, hidden: Sequence[int] = (256, 256)) -> nn.Sequential:
+    """MLP with ReLU hidden layers and a near-zero-initialised output layer."""
+    layers: List[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_features, width), nn.ReLU()]
+        in_features = width
+    out = nn.Linear(in_features, out_features)
+    with torch.no_grad():
+        out.weight.mul_(0.01)
+        out.bias.zero_()
+    return nn.Sequential(*layers, out)
+
+
+class ActorCritic(nn.Module):
+    """Shared PointNet + state -> Gaussian policy (tanh-scaled mean) and value."""
+
+    def __init__(self, state_size: int, action_size: int, action_low: Sequence[float],
+                 action_high: Sequence[float], log_std_init: float = -1.0) -> None:
+        super().__init__()
+        self.pointnet = PointNet()
+        features = self.pointnet.out_features + state_size
+        self.actor = mlp_head(features, action_size)
+        self.critic = mlp_head(features, 1)
+        self.log_std = nn.Parameter(torch.full((action_size,), log_std_init))
+        low = torch.as_tensor(action_low, dtype=torch.float32)
+        high = torch.as_tensor(action_high, dtype=torch.float32)
+        self.register_buffer("action_center", (high + low) / 2)
+        self.register_buffer("action_scale", (high - low) / 2)
+
+    def features(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.pointnet(points), state], dim=-1)
+
+    def mean_action(self, features: torch.Tensor) -> torch.Tensor:
+        return self.action_center + self.action_scale * torch.tanh(self.actor(features))
+
+    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Deterministic action (the exported path)."""
+        return self.mean_action(self.features(points, state))
+
+    def distribution_and_value(self, points: torch.Tensor, state: torch.Tensor
+                               ) -> Tuple[torch.distributions.Normal, torch.Tensor]:
+        """Action distribution and value estimate from one shared PointNet pass."""
+        features = self.features(points, state)
+        mean = self.mean_action(features)
+        return torch.distributions.Normal(mean, self.log_std.exp()), self.critic(features).squeeze(-1)
+
+    def actor_parameters(self) -> Iterator[nn.Parameter]:
+        """What the actor's optimiser updates: its head and log-std, not the shared PointNet."""
+        yield from self.actor.parameters()
+        yield self.log_std
+
+    def critic_parameters(self) -> Iterator[nn.Parameter]:
+        """What the critic's optimiser updates: its head and the shared PointNet."""
+        yield from self.critic.parameters()
+        yield from self.pointnet.parameters()
