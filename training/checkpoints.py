@@ -1,0 +1,36 @@
+"""Atomic checkpoint files: a crash or a full disk never corrupts the previous checkpoint."""
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+
+class CorruptCheckpointError(RuntimeError):
+    pass
+
+
+def save_checkpoint(state: Dict[str, Any], path: Path) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> Dict[str, Any]:
+    """Load a checkpoint; a clear error naming the file if it is missing or unreadable."""
+    if not path.exists():
+        raise FileNotFoundError("Checkpoint {} does not exist".format(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CorruptCheckpointError("Checkpoint {} is corrupt or not a checkpoint: {}".format(path, error)) from error

@@ -1,0 +1,47 @@
+"""Deterministic evaluation of a policy on fixed seeds (episodes end at success or time limit)."""
+from typing import Callable, Dict
+
+import numpy as np
+import torch
+
+from training.vec_env import EnvWorkers
+
+# Seed ranges: training never uses evaluation seeds.
+REPORT_SEEDS = 1_000_000  # held-out reporting (scripts/evaluate.sh, README tables)
+SELECTION_SEEDS = 2_000_000  # checkpoint selection during two-stage training
+TRAIN_SEEDS = 10_000_000  # training rollouts: TRAIN_SEEDS + env steps done so far
+
+Actor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (points, state) batches -> actions
+
+
+def torch_actor(model: torch.nn.Module) -> Actor:
+    """The model's deterministic action path as a numpy function."""
+    def act(points: np.ndarray, state: np.ndarray) -> np.ndarray:
+        model.eval()
+        with torch.no_grad():
+            return model(torch.from_numpy(points), torch.from_numpy(state)).numpy()
+    return act
+
+
+def evaluate(actor: Actor, workers: EnvWorkers, n_episodes: int) -> Dict[str, float]:
+    """Success rate, mean return and mean length over episodes with seeds first_seed + i, i < n_episodes
+    (worker w runs seeds first_seed + w + k * n_workers): the same seeds on every call."""
+    n = workers.n_workers
+    wanted = [len(range(w, n_episodes, n)) for w in range(n)]
+    done = [0] * n
+    returns, lengths = np.zeros(n), np.zeros(n)
+    success, episode_returns, episode_lengths = [], [], []
+    step = workers.reset(restart_seeds=True)
+    while sum(done) < n_episodes:
+        step = workers.step(actor(step.points, step.state))
+        returns += step.reward
+        lengths += 1
+        for w in np.flatnonzero(step.terminated | step.truncated):
+            if done[w] < wanted[w]:
+                success.append(bool(step.success[w]))
+                episode_returns.append(returns[w])
+                episode_lengths.append(lengths[w])
+                done[w] += 1
+            returns[w] = lengths[w] = 0
+    return {"success": float(np.mean(success)), "mean_return": float(np.mean(episode_returns)),
+            "mean_length": float(np.mean(episode_lengths)), "episodes": n_episodes}

@@ -1,0 +1,203 @@
+"""PPO as in the challenge winners' ManiSkill2-Learn config (REFERENCE section 3), in one place.
+
+Rollout -> GAE with time-limit bootstrapping -> clipped-surrogate updates with a critic warm-up
+on the first update, KL early stopping, reward scaling by the running std of the discounted
+return, advantage normalisation, and two Adam optimisers (the actor's skips the shared PointNet).
+"""
+from dataclasses import asdict, dataclass
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.networks import ActorCritic
+from training.vec_env import EnvWorkers, Step
+
+
+@dataclass
+class PPOConfig:
+    gamma: float = 0.95
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    epochs: int = 2
+    batch_size: int = 330
+    samples_per_iteration: int = 20_000
+    critic_warmup_epochs: int = 4
+    lr: float = 3e-4
+    max_grad_norm: float = 0.5
+    target_kl: float = 0.2
+    kl_stop_factor: float = 1.5
+    value_coef: float = 0.5
+    entropy_coef: float = 0.0
+
+
+class RunningMeanStd:
+    """Running mean and variance (parallel-variance update)."""
+
+    def __init__(self) -> None:
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def update(self, values: np.ndarray) -> None:
+        batch_mean, batch_var, n = float(np.mean(values)), float(np.var(values)), values.size
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
+        self.count = total
+
+    def state_dict(self) -> Dict[str, float]:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: Dict[str, float]) -> None:
+        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
+
+
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+                ended: np.ndarray, gamma: float, lam: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Advantages and returns for (T, W) arrays.
+
+    `next_values[t]` is the value of the observation after step t (for an episode cut by the time
+    limit: its last observation); it is ignored where `terminated`. GAE does not cross `ended`.
+    """
+    advantages = np.zeros_like(rewards)
+    running = np.zeros(rewards.shape[1], dtype=rewards.dtype)
+    for t in reversed(range(len(rewards))):
+        delta = rewards[t] + gamma * next_values[t] * (1.0 - terminated[t]) - values[t]
+        running = delta + gamma * lam * (1.0 - ended[t]) * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+def clipped_policy_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
+                        clip: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate loss and the approximate KL(old || new)."""
+    log_ratio = log_prob - old_log_prob
+    ratio = log_ratio.exp()
+    loss = -torch.min(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages).mean()
+    approx_kl = ((ratio - 1) - log_ratio).mean()
+    return loss, approx_kl
+
+
+class PPO:
+    """Owns the model, optimisers and normalisers; `iteration()` collects and learns once."""
+
+    def __init__(self, model: ActorCritic, config: PPOConfig) -> None:
+        self.model, self.config = model, config
+        self.actor_optimizer = torch.optim.Adam(model.actor_parameters(), lr=config.lr)
+        self.critic_optimizer = torch.optim.Adam(model.critic_parameters(), lr=config.lr)
+        self.return_stats = RunningMeanStd()
+        self.updates = 0
+        self._last: Step = None  # observation the next rollout starts from
+        self._running_return: np.ndarray = None  # discounted, for reward scaling
+        self._episode_return: np.ndarray = None  # undiscounted, for reporting
+
+    def restart_rollouts(self) -> None:
+        """Make the next `collect` start from freshly reset environments."""
+        self._last = None
+
+    def collect(self, workers: EnvWorkers) -> Dict[str, np.ndarray]:
+        """`samples_per_iteration` transitions (rounded up to a multiple of the worker count)."""
+        n_steps = -(-self.config.samples_per_iteration // workers.n_workers)
+        if self._last is None:
+            self._last = workers.reset()
+            self._running_return = np.zeros(workers.n_workers)
+            self._episode_return = np.zeros(workers.n_workers)
+        keys = ("points", "state", "action", "log_prob", "value", "reward", "next_value", "terminated", "ended")
+        buffer = {key: [] for key in keys}
+        episode_returns, successes = [], []
+        self.model.eval()
+        for _ in range(n_steps):
+            obs = self._last
+            with torch.no_grad():
+                dist, value = self.model.distribution_and_value(torch.from_numpy(obs.points), torch.from_numpy(obs.state))
+                action = dist.sample()
+                log_prob = dist.log_prob(action).sum(-1)
+            step = workers.step(action.numpy())
+            with torch.no_grad():
+                _, next_value = self.model.distribution_and_value(torch.from_numpy(step.points), torch.from_numpy(step.state))
+                ended = step.terminated | step.truncated
+                if step.truncated.any():
+                    _, final_value = self.model.distribution_and_value(torch.from_numpy(step.final_points),
+                                                                       torch.from_numpy(step.final_state))
+                    next_value = torch.where(torch.from_numpy(step.truncated), final_value, next_value)
+            self._episode_return += step.reward
+            for worker in np.flatnonzero(ended):
+                episode_returns.append(self._episode_return[worker])
+                successes.append(step.success[worker])
+            self._episode_return[ended] = 0.0
+            self._running_return = self._running_return * self.config.gamma + step.reward
+            self.return_stats.update(self._running_return)
+            self._running_return[ended] = 0.0
+            for key, value_ in zip(keys, (obs.points, obs.state, action.numpy(), log_prob.numpy(), value.numpy(),
+                                          step.reward, next_value.numpy(), step.terminated, ended)):
+                buffer[key].append(value_)
+            self._last = step
+        rollout = {key: np.stack(values) for key, values in buffer.items()}
+        rollout["episode_returns"] = np.asarray(episode_returns)
+        rollout["episode_successes"] = np.asarray(successes, dtype=bool)
+        return rollout
+
+    def learn(self, rollout: Dict[str, np.ndarray]) -> Dict[str, float]:
+        """Clipped PPO updates on one rollout; returns training statistics."""
+        c = self.config
+        scale = np.sqrt(self.return_stats.var + 1e-8)
+        advantages, returns = compute_gae(rollout["reward"] / scale, rollout["value"], rollout["next_value"],
+                                          rollout["terminated"].astype(np.float32), rollout["ended"].astype(np.float32),
+                                          c.gamma, c.gae_lambda)
+        flat = {key: torch.from_numpy(np.ascontiguousarray(rollout[key].reshape(-1, *rollout[key].shape[2:])))
+                for key in ("points", "state", "action", "log_prob")}
+        flat["advantage"] = torch.from_numpy(advantages.reshape(-1))
+        flat["return"] = torch.from_numpy(returns.reshape(-1).astype(np.float32))
+        n = len(flat["return"])
+        self.model.train()
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "approx_kl": 0.0, "minibatches": 0}
+        if self.updates == 0:
+            for _ in range(c.critic_warmup_epochs):
+                for index in torch.randperm(n).split(c.batch_size):
+                    _, value = self.model.distribution_and_value(flat["points"][index], flat["state"][index])
+                    self._step(c.value_coef * (value - flat["return"][index]).pow(2).mean())
+        kl_stop = False
+        for _ in range(c.epochs):
+            for index in torch.randperm(n).split(c.batch_size):
+                dist, value = self.model.distribution_and_value(flat["points"][index], flat["state"][index])
+                log_prob = dist.log_prob(flat["action"][index]).sum(-1)
+                advantage = flat["advantage"][index]
+                advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+                policy_loss, approx_kl = clipped_policy_loss(log_prob, flat["log_prob"][index], advantage, c.clip)
+                if approx_kl.item() > c.kl_stop_factor * c.target_kl:
+                    kl_stop = True  # the policy moved too far: stop this update entirely
+                    break
+                value_loss = (value - flat["return"][index]).pow(2).mean()
+                entropy = dist.entropy().sum(-1).mean()
+                self._step(policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy)
+                stats["policy_loss"] += policy_loss.item()
+                stats["value_loss"] += value_loss.item()
+                stats["approx_kl"] += approx_kl.item()
+                stats["minibatches"] += 1
+            if kl_stop:
+                break
+        self.updates += 1
+        count = max(stats.pop("minibatches"), 1)
+        return {key: value / count for key, value in stats.items()}
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.actor_optimizer.zero_grad()
+        self.critic_optimizer.zero_grad()
+        loss.backward()
+        for optimizer in (self.actor_optimizer, self.critic_optimizer):
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            optimizer.step()
+
+    def state_dict(self) -> Dict:
+        return {"model": self.model.state_dict(), "actor_optimizer": self.actor_optimizer.state_dict(),
+                "critic_optimizer": self.critic_optimizer.state_dict(), "return_stats": self.return_stats.state_dict(),
+                "updates": self.updates, "config": asdict(self.config)}
+
+    def load_state_dict(self, state: Dict) -> None:
+        """Restore model, optimisers, normalisers and update count (the config stays this object's)."""
+        self.model.load_state_dict(state["model"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.return_stats.load_state_dict(state["return_stats"])
+        self.updates = state["updates"]

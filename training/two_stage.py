@@ -1,0 +1,195 @@
+"""Automatic two-stage PPO fine-tuning with resumable runs.
+
+Stage 1 trains with the paper's settings, evaluating on fixed selection seeds and checkpointing
+after every iteration. Stage 2 resumes from the highest-scoring stage-1 checkpoint (ties: higher
+mean return, then earlier) with batch size x0.9 and samples per iteration x0.875, and tracks its
+own best. The run's result is the best stage-2 checkpoint if it beats the stage-1 best, else the
+stage-1 best (`result.json` records which).
+
+Run directory: `config.json`, `checkpoints/stage{S}-{iteration:04d}.pt`, `metrics.csv`,
+`result.json`. Re-running the same command continues from the newest checkpoint.
+"""
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from agent.registry import get_task
+from training.checkpoints import load_checkpoint, save_checkpoint
+from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, evaluate, torch_actor
+from training.networks import ActorCritic
+from training.ppo import PPO, PPOConfig
+from training.vec_env import EnvWorkers
+
+
+@dataclass
+class RunConfig:
+    env_id: str
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    stage1_iterations: int = 20
+    stage2_iterations: int = 10
+    stage2_batch_factor: float = 0.9
+    stage2_samples_factor: float = 0.875
+    n_workers: int = os.cpu_count() or 1
+    eval_episodes: int = 20
+    seed: int = 0
+    init_from: Optional[str] = None  # checkpoint whose "model" initialises stage 1 (e.g. a distilled student)
+
+    def stage_ppo(self, stage: int) -> PPOConfig:
+        """PPO settings of a stage: stage 2 scales batch size and samples per iteration."""
+        if stage == 1:
+            return self.ppo
+        return replace(self.ppo, batch_size=round(self.ppo.batch_size * self.stage2_batch_factor),
+                       samples_per_iteration=round(self.ppo.samples_per_iteration * self.stage2_samples_factor))
+
+    def iterations(self, stage: int) -> int:
+        return self.stage1_iterations if stage == 1 else self.stage2_iterations
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> "RunConfig":
+        return cls(**{**data, "ppo": PPOConfig(**data["ppo"])})
+
+
+class RunDirectoryError(RuntimeError):
+    pass
+
+
+def select_best(records: Sequence[Dict], stage: int) -> Optional[Dict]:
+    """Highest success among a stage's records; ties: higher mean return, then earlier iteration."""
+    candidates = [r for r in records if r["stage"] == stage]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (r["success"], r["mean_return"], -r["iteration"]))
+
+
+def final_choice(records: Sequence[Dict]) -> Dict:
+    """The run's result: stage 2's best if it beats stage 1's best, else stage 1's best."""
+    best1, best2 = select_best(records, 1), select_best(records, 2)
+    if best2 is not None and (best1 is None or (best2["success"], best2["mean_return"]) > (best1["success"], best1["mean_return"])):
+        return best2
+    return best1
+
+
+class TwoStageRun:
+    """A training run in `run_dir`; `run(stages)` trains the requested stages to completion."""
+
+    def __init__(self, run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> None:
+        get_task(config.env_id)  # unknown env id: clear error before any work
+        self.run_dir, self.config = Path(run_dir), config
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        config_file = self.run_dir / "config.json"
+        if config_file.exists():
+            existing = json.loads(config_file.read_text())
+            if existing != asdict(config) and not force:
+                raise RunDirectoryError(
+                    "{} holds a run with another configuration; pass --force to overwrite its config, "
+                    "or use another --run-dir.\nexisting: {}\nrequested: {}".format(self.run_dir, existing, asdict(config)))
+            if not (resume or force) and self.latest_checkpoint() is not None:
+                raise RunDirectoryError("{} already holds a run; pass --resume to continue it or --force to "
+                                        "restart it".format(self.run_dir))
+            if force and not resume:
+                for old in self.checkpoint_dir.glob("*.pt"):
+                    old.unlink()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(asdict(config), indent=2))
+
+    def latest_checkpoint(self) -> Optional[Path]:
+        paths = sorted(self.checkpoint_dir.glob("stage*-*.pt"))
+        return paths[-1] if paths else None
+
+    def run(self, stages: Sequence[int] = (1, 2), start_from: Optional[Path] = None) -> Dict:
+        """Train `stages`; stage 2 starts from `start_from` or else the best stage-1 checkpoint."""
+        c = self.config
+        torch.manual_seed(c.seed)
+        np.random.seed(c.seed)
+        progress = {"records": [], "env_steps": 0, "stage": stages[0], "iteration": 0}
+        latest = self.latest_checkpoint()
+        checkpoint = load_checkpoint(latest) if latest is not None else None
+        if checkpoint is not None:
+            progress = checkpoint["progress"]
+        train = EnvWorkers(c.env_id, c.n_workers, first_seed=TRAIN_SEEDS + progress["env_steps"])
+        selection = EnvWorkers(c.env_id, c.n_workers, first_seed=SELECTION_SEEDS)
+        try:
+            model = ActorCritic(train.state_size, len(train.action_low), train.action_low, train.action_high)
+            ppo = PPO(model, c.stage_ppo(stages[0]))
+            if checkpoint is not None:
+                ppo.load_state_dict(checkpoint["ppo"])
+                torch.set_rng_state(checkpoint["rng"]["torch"])
+                np.random.set_state(checkpoint["rng"]["numpy"])
+                print("Resuming {} from {}".format(self.run_dir, latest))
+            elif c.init_from:
+                model.load_state_dict(load_checkpoint(Path(c.init_from))["model"])
+            for stage in stages:
+                if stage < progress["stage"]:
+                    continue  # finished before an interruption
+                if progress["stage"] < stage or (stage == 2 and progress["iteration"] == 0):
+                    source = start_from or self._best_stage1(progress["records"])
+                    ppo.load_state_dict(load_checkpoint(Path(source))["ppo"])
+                    progress.update(stage=stage, iteration=0)
+                    print("Stage {} starts from {}".format(stage, source))
+                ppo.config = c.stage_ppo(stage)
+                ppo.restart_rollouts()
+                self._train_stage(ppo, progress, stage, train, selection)
+        finally:
+            train.close()
+            selection.close()
+        best = final_choice(progress["records"])
+        result = {**best, "checkpoint": str(self.checkpoint_path(best)), "chosen_from": "stage {}".format(best["stage"])}
+        (self.run_dir / "result.json").write_text(json.dumps(result, indent=2))
+        return result
+
+    def _best_stage1(self, records: Sequence[Dict]) -> Path:
+        best = select_best(records, 1)
+        if best is None:
+            raise RunDirectoryError("Stage 2 needs a stage-1 checkpoint: run stage 1 in {} first, or pass "
+                                    "--from CHECKPOINT".format(self.run_dir))
+        return self.checkpoint_path(best)
+
+    def checkpoint_path(self, record: Dict) -> Path:
+        return self.checkpoint_dir / "stage{}-{:04d}.pt".format(record["stage"], record["iteration"])
+
+    def _train_stage(self, ppo: PPO, progress: Dict, stage: int, train: EnvWorkers, selection: EnvWorkers) -> None:
+        c = self.config
+        while progress["iteration"] < c.iterations(stage):
+            started = time.time()
+            rollout = ppo.collect(train)
+            collected = time.time()
+            stats = ppo.learn(rollout)
+            learned = time.time()
+            metrics = evaluate(torch_actor(ppo.model), selection, c.eval_episodes)
+            progress["iteration"] += 1
+            progress["env_steps"] += rollout["reward"].size
+            record = {"stage": stage, "iteration": progress["iteration"], "env_steps": progress["env_steps"],
+                      **metrics, "train_success": _mean(rollout["episode_successes"]),
+                      "train_return": _mean(rollout["episode_returns"]), **stats,
+                      "collect_seconds": collected - started, "learn_seconds": learned - collected,
+                      "eval_seconds": time.time() - learned}
+            progress["records"].append(record)
+            save_checkpoint({"ppo": ppo.state_dict(), "model": ppo.model.state_dict(), "progress": progress,
+                             "config": asdict(c), "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}},
+                            self.checkpoint_path(record))
+            write_metrics(self.run_dir / "metrics.csv", progress["records"])
+            print("stage {stage} iteration {iteration}: success {success:.2f} return {mean_return:.1f} "
+                  "env steps {env_steps} ({steps_per_s:.1f} steps/s)".format(
+                      **record, steps_per_s=rollout["reward"].size / (learned - started)), flush=True)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+def write_metrics(path: Path, records: List[Dict]) -> None:
+    """Rewrite the per-iteration CSV from the checkpointed records (always consistent with them)."""
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    os.replace(temporary, path)

@@ -1,0 +1,151 @@
+"""Point-cloud environments in worker processes, observations preprocessed where they are made.
+
+Each worker owns one ManiSkill2 env (dense reward, the registry's control mode), runs the agent's
+`preprocess` (so training sees exactly what the shipped agent sees), resets itself when an
+episode ends (seeds `first_seed + worker + k * n_workers`), and can also return a privileged
+expert's action for every observation (DAgger labels). On software Vulkan each worker renders
+with one lavapipe thread (`LP_NUM_THREADS=1`), which is faster than sharing threads.
+"""
+import multiprocessing as mp
+import os
+from typing import Dict, List, NamedTuple, Optional
+
+import numpy as np
+
+from agent.preprocessing import preprocess, state_size
+from agent.registry import get_task
+
+
+class Step(NamedTuple):
+    """A batch over workers (leading axis = worker)."""
+
+    points: np.ndarray  # (W, N, 6) float32, observation after any reset
+    state: np.ndarray  # (W, S) float32
+    reward: np.ndarray  # (W,) float32 (0 after reset())
+    terminated: np.ndarray  # (W,) bool: success ended the episode
+    truncated: np.ndarray  # (W,) bool: the time limit ended it
+    success: np.ndarray  # (W,) bool: info["success"] at this step
+    final_points: np.ndarray  # (W, N, 6): last observation of an ended episode (else zeros)
+    final_state: np.ndarray  # (W, S)
+    expert_action: Optional[np.ndarray]  # (W, A) expert label of `points`/`state`, if requested
+
+
+def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, with_expert: bool,
+            env_kwargs: Dict) -> None:
+    os.environ.setdefault("LP_NUM_THREADS", "1")
+    from training.envs import make_env
+
+    spec = get_task(env_id)
+    env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
+                   reward_mode="dense", **env_kwargs)
+    expert = None
+    if with_expert:
+        from training.experts import make_expert
+
+        expert = make_expert(env_id)
+    rng = np.random.default_rng(first_seed + worker)
+    episode = 0
+    conn.send((state_size(env.observation_space), env.action_space.low, env.action_space.high))
+
+    def reset():
+        nonlocal episode
+        obs, _ = env.reset(seed=first_seed + worker + episode * n_workers)
+        episode += 1
+        if expert is not None:
+            expert.reset(env)
+        return obs
+
+    def observe(obs):
+        net = preprocess(obs, spec, rng)
+        label = expert.act(env) if expert is not None else None
+        return net.points, net.state, label
+
+    try:
+        while True:
+            command, action = conn.recv()
+            if command == "close":
+                break
+            if command == "reset":
+                if action == "restart_seeds":
+                    episode = 0
+                points, state, label = observe(reset())
+                conn.send((points, state, 0.0, False, False, False, None, None, label))
+                continue
+            obs, reward, terminated, truncated, info = env.step(action)
+            final_points = final_state = None
+            if terminated or truncated:
+                final_points, final_state, _ = observe(obs)
+                obs = reset()
+            points, state, label = observe(obs)
+            conn.send((points, state, float(reward), bool(terminated), bool(truncated),
+                       bool(info.get("success", False)), final_points, final_state, label))
+    finally:
+        env.close()
+        conn.close()
+
+
+class EnvWorkers:
+    """`n_workers` envs of one task stepping in parallel processes; call `reset()` first."""
+
+    def __init__(self, env_id: str, n_workers: int, first_seed: int = 0, with_expert: bool = False,
+                 **env_kwargs) -> None:
+        context = mp.get_context("spawn")
+        self.n_workers = n_workers
+        self.connections = []
+        self.processes = []
+        for worker in range(n_workers):
+            parent, child = context.Pipe()
+            process = context.Process(target=_worker, daemon=True,
+                                      args=(child, env_id, worker, n_workers, first_seed, with_expert, env_kwargs))
+            process.start()
+            child.close()
+            self.connections.append(parent)
+            self.processes.append(process)
+        self.state_size, self.action_low, self.action_high = self._receive_all()[0]
+
+    def _receive_all(self) -> list:
+        try:
+            return [connection.recv() for connection in self.connections]
+        except EOFError:
+            self.close()
+            raise RuntimeError("An environment worker died; see its error above.") from None
+
+    def _gather(self) -> Step:
+        points, state, reward, terminated, truncated, success, final_points, final_state, label = zip(*self._receive_all())
+        points, state = np.stack(points), np.stack(state)
+        return Step(points, state, np.asarray(reward, np.float32), np.asarray(terminated), np.asarray(truncated),
+                    np.asarray(success), _stack_or_zeros(final_points, points[0]),
+                    _stack_or_zeros(final_state, state[0]),
+                    None if label[0] is None else np.stack(label).astype(np.float32))
+
+    def reset(self, restart_seeds: bool = False) -> Step:
+        """Start new episodes (with `restart_seeds`, from each worker's first seed again)."""
+        for connection in self.connections:
+            connection.send(("reset", "restart_seeds" if restart_seeds else None))
+        return self._gather()
+
+    def step(self, actions: np.ndarray) -> Step:
+        for connection, action in zip(self.connections, actions):
+            connection.send(("step", action))
+        return self._gather()
+
+    def close(self) -> None:
+        for connection in self.connections:
+            try:
+                connection.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+        for process in self.processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+
+    def __enter__(self) -> "EnvWorkers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _stack_or_zeros(arrays: List[Optional[np.ndarray]], like: np.ndarray) -> np.ndarray:
+    return np.stack([np.zeros_like(like) if array is None else array for array in arrays])
