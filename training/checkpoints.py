@@ -6,6 +6,8 @@ from typing import Any, Dict
 
 import torch
 
+from training.networks import ActorCritic
+
 
 class CorruptCheckpointError(RuntimeError):
     pass
@@ -34,3 +36,22 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CorruptCheckpointError("Checkpoint {} is corrupt or not a checkpoint: {}".format(path, error)) from error
+
+
+def model_checkpoint(model: ActorCritic, **extra: Any) -> Dict[str, Any]:
+    """A checkpoint holding `model`, what rebuilds it (`model_spec`), and `extra` entries."""
+    low, high = model.action_center - model.action_scale, model.action_center + model.action_scale
+    spec = {"state_size": model.critic[0].in_features - model.pointnet.out_features,
+            "action_low": low.tolist(), "action_high": high.tolist()}
+    return {"model": model.state_dict(), "model_spec": spec, **extra}
+
+
+def model_from_checkpoint(path: Path) -> ActorCritic:
+    """The model stored in a distillation or PPO checkpoint."""
+    checkpoint = load_checkpoint(path)
+    if "model_spec" not in checkpoint:
+        raise CorruptCheckpointError("Checkpoint {} holds no model (no 'model_spec')".format(path))
+    spec = checkpoint["model_spec"]
+    model = ActorCritic(spec["state_size"], len(spec["action_low"]), spec["action_low"], spec["action_high"])
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()

@@ -1,17 +1,185 @@
-"""The `ms2agent` command line (typer)."""
+"""The `ms2agent` command line: train, fine-tune, distil, evaluate and export policies."""
 import json
 import os
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+from agent.registry import TaskSpec, get_task
 from agent.vulkan_fallback import LOADER_VARIABLES, activate
+from training.envs import missing_assets
 
-app = typer.Typer(help="Train, evaluate and export ManiSkill2 point-cloud policies.", no_args_is_help=True)
+app = typer.Typer(help="Train, evaluate and export ManiSkill2 point-cloud policies.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+RUNS = Path("runs")
+ENV_HELP = "ManiSkill2 env id, e.g. PickCube-v0"
+WORKERS_HELP = "environment processes (default: one per CPU core)"
+
+
+def checked_task(env_id: str, algorithm: str) -> TaskSpec:
+    """The task, or a clear exit before any work: unknown id, wrong algorithm, no CUDA, no assets."""
+    try:
+        spec = get_task(env_id)
+    except KeyError as error:
+        raise typer.BadParameter(error.args[0], param_hint="ENV_ID") from None
+    if spec.needs_cuda and not Path("/dev/nvidiactl").exists():
+        raise typer.BadParameter("{} is a soft-body task: ManiSkill2 simulates it with warp on a CUDA GPU, "
+                                 "and this machine has none.".format(env_id), param_hint="ENV_ID")
+    if spec.assets and missing_assets(spec):
+        raise typer.BadParameter("{} needs assets that are not downloaded ({}). Run: {}".format(
+            env_id, ", ".join(missing_assets(spec)[:3]), spec.download_command), param_hint="ENV_ID")
+    if spec.algorithm != algorithm:
+        raise typer.BadParameter("{} is trained with {}, not {} (see agent/registry.py)".format(
+            env_id, spec.algorithm.upper(), algorithm.upper()), param_hint="ENV_ID")
+    return spec
+
+
+def _ppo_run(env_id: str, run_dir: Optional[Path], stages: List[int], resume: bool, force: bool,
+             stage1_iterations: int, stage2_iterations: int, samples_per_iteration: int, batch_size: int,
+             stage2_batch_factor: float, stage2_samples_factor: float, eval_episodes: int, workers: Optional[int],
+             init_from: Optional[Path], start_from: Optional[Path], seed: int) -> None:
+    from training.ppo import PPOConfig
+    from training.two_stage import RunConfig, RunDirectoryError, TwoStageRun
+
+    checked_task(env_id, "ppo")
+    config = RunConfig(env_id, PPOConfig(batch_size=batch_size, samples_per_iteration=samples_per_iteration),
+                       stage1_iterations=stage1_iterations, stage2_iterations=stage2_iterations,
+                       stage2_batch_factor=stage2_batch_factor, stage2_samples_factor=stage2_samples_factor,
+                       n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed,
+                       init_from=str(init_from) if init_from else None)
+    try:
+        run = TwoStageRun(run_dir or RUNS / env_id / "ppo", config, resume=resume, force=force)
+        result = run.run(stages, start_from=start_from)
+    except RunDirectoryError as error:
+        raise typer.BadParameter(str(error), param_hint="--run-dir") from None
+    typer.echo(json.dumps(result, indent=2))
+
+
+# Options shared by train / finetune / two-stage (typer reads defaults from the signature).
+RUN_DIR = typer.Option(None, help="run directory (default: runs/ENV_ID/ppo)")
+RESUME = typer.Option(False, help="continue the run in --run-dir from its newest checkpoint")
+FORCE = typer.Option(False, help="restart the run in --run-dir, discarding its checkpoints")
+STAGE1 = typer.Option(20, help="stage-1 iterations (each: collect, learn, evaluate, checkpoint)")
+STAGE2 = typer.Option(10, help="stage-2 iterations")
+SAMPLES = typer.Option(20_000, help="stage-1 env steps per iteration (stage 2: x --stage2-samples-factor)")
+BATCH = typer.Option(330, help="stage-1 minibatch size (stage 2: x --stage2-batch-factor)")
+BATCH_FACTOR = typer.Option(0.9, help="stage-2 batch size factor (330 -> 297)")
+SAMPLES_FACTOR = typer.Option(0.875, help="stage-2 samples-per-iteration factor (20,000 -> 17,500)")
+EVAL_EPISODES = typer.Option(20, help="evaluation episodes per iteration (fixed selection seeds)")
+WORKERS = typer.Option(None, help=WORKERS_HELP)
+INIT_FROM = typer.Option(None, help="initialise from this checkpoint's model (e.g. a distilled student)")
+SEED = typer.Option(0, help="random seed")
+
+
+@app.command()
+def train(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Path] = RUN_DIR,
+          resume: bool = RESUME, force: bool = FORCE, iterations: int = STAGE1, samples_per_iteration: int = SAMPLES,
+          batch_size: int = BATCH, eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
+          init_from: Optional[Path] = INIT_FROM, seed: int = SEED) -> None:
+    """Stage 1: PPO with the paper's settings, evaluated and checkpointed every iteration."""
+    _ppo_run(env_id, run_dir, [1], resume, force, iterations, 0, samples_per_iteration, batch_size, 0.9, 0.875,
+             eval_episodes, workers, init_from, None, seed)
+
+
+@app.command()
+def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
+             from_checkpoint: Optional[Path] = typer.Option(None, "--from", help="stage-1 checkpoint to start from "
+                                                             "(default: the best one in --run-dir)"),
+             run_dir: Optional[Path] = RUN_DIR, resume: bool = RESUME, iterations: int = STAGE2,
+             samples_per_iteration: int = SAMPLES, batch_size: int = BATCH, batch_factor: float = BATCH_FACTOR,
+             samples_factor: float = SAMPLES_FACTOR, eval_episodes: int = EVAL_EPISODES,
+             workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
+    """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
+    _ppo_run(env_id, run_dir, [2], resume, False, 0, iterations, samples_per_iteration, batch_size, batch_factor,
+             samples_factor, eval_episodes, workers, None, from_checkpoint, seed)
+
+
+@app.command("two-stage")
+def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Path] = RUN_DIR,
+              resume: bool = RESUME, force: bool = FORCE, stage1_iterations: int = STAGE1,
+              stage2_iterations: int = STAGE2, samples_per_iteration: int = SAMPLES, batch_size: int = BATCH,
+              batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
+              eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
+              init_from: Optional[Path] = INIT_FROM, seed: int = SEED) -> None:
+    """Both stages in one command; the result is the best stage-2 checkpoint, or stage 1's if never beaten."""
+    _ppo_run(env_id, run_dir, [1, 2], resume, force, stage1_iterations, stage2_iterations, samples_per_iteration,
+             batch_size, batch_factor, samples_factor, eval_episodes, workers, init_from, None, seed)
+
+
+@app.command()
+def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
+            run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/distill)"),
+            rounds: int = typer.Option(3, help="round 0 (noisy expert) + DAgger rounds"),
+            samples_per_round: int = typer.Option(4000, help="env steps collected per round"),
+            updates_per_round: int = typer.Option(500, help="BC gradient updates per round"),
+            batch_size: int = typer.Option(64, help="BC minibatch size"),
+            expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
+            eval_episodes: int = typer.Option(20, help="evaluation episodes after each round"),
+            workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
+    """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume."""
+    from training.distill import DistillConfig, distill as run_distill
+    from training.experts import EXPERTS
+
+    checked_task(env_id, "ppo")
+    if env_id not in EXPERTS:
+        raise typer.BadParameter("no expert for {}; experts exist for {}".format(env_id, ", ".join(sorted(EXPERTS))))
+    config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
+                           updates_per_round=updates_per_round, batch_size=batch_size, expert_noise=expert_noise,
+                           n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed)
+    typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
+
+
+@app.command()
+def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
+             checkpoint: Path = typer.Argument(..., help="checkpoint to evaluate (distillation or PPO)"),
+             episodes: int = typer.Option(100, help="number of episodes"),
+             first_seed: int = typer.Option(1_000_000, help="seeds first_seed .. first_seed+episodes-1 "
+                                            "(1,000,000+ are never used in training)"),
+             workers: Optional[int] = WORKERS) -> None:
+    """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
+    from training.checkpoints import model_from_checkpoint
+    from training.evaluation import evaluate as run_evaluate, torch_actor
+    from training.vec_env import EnvWorkers
+
+    get_task(env_id)
+    with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed) as envs:
+        metrics = run_evaluate(torch_actor(model_from_checkpoint(checkpoint)), envs, episodes)
+    typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
+
+
+@app.command()
+def export(env_id: str = typer.Argument(..., help=ENV_HELP),
+           checkpoint: Path = typer.Argument(..., help="checkpoint to export (e.g. the checkpoint in result.json)"),
+           weights_dir: Path = typer.Option(Path("weights"), help="where the ONNX file and manifest go"),
+           command: str = typer.Option("", help="training command recorded as provenance")) -> None:
+    """Export to ONNX (opset 17), check parity with torch on real observations, update the manifest."""
+    from training.export import export_checkpoint
+
+    get_task(env_id)
+    typer.echo(json.dumps(export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown"), indent=2))
+
+
+@app.command()
+def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
+           episodes: int = typer.Option(100, help="number of episodes"),
+           first_seed: int = typer.Option(0, help="first episode seed"),
+           record_dir: Optional[Path] = typer.Option(None, help="also record demos (ManiSkill2 trajectory.h5/.json)")) -> None:
+    """Evaluate the privileged expert (state observations), optionally recording demonstrations."""
+    from training.experts import EXPERTS, evaluate_expert, record_demos
+
+    if env_id not in EXPERTS:
+        raise typer.BadParameter("no expert for {}; experts exist for {}".format(env_id, ", ".join(sorted(EXPERTS))))
+    if record_dir is not None:
+        typer.echo(json.dumps(record_demos(env_id, record_dir, episodes, first_seed), default=str))
+    else:
+        typer.echo(json.dumps(evaluate_expert(env_id, episodes, first_seed)))
 
 
 @app.command()
 def info() -> None:
-    """Show which Vulkan setup ManiSkill2 will use on this machine and the key package versions."""
+    """Show which Vulkan setup ManiSkill2 uses on this machine and the key package versions."""
     import mani_skill2
     import numpy
     import sapien

@@ -1,8 +1,10 @@
 """Creating ManiSkill2 environments for training, evaluation and tests."""
-from typing import Any
+from pathlib import Path
+from typing import Any, List
 
 import gymnasium as gym
 
+from agent.registry import TaskSpec
 from agent.vulkan_fallback import activate, unavailable
 
 
@@ -18,3 +20,20 @@ def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_
         if "vk::" in str(error) or "Vulkan" in str(error) or "rendering device" in str(error):
             raise unavailable("SAPIEN could not create its Vulkan renderer: {}".format(error)) from error
         raise
+
+
+def missing_assets(spec: TaskSpec) -> List[str]:
+    """The task's `download_asset` entries whose files are not on disk."""
+    from mani_skill2 import ASSET_DIR
+    from mani_skill2.utils import download_asset as assets
+
+    if not assets.DATA_SOURCES:
+        assets.initialize_sources()
+    uids = [uid for name in spec.assets for uid in assets.DATA_GROUPS.get(name, [name])]
+    missing = []
+    for uid in uids:
+        source = assets.DATA_SOURCES[uid]
+        name = source.get("target_path") or Path(source["url"]).name.removesuffix(".zip")
+        if not (Path(source.get("output_dir", ASSET_DIR)) / name).exists():
+            missing.append(uid)
+    return missing

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from agent.registry import get_task
-from training.checkpoints import load_checkpoint, save_checkpoint
+from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, evaluate, torch_actor
 from training.networks import ActorCritic
 from training.ppo import PPO, PPOConfig
@@ -172,9 +172,9 @@ class TwoStageRun:
                       "collect_seconds": collected - started, "learn_seconds": learned - collected,
                       "eval_seconds": time.time() - learned}
             progress["records"].append(record)
-            save_checkpoint({"ppo": ppo.state_dict(), "model": ppo.model.state_dict(), "progress": progress,
-                             "config": asdict(c), "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}},
-                            self.checkpoint_path(record))
+            rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+            save_checkpoint(model_checkpoint(ppo.model, ppo=ppo.state_dict(), progress=progress, config=asdict(c),
+                                             rng=rng, record=record), self.checkpoint_path(record))
             write_metrics(self.run_dir / "metrics.csv", progress["records"])
             print("stage {stage} iteration {iteration}: success {success:.2f} return {mean_return:.1f} "
                   "env steps {env_steps} ({steps_per_s:.1f} steps/s)".format(

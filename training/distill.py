@@ -1,0 +1,130 @@
+"""Distil a privileged expert into a point-cloud student: BC, then DAgger rounds.
+
+Round 0 drives the envs with the expert (plus Gaussian action noise, so the data covers
+recoveries); every later round drives them with the current student, while the expert labels
+every visited observation. Each round's data is stored as `data/round{k}.npz`, the student is
+retrained on all rounds so far (warm start), checkpointed as `student-round{k}.pt` and evaluated
+on the selection seeds. Re-running the same command skips finished rounds, so an interrupted
+run loses at most the round in progress. The final student initialises two-stage PPO
+(`ms2agent two-stage ENV --init-from .../student.pt`).
+"""
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
+from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
+from training.networks import ActorCritic
+from training.vec_env import EnvWorkers
+
+
+@dataclass
+class DistillConfig:
+    env_id: str
+    rounds: int = 3  # round 0 (expert data) + DAgger rounds
+    samples_per_round: int = 4000
+    expert_noise: float = 0.2  # std of the Gaussian noise on the expert's actions in round 0
+    updates_per_round: int = 500
+    batch_size: int = 64
+    lr: float = 3e-4
+    n_workers: int = os.cpu_count() or 1
+    eval_episodes: int = 20
+    seed: int = 0
+
+
+def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise: float,
+            rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    """Observations and expert labels from `n_samples` steps driven by `student` (or the noisy expert)."""
+    points, states, labels, successes = [], [], [], []
+    step = workers.reset()
+    while len(labels) * workers.n_workers < n_samples:
+        label = step.expert_action
+        points.append(step.points.astype(np.float16))
+        states.append(step.state)
+        labels.append(label)
+        if student is None:
+            action = np.clip(label + rng.normal(0.0, noise, label.shape), -1.0, 1.0)
+        else:
+            action = student(step.points, step.state)
+        step = workers.step(action.astype(np.float32))
+        successes += list(step.success[step.terminated | step.truncated])
+    return {"points": np.concatenate(points), "state": np.concatenate(states),
+            "label": np.clip(np.concatenate(labels), -1.0, 1.0), "episode_success": np.asarray(successes, bool)}
+
+
+def behaviour_cloning(model: ActorCritic, data: Dict[str, np.ndarray], updates: int, batch_size: int,
+                      optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> float:
+    """MSE between the deterministic (tanh-scaled) action and the labels; returns the mean loss."""
+    model.train()
+    total = 0.0
+    for _ in range(updates):
+        index = rng.integers(0, len(data["label"]), batch_size)
+        prediction = model(torch.from_numpy(data["points"][index].astype(np.float32)),
+                           torch.from_numpy(data["state"][index]))
+        loss = (prediction - torch.from_numpy(data["label"][index])).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    return total / max(updates, 1)
+
+
+def load_rounds(data_dir: Path, rounds: int) -> Dict[str, np.ndarray]:
+    parts = [np.load(data_dir / "round{}.npz".format(k)) for k in range(rounds)]
+    return {key: np.concatenate([part[key] for part in parts]) for key in ("points", "state", "label")}
+
+
+def distill(run_dir: Path, config: DistillConfig) -> Dict:
+    """Run (or continue) the rounds; returns the per-round records."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = run_dir / "data"
+    data_dir.mkdir(exist_ok=True)
+    (run_dir / "distill_config.json").write_text(json.dumps(asdict(config), indent=2))
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    records_file = run_dir / "distill_records.json"
+    records = json.loads(records_file.read_text()) if records_file.exists() else []
+    selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_SEEDS)
+    try:
+        model = ActorCritic(selection.state_size, len(selection.action_low), selection.action_low, selection.action_high)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        if records:
+            state = load_checkpoint(run_dir / "student-round{}.pt".format(len(records) - 1))
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        for k in range(len(records), config.rounds):
+            started = time.time()
+            shard = data_dir / "round{}.npz".format(k)
+            if not shard.exists():  # data survives an interruption during training
+                student = None if k == 0 else torch_actor(model)
+                with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_SEEDS + 1_000_000 * (k + 1),
+                                with_expert=True) as workers:
+                    data = collect(workers, config.samples_per_round, student, config.expert_noise, rng)
+                np.savez(data_dir / "round{}.tmp.npz".format(k), **data)
+                os.replace(data_dir / "round{}.tmp.npz".format(k), shard)
+            collected = time.time()
+            behaviour_success = float(np.mean(np.load(shard)["episode_success"])) if k else float("nan")
+            loss = behaviour_cloning(model, load_rounds(data_dir, k + 1), config.updates_per_round,
+                                     config.batch_size, optimizer, rng)
+            trained = time.time()
+            metrics = evaluate(torch_actor(model), selection, config.eval_episodes)
+            record = {"round": k, "samples": int(sum(len(np.load(data_dir / "round{}.npz".format(i))["label"])
+                                                     for i in range(k + 1))),
+                      "bc_loss": loss, "student_rollout_success": behaviour_success, **metrics,
+                      "collect_seconds": collected - started, "train_seconds": trained - collected,
+                      "eval_seconds": time.time() - trained}
+            save_checkpoint(model_checkpoint(model, optimizer=optimizer.state_dict(), record=record),
+                            run_dir / "student-round{}.pt".format(k))
+            records.append(record)
+            records_file.write_text(json.dumps(records, indent=2))
+            print("round {round}: {samples} samples, bc loss {bc_loss:.4f}, success {success:.2f} "
+                  "({episodes} episodes)".format(**record), flush=True)
+    finally:
+        selection.close()
+    return {"records": records, "student": str(run_dir / "student-round{}.pt".format(len(records) - 1))}

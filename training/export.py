@@ -1,0 +1,96 @@
+"""Export a checkpoint's deterministic actor to ONNX for the agent, with a parity check.
+
+The ONNX graph maps `points` (B, N, 6) and `state` (B, S) to `action` (B, A); opset 17, which
+onnxruntime 1.19.2 (the Docker image's) loads. Parity: on real observations of the task the ONNX
+and torch actions differ by at most `tolerance`. The manifest entry records sha256 and provenance.
+"""
+import datetime
+import io
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import onnxruntime
+import torch
+
+from agent.manifest import InputSpec, ManifestEntry, file_sha256, write_entry
+from agent.preprocessing import preprocess
+from agent.registry import get_task
+from training.checkpoints import load_checkpoint, model_from_checkpoint
+from training.networks import INPUT_NAMES, OUTPUT_NAME, ActorCritic
+
+OPSET = 17
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+def onnx_bytes(model: ActorCritic, n_points: int, state_size: int) -> bytes:
+    """The actor's deterministic path as an ONNX model with a dynamic batch axis."""
+    buffer = io.BytesIO()
+    example = (torch.zeros(1, n_points, 6), torch.zeros(1, state_size))
+    torch.onnx.export(model.eval(), example, buffer, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                      dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
+                      opset_version=OPSET, dynamo=False)
+    return buffer.getvalue()
+
+
+def real_inputs(env_id: str, n_steps: int = 8, seed: int = 0) -> List[Any]:
+    """Network inputs from a short random-action episode of the real task."""
+    from training.envs import make_env
+
+    spec = get_task(env_id)
+    env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode)
+    rng = np.random.default_rng(seed)
+    try:
+        obs, _ = env.reset(seed=seed)
+        inputs = [preprocess(obs, spec, rng)]
+        for _ in range(n_steps - 1):
+            obs, *_ = env.step(env.action_space.sample())
+            inputs.append(preprocess(obs, spec, rng))
+        return inputs
+    finally:
+        env.close()
+
+
+def check_parity(model: ActorCritic, onnx_model: bytes, inputs: List[Any], tolerance: float = 1e-4) -> float:
+    """Max |onnx - torch| over `inputs`; ParityError above `tolerance`."""
+    session = onnxruntime.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+    points = np.stack([x.points for x in inputs])
+    state = np.stack([x.state for x in inputs])
+    with torch.no_grad():
+        expected = model(torch.from_numpy(points), torch.from_numpy(state)).numpy()
+    actual = session.run([OUTPUT_NAME], {INPUT_NAMES[0]: points, INPUT_NAMES[1]: state})[0]
+    difference = float(np.abs(actual - expected).max())
+    if difference > tolerance:
+        raise ParityError("ONNX and torch actions differ by {:.2e} (> {:.0e})".format(difference, tolerance))
+    return difference
+
+
+def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command: str) -> Dict[str, Any]:
+    """Write `weights_dir/ENV.onnx` and its manifest entry; returns a summary."""
+    spec = get_task(env_id)
+    model = model_from_checkpoint(checkpoint)
+    record = load_checkpoint(checkpoint).get("record", {})
+    state_size = model.critic[0].in_features - model.pointnet.out_features
+    data = onnx_bytes(model, spec.total_points, state_size)
+    difference = check_parity(model, data, real_inputs(env_id))
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    path = weights_dir / "{}.onnx".format(env_id)
+    path.write_bytes(data)
+    episodes = int(record.get("episodes", 0))
+    provenance = {
+        "command": command,
+        "stage": record.get("stage", "distilled (before PPO)" if "round" in record else "unknown"),
+        "checkpoint": str(checkpoint),
+        "success": {"rate": record.get("success"), "episodes": episodes,
+                    "seeds": "{}-{} (selection seeds, training-time evaluation)".format(
+                        2_000_000, 2_000_000 + episodes - 1) if episodes else "none"},
+        "date": datetime.date.today().isoformat(),
+    }
+    entry = ManifestEntry(env_id, path, file_sha256(path),
+                          InputSpec(spec.total_points, 6, state_size, len(model.action_scale)),
+                          spec.control_mode, spec.obs_mode, provenance)
+    write_entry(weights_dir, entry)
+    return {"onnx": str(path), "bytes": len(data), "max_abs_diff": difference, "provenance": provenance}
