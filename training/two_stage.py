@@ -41,6 +41,10 @@ class RunConfig:
     eval_episodes: int = 20
     seed: int = 0
     init_from: Optional[str] = None  # checkpoint whose "model" initialises stage 1 (e.g. a distilled student)
+    max_episode_steps: Optional[int] = None  # shorter episodes than the task's limit (quick tests)
+
+    def env_kwargs(self) -> Dict:
+        return {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
 
     def stage_ppo(self, stage: int) -> PPOConfig:
         """PPO settings of a stage: stage 2 scales batch size and samples per iteration."""
@@ -114,8 +118,8 @@ class TwoStageRun:
         checkpoint = load_checkpoint(latest) if latest is not None else None
         if checkpoint is not None:
             progress = checkpoint["progress"]
-        train = EnvWorkers(c.env_id, c.n_workers, first_seed=TRAIN_SEEDS + progress["env_steps"])
-        selection = EnvWorkers(c.env_id, c.n_workers, first_seed=SELECTION_SEEDS)
+        train = EnvWorkers(c.env_id, c.n_workers, first_seed=TRAIN_SEEDS + progress["env_steps"], **c.env_kwargs())
+        selection = EnvWorkers(c.env_id, c.n_workers, first_seed=SELECTION_SEEDS, **c.env_kwargs())
         try:
             model = ActorCritic(train.state_size, len(train.action_low), train.action_low, train.action_high)
             ppo = PPO(model, c.stage_ppo(stages[0]))

@@ -1,0 +1,104 @@
+"""PPO pieces against hand-computed values, two-stage selection/schedule, checkpoints."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.checkpoints import (CorruptCheckpointError, load_checkpoint, model_checkpoint, model_from_checkpoint,
+                                  save_checkpoint)
+from training.networks import ActorCritic
+from training.ppo import PPO, PPOConfig, RunningMeanStd, clipped_policy_loss, compute_gae
+from training.two_stage import RunConfig, RunDirectoryError, TwoStageRun, final_choice, select_best
+
+
+def test_gae_by_hand_with_termination_and_truncation() -> None:
+    # One env, 3 steps, gamma 0.5, lambda 0.5.
+    # t=0: normal step; t=1: truncated (bootstrap from the final observation's value 4);
+    # t=2: terminated (no bootstrap).
+    rewards = np.array([[1.0], [2.0], [3.0]])
+    values = np.array([[0.5], [1.0], [2.0]])
+    next_values = np.array([[1.0], [4.0], [9.0]])
+    terminated = np.array([[0.0], [0.0], [1.0]])
+    ended = np.array([[0.0], [1.0], [1.0]])
+    advantages, returns = compute_gae(rewards, values, next_values, terminated, ended, 0.5, 0.5)
+    a2 = 3.0 - 2.0  # delta = r - V (terminated)
+    a1 = 2.0 + 0.5 * 4.0 - 1.0  # delta with the truncation bootstrap; GAE stops at the episode end
+    a0 = (1.0 + 0.5 * 1.0 - 0.5) + 0.25 * a1
+    assert np.allclose(advantages[:, 0], [a0, a1, a2])
+    assert np.allclose(returns, advantages + values)
+
+
+def test_clipped_loss_and_kl_by_hand() -> None:
+    old = torch.log(torch.tensor([0.5, 0.5]))
+    new = torch.log(torch.tensor([0.8, 0.2]))  # ratios 1.6 and 0.4
+    advantages = torch.tensor([1.0, -1.0])
+    loss, kl = clipped_policy_loss(new, old, advantages, clip=0.2)
+    # min(1.6*1, 1.2*1) = 1.2 ; min(0.4*-1, 0.8*-1) = -0.8 -> loss = -(1.2 - 0.8)/2
+    assert loss.item() == pytest.approx(-0.2)
+    expected_kl = np.mean([(1.6 - 1) - np.log(1.6), (0.4 - 1) - np.log(0.4)])
+    assert kl.item() == pytest.approx(expected_kl, rel=1e-5)
+
+
+def test_running_mean_std_matches_numpy() -> None:
+    stats = RunningMeanStd()
+    data = np.random.default_rng(0).normal(3.0, 2.0, 1000)
+    for chunk in np.split(data, 10):
+        stats.update(chunk)
+    assert stats.mean == pytest.approx(data.mean(), rel=1e-3)
+    assert stats.var == pytest.approx(data.var(), rel=1e-3)
+
+
+def test_stage_two_schedule_follows_the_paper() -> None:
+    config = RunConfig("PickCube-v0")
+    assert (config.stage_ppo(1).batch_size, config.stage_ppo(1).samples_per_iteration) == (330, 20_000)
+    assert (config.stage_ppo(2).batch_size, config.stage_ppo(2).samples_per_iteration) == (297, 17_500)
+
+
+def record(stage: int, iteration: int, success: float, mean_return: float) -> dict:
+    return {"stage": stage, "iteration": iteration, "success": success, "mean_return": mean_return}
+
+
+def test_best_checkpoint_selection_and_ties() -> None:
+    records = [record(1, 1, 0.5, 10), record(1, 2, 0.7, 5), record(1, 3, 0.7, 8), record(1, 4, 0.7, 8)]
+    assert select_best(records, 1)["iteration"] == 3  # higher return wins the tie, then the earlier one
+    assert final_choice(records)["iteration"] == 3
+    assert final_choice(records + [record(2, 1, 0.7, 8)])["stage"] == 1  # equal is not better
+    assert final_choice(records + [record(2, 1, 0.8, 1)])["stage"] == 2
+    assert select_best(records, 2) is None
+
+
+def test_checkpoint_round_trip_restores_model_and_optimisers(tmp_path: Path) -> None:
+    ppo = PPO(ActorCritic(5, 3, [-1] * 3, [1] * 3), PPOConfig())
+    ppo._step(ppo.model(torch.randn(2, 10, 6), torch.randn(2, 5)).pow(2).sum())
+    ppo.return_stats.update(np.array([1.0, 2.0, 3.0]))
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(model_checkpoint(ppo.model, ppo=ppo.state_dict()), path)
+    restored = PPO(ActorCritic(5, 3, [-1] * 3, [1] * 3), PPOConfig())
+    restored.load_state_dict(load_checkpoint(path)["ppo"])
+    for a, b in zip(ppo.model.state_dict().values(), restored.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert restored.actor_optimizer.state_dict()["state"].keys() == ppo.actor_optimizer.state_dict()["state"].keys()
+    assert restored.return_stats.state_dict() == ppo.return_stats.state_dict()
+    assert isinstance(model_from_checkpoint(path), ActorCritic)
+    assert not list(tmp_path.glob("*.tmp"))  # the atomic write leaves no temporary file
+
+
+def test_corrupt_checkpoint_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CorruptCheckpointError, match=str(path)):
+        load_checkpoint(path)
+
+
+def test_run_directory_with_another_config_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"env_id": "LiftCube-v0"}))
+    with pytest.raises(RunDirectoryError, match="another configuration"):
+        TwoStageRun(tmp_path, RunConfig("PickCube-v0"))
+
+
+def test_unknown_env_id_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match="Unknown env id"):
+        TwoStageRun(tmp_path / "run", RunConfig("Nope-v0"))
+    assert not (tmp_path / "run").exists()
