@@ -17,6 +17,7 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
@@ -43,6 +44,7 @@ def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise
     """Observations and expert labels from `n_samples` steps driven by `student` (or the noisy expert)."""
     points, states, labels, successes = [], [], [], []
     step = workers.reset()
+    bar = tqdm(total=n_samples, desc="collect ({})".format("student" if student else "expert"), unit="step")
     while len(labels) * workers.n_workers < n_samples:
         label = step.expert_action
         points.append(step.points.astype(np.float16))
@@ -54,6 +56,9 @@ def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise
             action = student(step.points, step.state)
         step = workers.step(action.astype(np.float32))
         successes += list(step.success[step.terminated | step.truncated])
+        bar.update(workers.n_workers)
+        bar.set_postfix(episodes=len(successes), success="{:.2f}".format(np.mean(successes) if successes else 0))
+    bar.close()
     return {"points": np.concatenate(points), "state": np.concatenate(states),
             "label": np.clip(np.concatenate(labels), -1.0, 1.0), "episode_success": np.asarray(successes, bool)}
 
@@ -63,7 +68,7 @@ def behaviour_cloning(model: ActorCritic, data: Dict[str, np.ndarray], updates: 
     """MSE between the deterministic (tanh-scaled) action and the labels; returns the mean loss."""
     model.train()
     total = 0.0
-    for _ in range(updates):
+    for _ in tqdm(range(updates), desc="behaviour cloning", unit="update"):
         index = rng.integers(0, len(data["label"]), batch_size)
         prediction = model(torch.from_numpy(data["points"][index].astype(np.float32)),
                            torch.from_numpy(data["state"][index]))

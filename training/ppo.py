@@ -5,11 +5,12 @@ on the first update, KL early stopping, reward scaling by the running std of the
 return, advantage normalisation, and two Adam optimisers (the actor's skips the shared PointNet).
 """
 from dataclasses import asdict, dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from training.networks import ActorCritic
 from training.vec_env import EnvWorkers, Step
@@ -95,8 +96,9 @@ class PPO:
         """Make the next `collect` start from freshly reset environments."""
         self._last = None
 
-    def collect(self, workers: EnvWorkers) -> Dict[str, np.ndarray]:
-        """`samples_per_iteration` transitions (rounded up to a multiple of the worker count)."""
+    def collect(self, workers: EnvWorkers, progress: Optional[tqdm] = None) -> Dict[str, np.ndarray]:
+        """`samples_per_iteration` transitions (rounded up to a multiple of the worker count);
+        `progress` advances by one per env step."""
         n_steps = -(-self.config.samples_per_iteration // workers.n_workers)
         if self._last is None:
             self._last = workers.reset()
@@ -132,6 +134,8 @@ class PPO:
                                           step.reward, next_value.numpy(), step.terminated, ended)):
                 buffer[key].append(value_)
             self._last = step
+            if progress is not None:
+                progress.update(workers.n_workers)
         rollout = {key: np.stack(values) for key, values in buffer.items()}
         rollout["episode_returns"] = np.asarray(episode_returns)
         rollout["episode_successes"] = np.asarray(successes, dtype=bool)

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from agent.registry import get_task
 from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
@@ -161,9 +162,11 @@ class TwoStageRun:
 
     def _train_stage(self, ppo: PPO, progress: Dict, stage: int, train: EnvWorkers, selection: EnvWorkers) -> None:
         c = self.config
+        remaining = (c.iterations(stage) - progress["iteration"]) * ppo.config.samples_per_iteration
+        bar = tqdm(total=remaining, desc="stage {}".format(stage), unit="step", dynamic_ncols=True)
         while progress["iteration"] < c.iterations(stage):
             started = time.time()
-            rollout = ppo.collect(train)
+            rollout = ppo.collect(train, bar)
             collected = time.time()
             stats = ppo.learn(rollout)
             learned = time.time()
@@ -180,9 +183,10 @@ class TwoStageRun:
             save_checkpoint(model_checkpoint(ppo.model, ppo=ppo.state_dict(), progress=progress, config=asdict(c),
                                              rng=rng, record=record), self.checkpoint_path(record))
             write_metrics(self.run_dir / "metrics.csv", progress["records"])
-            print("stage {stage} iteration {iteration}: success {success:.2f} return {mean_return:.1f} "
-                  "env steps {env_steps} ({steps_per_s:.1f} steps/s)".format(
-                      **record, steps_per_s=rollout["reward"].size / (learned - started)), flush=True)
+            bar.set_postfix(iteration=progress["iteration"], success="{:.2f}".format(record["success"]),
+                            ret="{:.1f}".format(record["mean_return"]),
+                            collect_learn_steps_s="{:.1f}".format(rollout["reward"].size / (learned - started)))
+        bar.close()
 
 
 def _mean(values: np.ndarray) -> float:
