@@ -10,7 +10,8 @@ from training.checkpoints import (CorruptCheckpointError, load_checkpoint, model
                                   save_checkpoint)
 from training.networks import ActorCritic
 from training.ppo import PPO, PPOConfig, RunningMeanStd, clipped_policy_loss, compute_gae
-from training.two_stage import RunConfig, RunDirectoryError, TwoStageRun, final_choice, select_best
+from training.run_dir import RunDirectoryError
+from training.two_stage import RunConfig, TwoStageRun, final_choice, select_best
 
 
 def test_gae_by_hand_with_termination_and_truncation() -> None:

@@ -8,7 +8,8 @@ import typer
 
 from agent.registry import TaskSpec, get_task
 from agent.vulkan_fallback import LOADER_VARIABLES, activate
-from training.envs import missing_assets
+from training.bc import bc
+from training.envs import has_cuda, missing_assets
 
 app = typer.Typer(help="Train, evaluate and export ManiSkill2 point-cloud policies.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -24,7 +25,7 @@ def checked_task(env_id: str, algorithm: str) -> TaskSpec:
         spec = get_task(env_id)
     except KeyError as error:
         raise typer.BadParameter(error.args[0], param_hint="ENV_ID") from None
-    if spec.needs_cuda and not Path("/dev/nvidiactl").exists():
+    if spec.needs_cuda and not has_cuda():
         raise typer.BadParameter("{} is a soft-body task: ManiSkill2 simulates it with warp on a CUDA GPU, "
                                  "and this machine has none.".format(env_id), param_hint="ENV_ID")
     if spec.assets and missing_assets(spec):
@@ -41,7 +42,8 @@ def _ppo_run(env_id: str, run_dir: Optional[Path], stages: List[int], resume: bo
              stage2_batch_factor: float, stage2_samples_factor: float, eval_episodes: int, workers: Optional[int],
              init_from: Optional[Path], start_from: Optional[Path], seed: int, max_episode_steps: Optional[int]) -> None:
     from training.ppo import PPOConfig
-    from training.two_stage import RunConfig, RunDirectoryError, TwoStageRun
+    from training.run_dir import RunDirectoryError
+    from training.two_stage import RunConfig, TwoStageRun
 
     checked_task(env_id, "ppo")
     config = RunConfig(env_id, PPOConfig(batch_size=batch_size, samples_per_iteration=samples_per_iteration),
@@ -132,6 +134,9 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
                            updates_per_round=updates_per_round, batch_size=batch_size, expert_noise=expert_noise,
                            n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed)
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
+
+
+app.command("bc")(bc)
 
 
 @app.command()

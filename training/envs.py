@@ -37,3 +37,8 @@ def missing_assets(spec: TaskSpec) -> List[str]:
         if not (Path(source.get("output_dir", ASSET_DIR)) / name).exists():
             missing.append(uid)
     return missing
+
+
+def has_cuda() -> bool:
+    """Whether an NVIDIA GPU is present (ManiSkill2's soft-body simulation needs CUDA)."""
+    return Path("/dev/nvidiactl").exists()

@@ -9,14 +9,12 @@ stage-1 best (`result.json` records which).
 Run directory: `config.json`, `checkpoints/stage{S}-{iteration:04d}.pt`, `metrics.csv`,
 `result.json`. Re-running the same command continues from the newest checkpoint.
 """
-import csv
-import json
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +25,7 @@ from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpo
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, evaluate, torch_actor
 from training.networks import ActorCritic
 from training.ppo import PPO, PPOConfig
+from training.run_dir import RunDirectory, RunDirectoryError
 from training.vec_env import EnvWorkers
 
 
@@ -62,10 +61,6 @@ class RunConfig:
         return cls(**{**data, "ppo": PPOConfig(**data["ppo"])})
 
 
-class RunDirectoryError(RuntimeError):
-    pass
-
-
 def select_best(records: Sequence[Dict], stage: int) -> Optional[Dict]:
     """Highest success among a stage's records; ties: higher mean return, then earlier iteration."""
     candidates = [r for r in records if r["stage"] == stage]
@@ -87,27 +82,8 @@ class TwoStageRun:
 
     def __init__(self, run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> None:
         get_task(config.env_id)  # unknown env id: clear error before any work
-        self.run_dir, self.config = Path(run_dir), config
-        self.checkpoint_dir = self.run_dir / "checkpoints"
-        config_file = self.run_dir / "config.json"
-        if config_file.exists():
-            existing = json.loads(config_file.read_text())
-            if existing != asdict(config) and not force:
-                raise RunDirectoryError(
-                    "{} holds a run with another configuration; pass --force to overwrite its config, "
-                    "or use another --run-dir.\nexisting: {}\nrequested: {}".format(self.run_dir, existing, asdict(config)))
-            if not (resume or force) and self.latest_checkpoint() is not None:
-                raise RunDirectoryError("{} already holds a run; pass --resume to continue it or --force to "
-                                        "restart it".format(self.run_dir))
-            if force and not resume:
-                for old in self.checkpoint_dir.glob("*.pt"):
-                    old.unlink()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        config_file.write_text(json.dumps(asdict(config), indent=2))
-
-    def latest_checkpoint(self) -> Optional[Path]:
-        paths = sorted(self.checkpoint_dir.glob("stage*-*.pt"))
-        return paths[-1] if paths else None
+        self.config = config
+        self.directory = RunDirectory(run_dir, asdict(config), resume=resume, force=force)
 
     def run(self, stages: Sequence[int] = (1, 2), start_from: Optional[Path] = None) -> Dict:
         """Train `stages`; stage 2 starts from `start_from` or else the best stage-1 checkpoint."""
@@ -115,7 +91,7 @@ class TwoStageRun:
         torch.manual_seed(c.seed)
         np.random.seed(c.seed)
         progress = {"records": [], "env_steps": 0, "stage": stages[0], "iteration": 0}
-        latest = self.latest_checkpoint()
+        latest = self.directory.latest_checkpoint()
         checkpoint = load_checkpoint(latest) if latest is not None else None
         if checkpoint is not None:
             progress = checkpoint["progress"]
@@ -128,7 +104,7 @@ class TwoStageRun:
                 ppo.load_state_dict(checkpoint["ppo"])
                 torch.set_rng_state(checkpoint["rng"]["torch"])
                 np.random.set_state(checkpoint["rng"]["numpy"])
-                print("Resuming {} from {}".format(self.run_dir, latest))
+                print("Resuming {} from {}".format(self.directory.path, latest))
             elif c.init_from:
                 model.load_state_dict(load_checkpoint(Path(c.init_from))["model"])
             for stage in stages:
@@ -145,17 +121,14 @@ class TwoStageRun:
         finally:
             train.close()
             selection.close()
-        best = final_choice(progress["records"])
-        result = {**best, "checkpoint": str(self.checkpoint_path(best)), "chosen_from": "stage {}".format(best["stage"])}
-        (self.run_dir / "result.json").write_text(json.dumps(result, indent=2))
-        return result
+        return self.directory.write_result(final_choice(progress["records"]))
 
     def _best_stage1(self, records: Sequence[Dict]) -> Path:
         best = select_best(records, 1)
         if best is None:
             raise RunDirectoryError("Stage 2 needs a stage-1 checkpoint: run stage 1 in {} first, or pass "
-                                    "--from CHECKPOINT".format(self.run_dir))
-        return self.checkpoint_path(best)
+                                    "--from CHECKPOINT".format(self.directory.path))
+        return self.directory.checkpoint_path(best)
 
     def checkpoint_path(self, record: Dict) -> Path:
         return self.checkpoint_dir / "stage{}-{:04d}.pt".format(record["stage"], record["iteration"])
@@ -181,8 +154,8 @@ class TwoStageRun:
             progress["records"].append(record)
             rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
             save_checkpoint(model_checkpoint(ppo.model, ppo=ppo.state_dict(), progress=progress, config=asdict(c),
-                                             rng=rng, record=record), self.checkpoint_path(record))
-            write_metrics(self.run_dir / "metrics.csv", progress["records"])
+                                             rng=rng, record=record), self.directory.checkpoint_path(record))
+            self.directory.write_metrics(progress["records"])
             bar.set_postfix(iteration=progress["iteration"], success="{:.2f}".format(record["success"]),
                             ret="{:.1f}".format(record["mean_return"]),
                             collect_learn_steps_s="{:.1f}".format(rollout["reward"].size / (learned - started)))
@@ -191,13 +164,3 @@ class TwoStageRun:
 
 def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if len(values) else math.nan
-
-
-def write_metrics(path: Path, records: List[Dict]) -> None:
-    """Rewrite the per-iteration CSV from the checkpointed records (always consistent with them)."""
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
-    os.replace(temporary, path)

@@ -1,0 +1,261 @@
+"""Behaviour cloning from ManiSkill2 demonstrations, with the two-stage recipe applied to BC.
+
+The paper's BC (REFERENCE section 3): the PointNet actor's deterministic (tanh-scaled) action is
+regressed onto the demo's actions with MSE, Adam 3e-4, batch 256, 50k updates. Here the demo is
+first validated and converted once to network inputs (`training.demos`, cached in RUN/demos).
+Every `eval_every` updates the model is scored and checkpointed (`checkpoints/stage{S}-{k:04d}.pt`,
+`metrics.csv`): by its success on the fixed selection seeds (`evaluate`), or, with
+`eval_episodes=0`, by its MSE on held-out trajectories (10%, never trained on). The latter needs no
+simulator, so a soft-body cache converted on a GPU machine can be trained on a CPU-only one.
+
+What the second stage means for BC: there are no rollouts, so the paper's "samples per iteration
+x0.875" becomes "stage-2 length = 0.875 x the stage-1 updates". Stage 2 restarts from the best
+stage-1 checkpoint (model and Adam state), not from where stage 1 ended, and trains with batch
+size x0.9 (256 -> 230): a shorter, noisier fine-tuning of the best point found, which helps where
+BC over-fits late. It keeps its own best; the result is stage 2's best if it beats stage 1's best
+(`final_choice`), else stage 1's (`result.json` says which, and by what it was selected).
+
+Re-running with --resume continues from the newest checkpoint (conversion resumes on its own).
+"""
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import typer
+from torch import nn
+
+from agent.registry import TaskSpec, get_task
+from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
+from training.demos import (Demo, DemoError, Episode, convert_demo, converted_source, load_converted,
+                            read_demo)
+from training.distill import behaviour_cloning
+from training.envs import has_cuda, missing_assets
+from training.evaluation import SELECTION_SEEDS, evaluate, torch_actor
+from training.networks import ActorCritic
+from training.run_dir import RunDirectory, RunDirectoryError
+from training.two_stage import final_choice, select_best
+from training.vec_env import EnvWorkers
+
+
+@dataclass
+class BCConfig:
+    env_id: str
+    demo: str  # the trajectory .h5 (absolute path)
+    updates: int = 50_000  # stage 1; stage 2: x stage2_updates_factor
+    batch_size: int = 256  # stage 1; stage 2: x stage2_batch_factor
+    lr: float = 3e-4
+    eval_every: int = 5_000  # updates between evaluations (and checkpoints)
+    eval_episodes: int = 20  # 0: select checkpoints by validation MSE instead
+    stage2_batch_factor: float = 0.9
+    stage2_updates_factor: float = 0.875
+    validation_fraction: float = 0.1  # of the trajectories, held out from training
+    seed: int = 0
+    max_episode_steps: Optional[int] = None  # shorter evaluation episodes than the task's limit (quick tests)
+
+    def stage_batch_size(self, stage: int) -> int:
+        return self.batch_size if stage == 1 else max(1, round(self.batch_size * self.stage2_batch_factor))
+
+    def stage_updates(self, stage: int) -> int:
+        return self.updates if stage == 1 else round(self.updates * self.stage2_updates_factor)
+
+    def env_kwargs(self) -> Dict[str, Any]:
+        return {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
+
+
+class OnDevice(nn.Module):
+    """`model` on `device` behind the CPU-tensor interface of `behaviour_cloning` and `torch_actor`."""
+
+    def __init__(self, model: nn.Module, device: str) -> None:
+        super().__init__()
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+
+    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.model(points.to(self.device), state.to(self.device)).cpu()
+
+
+def split_episodes(episodes: Sequence[Episode], fraction: float, seed: int) -> Tuple[List[Episode], List[Episode]]:
+    """Training and held-out validation trajectories (`fraction` of them; at least one when there are two)."""
+    n_validation = 0 if len(episodes) < 2 else max(1, round(len(episodes) * fraction))
+    held_out = set(np.random.default_rng(seed).permutation(len(episodes))[:n_validation].tolist())
+    return ([e for i, e in enumerate(episodes) if i not in held_out],
+            [e for i, e in enumerate(episodes) if i in held_out])
+
+
+def validation_mse(model: nn.Module, data: Optional[Dict[str, np.ndarray]], batch_size: int) -> Optional[float]:
+    """Mean squared error of the deterministic action on `data` (None without validation data)."""
+    if data is None:
+        return None
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(data["label"]), batch_size):
+            part = slice(start, start + batch_size)
+            prediction = model(torch.from_numpy(data["points"][part].astype(np.float32)),
+                               torch.from_numpy(data["state"][part]))
+            total += (prediction - torch.from_numpy(data["label"][part])).pow(2).sum().item()
+    return total / data["label"].size
+
+
+def _ranked(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The record as `select_best`/`final_choice` compare it: success then return, or, without
+    evaluation, lower validation MSE (the stored record keeps its real metrics)."""
+    return record if record["episodes"] else {**record, "success": -record["val_mse"], "mean_return": 0.0}
+
+
+def best_record(records: Sequence[Dict[str, Any]], stage: Optional[int] = None) -> Optional[Dict[str, Any]]:
+    """A stage's best record, or with `stage=None` the run's result (stage 2's best if it beats stage 1's)."""
+    ranked = [_ranked(record) for record in records]
+    chosen = final_choice(ranked) if stage is None else select_best(ranked, stage)
+    return None if chosen is None else records[ranked.index(chosen)]
+
+
+def _restore(path: Path, model: ActorCritic, optimizer: torch.optim.Optimizer) -> Dict[str, Any]:
+    """Load a checkpoint's model and optimizer state; returns the checkpoint."""
+    checkpoint = load_checkpoint(path)
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    return checkpoint
+
+
+class BCRun:
+    """A BC run in `run_dir`: config.json, checkpoints/, metrics.csv, result.json, demos/ (the cache)."""
+
+    def __init__(self, run_dir: Path, config: BCConfig, demo: Demo, resume: bool = False, force: bool = False) -> None:
+        if not config.eval_episodes and len(demo.episodes) < 2:
+            raise DemoError("{} holds one trajectory: selecting by validation MSE needs at least two "
+                            "(or evaluate: --eval-episodes N)".format(demo.path))
+        self.config, self.demo = config, demo
+        self.directory = RunDirectory(run_dir, asdict(config), resume=resume, force=force)
+        self.cache_dir = self.directory.path / "demos"
+
+    def run(self, n_workers: int = 1, device: str = "cpu") -> Dict[str, Any]:
+        """Convert the demo (if not cached), train both stages to completion; returns result.json's content."""
+        c = self.config
+        source = convert_demo(self.demo, self.cache_dir, n_workers)
+        train_episodes, validation_episodes = split_episodes(self.demo.episodes, c.validation_fraction, c.seed)
+        train = load_converted(self.cache_dir, train_episodes)
+        validation = load_converted(self.cache_dir, validation_episodes) if validation_episodes else None
+        print("{} training samples from {} trajectories, {} held out".format(
+            len(train["label"]), len(train_episodes), len(validation_episodes)), flush=True)
+
+        torch.manual_seed(c.seed)
+        low, high = source["action_low"], source["action_high"]
+        model = ActorCritic(source["state_size"], len(low), low, high)
+        net = OnDevice(model, device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)
+        rng = np.random.default_rng(c.seed)
+        progress: Dict[str, Any] = {"stage": 1, "iteration": 0, "updates": 0, "records": []}
+        latest = self.directory.latest_checkpoint()
+        if latest is not None:
+            checkpoint = _restore(latest, model, optimizer)
+            rng.bit_generator.state = checkpoint["rng"]
+            progress = checkpoint["progress"]
+            print("Resuming {} from {}".format(self.directory.path, latest), flush=True)
+
+        selection = (EnvWorkers(c.env_id, n_workers, first_seed=SELECTION_SEEDS, **c.env_kwargs())
+                     if c.eval_episodes else None)
+        try:
+            for stage in (1, 2):
+                if stage < progress["stage"]:
+                    continue  # finished before an interruption
+                if stage == 2 and progress["stage"] == 1:
+                    start = self.directory.checkpoint_path(best_record(progress["records"], 1))
+                    _restore(start, model, optimizer)
+                    progress.update(stage=2, iteration=0, updates=0)
+                    print("Stage 2 starts from {}".format(start), flush=True)
+                while progress["updates"] < c.stage_updates(stage):
+                    self._train_step(net, optimizer, rng, progress, train, validation, selection)
+        finally:
+            if selection is not None:
+                selection.close()
+        return self.directory.write_result(
+            best_record(progress["records"]),
+            selected_by=("success on {} selection episodes".format(c.eval_episodes) if c.eval_episodes
+                         else "validation MSE on {} held-out trajectories".format(len(validation_episodes))))
+
+    def _train_step(self, net: OnDevice, optimizer: torch.optim.Optimizer, rng: np.random.Generator,
+                    progress: Dict[str, Any], train: Dict[str, np.ndarray],
+                    validation: Optional[Dict[str, np.ndarray]], selection: Optional[EnvWorkers]) -> None:
+        """`eval_every` updates (fewer at the end of a stage), then evaluate and checkpoint."""
+        c, stage = self.config, progress["stage"]
+        started = time.time()
+        updates = min(c.eval_every, c.stage_updates(stage) - progress["updates"])
+        loss = behaviour_cloning(net, train, updates, c.stage_batch_size(stage), optimizer, rng)
+        trained = time.time()
+        metrics = (evaluate(torch_actor(net), selection, c.eval_episodes) if selection is not None else
+                   {"success": None, "mean_return": None, "mean_length": None, "episodes": 0})
+        progress["updates"] += updates
+        progress["iteration"] += 1
+        record = {"stage": stage, "iteration": progress["iteration"], "updates": progress["updates"],
+                  "batch_size": c.stage_batch_size(stage), "train_loss": loss,
+                  "val_mse": validation_mse(net, validation, c.batch_size), **metrics,
+                  "train_seconds": trained - started, "eval_seconds": time.time() - trained}
+        progress["records"].append(record)
+        save_checkpoint(model_checkpoint(net.model, optimizer=optimizer.state_dict(), progress=progress,
+                                         config=asdict(c), rng=rng.bit_generator.state, record=record),
+                        self.directory.checkpoint_path(record))
+        self.directory.write_metrics(progress["records"])
+        print("stage {stage} update {updates}: train loss {train_loss:.5f}, validation MSE {val_mse}, "
+              "success {success}".format(**record), flush=True)
+
+
+def check_simulator(spec: TaskSpec, demo: Demo, cache_dir: Path, eval_episodes: int) -> None:
+    """Clear errors where the run needs a simulator this machine cannot run: converting the demo
+    (unless already cached) and evaluating need the task's env; training alone needs neither."""
+    converted = converted_source(demo, cache_dir) is not None
+    if converted and not eval_episodes:
+        return
+    work = "evaluating policies" if converted else "converting its demos to point clouds"
+    if spec.needs_cuda and not has_cuda():
+        hint = (" With the demos already converted in {}, --eval-episodes 0 trains here without a simulator."
+                .format(cache_dir) if converted else " Run it on a GPU machine (scripts/train_soft_body.sh).")
+        raise typer.BadParameter("{} is a soft-body task: {} needs a CUDA GPU (ManiSkill2 simulates it with warp "
+                                 "MPM), and this machine has none.{}".format(spec.env_id, work, hint),
+                                 param_hint="ENV_ID")
+    if spec.assets and missing_assets(spec):
+        raise typer.BadParameter("{} needs assets for {} that are not downloaded ({}). Run: {}".format(
+            spec.env_id, work, ", ".join(missing_assets(spec)[:3]), spec.download_command), param_hint="ENV_ID")
+
+
+def bc(env_id: str = typer.Argument(..., help="ManiSkill2 env id, e.g. Excavate-v0"),
+       demo: Path = typer.Argument(..., help="demo trajectory .h5 in ManiSkill2's format (its .json next to it), "
+                                   "in the task's control mode (see docs/soft_body.md)"),
+       run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/bc); the converted "
+                                              "demo is cached in RUN_DIR/demos"),
+       updates: int = typer.Option(50_000, min=1, help="stage-1 gradient updates (stage 2: x0.875)"),
+       batch_size: int = typer.Option(256, min=1, help="stage-1 minibatch size (stage 2: x0.9)"),
+       eval_every: int = typer.Option(5_000, min=1, help="updates between evaluations and checkpoints"),
+       eval_episodes: int = typer.Option(20, min=0, help="episodes per evaluation on the fixed selection seeds; "
+                                         "0: select checkpoints by MSE on 10% held-out trajectories"),
+       workers: Optional[int] = typer.Option(None, min=1, help="processes converting the demo and evaluating "
+                                             "(default: one per CPU core)"),
+       device: Optional[str] = typer.Option(None, help="torch device for training (default: cuda if available)"),
+       resume: bool = typer.Option(False, help="continue the run in --run-dir from its newest checkpoint"),
+       force: bool = typer.Option(False, help="restart the run in --run-dir, discarding its checkpoints"),
+       seed: int = typer.Option(0, help="random seed (initialisation, minibatches, validation split)"),
+       max_episode_steps: Optional[int] = typer.Option(None, min=1, help="cut evaluation episodes shorter than "
+                                                       "the task's time limit (quick trials)")) -> None:
+    """Behaviour cloning from ManiSkill2 demos in two stages (the soft-body track; rigid tasks work too)."""
+    try:
+        spec = get_task(env_id)
+    except KeyError as error:
+        raise typer.BadParameter(error.args[0], param_hint="ENV_ID") from None
+    run_dir = run_dir or Path("runs") / env_id / "bc"
+    try:
+        demo_file = read_demo(demo, spec)
+        check_simulator(spec, demo_file, run_dir / "demos", eval_episodes)
+        config = BCConfig(env_id, str(demo.resolve()), updates=updates, batch_size=batch_size, eval_every=eval_every,
+                          eval_episodes=eval_episodes, seed=seed, max_episode_steps=max_episode_steps)
+        run = BCRun(run_dir, config, demo_file, resume=resume, force=force)
+        result = run.run(workers or os.cpu_count() or 1, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except DemoError as error:
+        raise typer.BadParameter(str(error), param_hint="DEMO") from None
+    except RunDirectoryError as error:
+        raise typer.BadParameter(str(error), param_hint="--run-dir") from None
+    typer.echo(json.dumps(result, indent=2))

@@ -1,0 +1,61 @@
+"""A training run's directory, shared by PPO and BC runs.
+
+`config.json` (a run with another config is refused unless forced), `checkpoints/stage{S}-{iteration:04d}.pt`,
+`metrics.csv` (rewritten from the checkpointed records, so always consistent with them), `result.json`.
+"""
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+
+class RunDirectoryError(RuntimeError):
+    pass
+
+
+class RunDirectory:
+    def __init__(self, path: Path, config: Dict[str, Any], resume: bool = False, force: bool = False) -> None:
+        """Claim `path` for a run with `config`: refuse another run's directory unless `resume` (same config)
+        or `force` (overwrite; without `resume` its checkpoints are deleted)."""
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        config_file = self.path / "config.json"
+        if config_file.exists():
+            existing = json.loads(config_file.read_text())
+            if existing != config and not force:
+                raise RunDirectoryError(
+                    "{} holds a run with another configuration; pass --force to overwrite its config, or use "
+                    "another --run-dir.\nexisting: {}\nrequested: {}".format(self.path, existing, config))
+            if self.latest_checkpoint() is not None and not (resume or force):
+                raise RunDirectoryError("{} already holds a run; pass --resume to continue it or --force to "
+                                        "restart it".format(self.path))
+            if force and not resume:
+                for old in self.checkpoints.glob("*.pt"):
+                    old.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(config, indent=2))
+
+    def latest_checkpoint(self) -> Optional[Path]:
+        paths = sorted(self.checkpoints.glob("stage*-*.pt"))
+        return paths[-1] if paths else None
+
+    def checkpoint_path(self, record: Dict[str, Any]) -> Path:
+        return self.checkpoints / "stage{}-{:04d}.pt".format(record["stage"], record["iteration"])
+
+    def write_metrics(self, records: List[Dict[str, Any]]) -> None:
+        """Rewrite metrics.csv from the records (one row per evaluated iteration)."""
+        path = self.path / "metrics.csv"
+        temporary = path.with_suffix(".tmp")
+        with temporary.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+        os.replace(temporary, path)
+
+    def write_result(self, best: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
+        """result.json: the chosen record, its checkpoint and which stage it came from."""
+        result = {**best, "checkpoint": str(self.checkpoint_path(best)), "chosen_from": "stage {}".format(best["stage"]),
+                  **extra}
+        (self.path / "result.json").write_text(json.dumps(result, indent=2))
+        return result
