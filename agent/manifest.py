@@ -1,0 +1,138 @@
+"""The weights manifest: which ONNX policy each task ships, what it expects, and where it came from.
+
+`weights/manifest.json` (or `$MS2AGENT_WEIGHTS_DIR/manifest.json`) looks like:
+
+    {"policies": {"PickCube-v0": {
+        "file": "PickCube-v0.onnx",                      # relative to the weights directory
+        "sha256": "<hex digest of the file>",
+        "spec": {"n_points": 1200, "channels": 6, "state_size": 51, "action_size": 7},
+        "control_mode": "pd_ee_delta_pose", "obs_mode": "pointcloud",
+        "provenance": {"command": "...", "stage": 2, "checkpoint": "...", "date": "YYYY-MM-DD",
+                       "success": {"rate": 0.9, "episodes": 100, "seeds": "1000000-1000099"}}}}}
+
+Standard library only (Python 3.8).
+"""
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, NamedTuple, Union
+
+WEIGHTS_DIR_VARIABLE = "MS2AGENT_WEIGHTS_DIR"
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+MANIFEST_NAME = "manifest.json"
+TRAIN_COMMAND = "ms2agent two-stage {}"
+PROVENANCE_KEYS = ("command", "stage", "checkpoint", "success", "date")
+SUCCESS_KEYS = ("rate", "episodes", "seeds")
+
+
+class WeightsError(RuntimeError):
+    """Shipped weights are missing, corrupt or do not fit the task; the message names the file."""
+
+
+class PolicyNotFoundError(LookupError):
+    """No shipped policy for an env id; the message lists the tasks that have one."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a dict key
+        return str(self.args[0])
+
+
+class InputSpec(NamedTuple):
+    n_points: int  # points per observation, goal points included
+    channels: int  # per-point channels (xyz, rgb)
+    state_size: int
+    action_size: int
+
+
+class ManifestEntry(NamedTuple):
+    env_id: str
+    path: Path  # the ONNX file
+    sha256: str
+    spec: InputSpec
+    control_mode: str
+    obs_mode: str
+    provenance: Dict[str, Any]
+
+    def to_json(self, directory: Path) -> Dict[str, Any]:
+        """The entry as stored in the manifest of `directory`."""
+        return {"file": self.path.relative_to(directory).as_posix(), "sha256": self.sha256,
+                "spec": self.spec._asdict(), "control_mode": self.control_mode,
+                "obs_mode": self.obs_mode, "provenance": self.provenance}
+
+
+def weights_dir() -> Path:
+    """`$MS2AGENT_WEIGHTS_DIR` if set, else the repository's `weights/`."""
+    return Path(os.environ.get(WEIGHTS_DIR_VARIABLE) or DEFAULT_WEIGHTS_DIR)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Union[str, Path]) -> str:
+    return sha256_hex(Path(path).read_bytes())
+
+
+def parse_entry(env_id: str, raw: Dict[str, Any], directory: Path) -> ManifestEntry:
+    """One manifest entry, checked for completeness (KeyError/TypeError/ValueError otherwise)."""
+    file = Path(raw["file"])
+    if file.is_absolute() or ".." in file.parts:
+        raise ValueError("'file' must be relative to the weights directory, got {!r}".format(raw["file"]))
+    spec = InputSpec(**{field: int(raw["spec"][field]) for field in InputSpec._fields})
+    provenance = dict(raw["provenance"])
+    missing = [key for key in PROVENANCE_KEYS if key not in provenance]
+    missing += ["success." + key for key in SUCCESS_KEYS if key not in (provenance.get("success") or {})]
+    if missing:
+        raise ValueError("provenance lacks " + ", ".join(missing))
+    return ManifestEntry(env_id, directory / file, str(raw["sha256"]), spec, str(raw["control_mode"]),
+                         str(raw["obs_mode"]), provenance)
+
+
+def read_manifest(directory: Path) -> Dict[str, ManifestEntry]:
+    """All entries of the directory's manifest; WeightsError naming the manifest if it is unusable."""
+    path = directory / MANIFEST_NAME
+    try:
+        policies = json.loads(path.read_text())["policies"]
+        return {env_id: parse_entry(env_id, raw, directory) for env_id, raw in policies.items()}
+    except FileNotFoundError:
+        raise WeightsError("Weights manifest {} not found (set {} to another weights directory, or "
+                           "train and export a policy with `{}`).".format(
+                               path, WEIGHTS_DIR_VARIABLE, TRAIN_COMMAND.format("ENV_ID"))) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise WeightsError("Weights manifest {} is invalid: {}: {}".format(
+            path, type(error).__name__, error)) from error
+
+
+def write_entry(directory: Path, entry: ManifestEntry) -> None:
+    """Add or replace `entry` in the directory's manifest (created if missing); ValueError if incomplete."""
+    path = directory / MANIFEST_NAME
+    manifest = json.loads(path.read_text()) if path.exists() else {"policies": {}}
+    raw = entry.to_json(directory)
+    parse_entry(entry.env_id, raw, directory)
+    manifest["policies"][entry.env_id] = raw
+    manifest["policies"] = dict(sorted(manifest["policies"].items()))
+    partial = path.with_name(MANIFEST_NAME + ".partial")
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(str(partial), str(path))  # readers never see a half-written manifest
+
+
+def tasks_with_weights(entries: Dict[str, ManifestEntry]) -> str:
+    """Human-readable list of the env ids in a manifest."""
+    return ", ".join(sorted(entries)) or "none"
+
+
+def not_found(reason: str, entries: Dict[str, ManifestEntry], train_target: str) -> PolicyNotFoundError:
+    """The error for an env id without a shipped policy: what has one and how to train one."""
+    return PolicyNotFoundError("{} Tasks with shipped weights: {}. Train and export a policy with `{}`.".format(
+        reason, tasks_with_weights(entries), TRAIN_COMMAND.format(train_target)))
+
+
+def entry_for(env_id: str, entries: Dict[str, ManifestEntry], known_tasks: List[str], manifest: Path
+              ) -> ManifestEntry:
+    """The entry of `manifest` for `env_id`; PolicyNotFoundError if the id is unknown or has no weights."""
+    if env_id not in known_tasks:
+        raise not_found("Unknown env id {!r} (known tasks: {}).".format(env_id, ", ".join(known_tasks)),
+                        entries, "ENV_ID")
+    if env_id not in entries:
+        raise not_found("No policy for {} in {}.".format(env_id, manifest), entries, env_id)
+    return entries[env_id]

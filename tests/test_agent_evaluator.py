@@ -1,0 +1,49 @@
+"""The official ManiSkill2 evaluator runs `user_solution.UserPolicy` on the real simulator."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from agent.onnx_model import register
+from agent.preprocessing import state_size
+from agent.registry import get_task
+from test_agent_models import PROVENANCE, export_actor_critic
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_ID = "PickCube-v0"
+
+
+def ship_untrained(weights: Path, env_id: str = ENV_ID) -> None:
+    """An untrained paper network for `env_id` in `weights`, sized from the real env's spaces."""
+    from training.envs import make_env
+
+    task = get_task(env_id)
+    env = make_env(env_id, obs_mode=task.obs_mode, control_mode=task.control_mode)
+    sizes = state_size(env.observation_space), env.action_space.shape[0]
+    env.close()
+    weights.mkdir(parents=True, exist_ok=True)
+    path = weights / "{}.onnx".format(env_id)
+    export_actor_critic(path, *sizes, n_points=task.total_points)
+    register(weights, env_id, path, task.control_mode, task.obs_mode, PROVENANCE)
+
+
+def run_official_evaluator(python: str, cwd: Path, out: Path, env: Dict[str, str], episodes: int = 1) -> Dict:
+    """`python -m mani_skill2.evaluation.run_evaluation` on ENV_ID; its average metrics."""
+    command = [python, "-m", "mani_skill2.evaluation.run_evaluation", "-e", ENV_ID, "-o", str(out),
+               "-n", str(episodes)]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not (out / "error.log").exists(), (out / "error.log").read_text()
+    return json.loads((out / "average_metrics.json").read_text())
+
+
+@pytest.mark.sim
+def test_official_evaluator_runs_the_agent_from_another_weights_dir(tmp_path: Path) -> None:
+    ship_untrained(tmp_path / "weights")
+    env = dict(os.environ, MS2AGENT_WEIGHTS_DIR=str(tmp_path / "weights"))
+    metrics = run_official_evaluator(sys.executable, ROOT, tmp_path / "out", env)
+    assert 0.0 <= metrics["success"] <= 1.0
