@@ -11,9 +11,10 @@ timed in interleaved rounds so that load from other processes hits every variant
 - `agent, ORT int8 dyn`: PointNet MatMul weights quantised to int8 per output channel, activations
   per call (DynamicQuantizeMatMul); all three layers, or only the 128 -> 512 one (quantising the
   first layer means quantising raw xyz/rgb, the main source of error);
-- `... pool-friendly export`: the same weights exported with the max-pool as a tree of elementwise
-  Max (onnxruntime's ReduceMax over the point axis is slow) and the last ReLU after the pool
-  (max and ReLU commute): identical outputs, different graph.
+- `plain export`: the torch module exported as is (ReduceMax over the points after the last ReLU);
+  what ships is `training.export.ExportedActor`: the max-pool as a tree of elementwise Max
+  (onnxruntime's ReduceMax over the point axis is slow) and the last ReLU after the pool (max and
+  ReLU commute): identical outputs, different graph.
 `CPU ms/call` (process CPU time) is robust to load from other processes; on an idle machine it
 matches the wall clock for the one-thread variants. The last column is the largest action
 difference from the shipped fp32 export over all observations (untrained weights: their output
@@ -42,7 +43,7 @@ from agent.policy import Policy  # noqa: E402
 from agent.preprocessing import NetworkInput, preprocess, state_size  # noqa: E402
 from agent.registry import get_task  # noqa: E402
 from training.envs import make_env  # noqa: E402
-from training.export import onnx_bytes  # noqa: E402
+from training.export import ExportedActor, onnx_bytes  # noqa: E402
 from training.networks import ActorCritic  # noqa: E402
 
 ENV_ID = "PickCube-v0"
@@ -70,30 +71,6 @@ def collect_observations(count: int, seed: int = 0) -> Tuple[List[Dict], Tuple[A
     spaces = env.observation_space, env.action_space
     env.close()
     return observations, spaces
-
-
-def tree_max(features: torch.Tensor) -> torch.Tensor:
-    """Max over dim 1 by repeated halving: exports as Slice + elementwise Max."""
-    while features.shape[1] > 1:
-        half = features.shape[1] // 2
-        pooled = torch.maximum(features[:, :half], features[:, half:2 * half])
-        if features.shape[1] % 2:  # fold the odd one out into the first row
-            pooled = torch.cat([torch.maximum(pooled[:, :1], features[:, 2 * half:]), pooled[:, 1:]], dim=1)
-        features = pooled
-    return features[:, 0]
-
-
-class PoolFriendly(nn.Module):
-    """The same network, computed as relu(tree_max(last LayerNorm)) instead of max(relu(...))."""
-
-    def __init__(self, network: ActorCritic) -> None:
-        super().__init__()
-        self.network = network
-        self.per_point = network.pointnet.mlp[:-1]  # all but the final ReLU
-
-    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        pooled = torch.relu(tree_max(self.per_point(points)))
-        return self.network.mean_action(torch.cat([pooled, state], dim=-1))
 
 
 def export(module: nn.Module, path: Path, n_points: int, n_state: int) -> Path:
@@ -171,10 +148,10 @@ def build_variants(weights: Path, network: ActorCritic, observation_space: Any, 
     """All variants and the policy they share."""
     task = get_task(ENV_ID)
     n_state = state_size(observation_space)
-    shipped = export(network, weights / "{}.onnx".format(ENV_ID), task.total_points, n_state)
+    shipped = export(ExportedActor(network), weights / "{}.onnx".format(ENV_ID), task.total_points, n_state)
     register(weights, ENV_ID, shipped, task.control_mode, task.obs_mode, PROVENANCE)
     policy = Policy(ENV_ID, observation_space, action_space, weights=weights)
-    friendly = export(PoolFriendly(network), weights / "pool_friendly.onnx", task.total_points, n_state)
+    plain = export(network, weights / "plain.onnx", task.total_points, n_state)
 
     rng = np.random.default_rng(0)
     variants = [Variant("preprocess only", lambda observation: preprocess(observation, task, rng), None),
@@ -188,9 +165,7 @@ def build_variants(weights: Path, network: ActorCritic, observation_space: Any, 
                      quantize_matmuls(shipped, weights / "int8_all.onnx")),
         onnx_variant("agent, ORT int8 dyn, 128->512 MatMul only", policy,
                      quantize_matmuls(shipped, weights / "int8_last.onnx", LAST_LAYER_INPUTS)),
-        onnx_variant("agent, ORT fp32, pool-friendly export", policy, friendly),
-        onnx_variant("agent, ORT int8 dyn 128->512, pool-friendly export", policy,
-                     quantize_matmuls(friendly, weights / "pool_friendly_int8_last.onnx", LAST_LAYER_INPUTS)),
+        onnx_variant("agent, ORT fp32, plain export", policy, plain),
     ]
     return variants, policy
 

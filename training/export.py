@@ -1,7 +1,8 @@
 """Export a checkpoint's deterministic actor to ONNX for the agent, with a parity check.
 
 The ONNX graph maps `points` (B, N, 6) and `state` (B, S) to `action` (B, A); opset 17, which
-onnxruntime 1.19.2 (the Docker image's) loads. Parity: on real observations of the task the ONNX
+onnxruntime 1.19.2 (the Docker image's) loads. The graph computes exactly the trained network, rearranged
+for onnxruntime's CPU kernels (`ExportedActor`: ~1.5 ms less per act, see README "Agent latency"). Parity: on real observations of the task the ONNX
 and torch actions differ by at most `tolerance`. The manifest entry records sha256 and provenance.
 """
 import datetime
@@ -12,12 +13,14 @@ from typing import Any, Dict, List
 import numpy as np
 import onnxruntime
 import torch
+from torch import nn
 
 from agent.manifest import InputSpec, ManifestEntry, file_sha256, write_entry
 from agent.preprocessing import preprocess
 from agent.registry import get_task
 from training.checkpoints import load_checkpoint, model_from_checkpoint
-from training.networks import INPUT_NAMES, OUTPUT_NAME, ActorCritic
+from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME
+from training.networks import ActorCritic
 
 OPSET = 17
 
@@ -26,11 +29,37 @@ class ParityError(RuntimeError):
     pass
 
 
-def onnx_bytes(model: ActorCritic, n_points: int, state_size: int) -> bytes:
-    """The actor's deterministic path as an ONNX model with a dynamic batch axis."""
+def tree_max(features: torch.Tensor) -> torch.Tensor:
+    """Max over dim 1 by repeated halving: exports as Slice + elementwise Max, which onnxruntime
+    vectorises (its ReduceMax over the point axis does not)."""
+    while features.shape[1] > 1:
+        half = features.shape[1] // 2
+        pooled = torch.maximum(features[:, :half], features[:, half:2 * half])
+        if features.shape[1] % 2:  # fold the odd one out into the first row
+            pooled = torch.cat([torch.maximum(pooled[:, :1], features[:, 2 * half:]), pooled[:, 1:]], dim=1)
+        features = pooled
+    return features[:, 0]
+
+
+class ExportedActor(nn.Module):
+    """The actor's deterministic path as relu(tree_max(...)) instead of max(relu(...)): ReLU is
+    monotonic, so the two are identical, and the ReLU runs on 512 values instead of N x 512."""
+
+    def __init__(self, model: ActorCritic) -> None:
+        super().__init__()
+        self.model = model
+        self.per_point = model.pointnet.mlp[:-1]  # all but the final ReLU
+
+    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        pooled = torch.relu(tree_max(self.per_point(points)))
+        return self.model.mean_action(torch.cat([pooled, state], dim=-1))
+
+
+def onnx_bytes(actor: nn.Module, n_points: int, state_size: int) -> bytes:
+    """`actor(points, state) -> action` for `n_points` points as ONNX, with a dynamic batch axis."""
     buffer = io.BytesIO()
     example = (torch.zeros(1, n_points, 6), torch.zeros(1, state_size))
-    torch.onnx.export(model.eval(), example, buffer, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+    torch.onnx.export(actor.eval(), example, buffer, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
                       dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
                       opset_version=OPSET, dynamo=False)
     return buffer.getvalue()
@@ -74,7 +103,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     model = model_from_checkpoint(checkpoint)
     record = load_checkpoint(checkpoint).get("record", {})
     state_size = model.critic[0].in_features - model.pointnet.out_features
-    data = onnx_bytes(model, spec.total_points, state_size)
+    data = onnx_bytes(ExportedActor(model), spec.total_points, state_size)
     difference = check_parity(model, data, real_inputs(env_id))
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = weights_dir / "{}.onnx".format(env_id)

@@ -12,10 +12,6 @@ from typing import Iterator, List, Sequence, Tuple
 import torch
 from torch import nn
 
-# ONNX interface of an exported actor (read by agent/policy.py).
-INPUT_NAMES = ("points", "state")
-OUTPUT_NAME = "action"
-
 
 class PointNet(nn.Module):
     """Per-point shared MLP with LayerNorm, then max-pool over points: (B, N, C) -> (B, 512)."""
