@@ -10,7 +10,7 @@ from training.checkpoints import (CorruptCheckpointError, load_checkpoint, model
                                   save_checkpoint)
 from training.networks import ActorCritic
 from training.ppo import PPO, PPOConfig, RunningMeanStd, clipped_policy_loss, compute_gae
-from training.run_dir import RunDirectoryError
+from training.run_dir import RunDirectory, RunDirectoryError
 from training.two_stage import RunConfig, TwoStageRun, final_choice, select_best
 
 
@@ -103,3 +103,15 @@ def test_unknown_env_id_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="Unknown env id"):
         TwoStageRun(tmp_path / "run", RunConfig("Nope-v0"))
     assert not (tmp_path / "run").exists()
+
+
+def test_metrics_are_written_as_csv_tensorboard_and_png(tmp_path: Path) -> None:
+    directory = RunDirectory(tmp_path / "run", {"env_id": "PickCube-v0"})
+    records = []
+    for stage, iteration, steps, success in [(1, 1, 100, 0.1), (1, 2, 200, 0.3), (2, 1, 290, 0.4)]:
+        records.append({"stage": stage, "iteration": iteration, "env_steps": steps, "success": success,
+                        "mean_return": 1.0})
+        directory.write_metrics(records, step_key="env_steps")
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 4
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert (tmp_path / "run" / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -32,6 +32,7 @@ def test_tiny_two_stage_run_exports_a_policy_the_official_evaluator_runs(tmp_pat
         "stage1-0001.pt", "stage1-0002.pt", "stage2-0001.pt"]
     metrics = (run_dir / "metrics.csv").read_text().splitlines()
     assert len(metrics) == 4 and metrics[0].startswith("stage,iteration,env_steps,success")
+    assert (run_dir / "learning_curve.png").exists()
 
     weights = tmp_path / "weights"
     exported = ms2agent("export", "PickCube-v0", chosen["checkpoint"], "--weights-dir", str(weights),

@@ -200,7 +200,7 @@ class BCRun:
         save_checkpoint(model_checkpoint(net.model, optimizer=optimizer.state_dict(), progress=progress,
                                          config=asdict(c), rng=rng.bit_generator.state, record=record),
                         self.directory.checkpoint_path(record))
-        self.directory.write_metrics(progress["records"])
+        self.directory.write_metrics(progress["records"], step_key="updates")
         print("stage {stage} update {updates}: train loss {train_loss:.5f}, validation MSE {val_mse}, "
               "success {success}".format(**record), flush=True)
 

@@ -170,6 +170,14 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 
 @app.command()
+def plot(run_dir: Path = typer.Argument(..., help="a PPO or BC run directory (holding metrics.csv)")) -> None:
+    """(Re)draw RUN_DIR/learning_curve.png: success vs env steps (or BC updates), stage boundary marked."""
+    from training.plots import plot_learning_curve
+
+    typer.echo(str(plot_learning_curve(run_dir)))
+
+
+@app.command()
 def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
            episodes: int = typer.Option(100, help="number of episodes"),
            first_seed: int = typer.Option(0, help="first episode seed"),

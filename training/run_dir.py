@@ -1,7 +1,8 @@
 """A training run's directory, shared by PPO and BC runs.
 
 `config.json` (a run with another config is refused unless forced), `checkpoints/stage{S}-{iteration:04d}.pt`,
-`metrics.csv` (rewritten from the checkpointed records, so always consistent with them), `result.json`.
+`metrics.csv` (rewritten from the checkpointed records, so always consistent with them), `tensorboard/`,
+`learning_curve.png`, `result.json`.
 """
 import csv
 import json
@@ -43,8 +44,18 @@ class RunDirectory:
     def checkpoint_path(self, record: Dict[str, Any]) -> Path:
         return self.checkpoints / "stage{}-{:04d}.pt".format(record["stage"], record["iteration"])
 
-    def write_metrics(self, records: List[Dict[str, Any]]) -> None:
-        """Rewrite metrics.csv from the records (one row per evaluated iteration)."""
+    def write_metrics(self, records: List[Dict[str, Any]], step_key: str) -> None:
+        """Rewrite metrics.csv from the records (one row per evaluated iteration), log the newest one
+        to TensorBoard at step `record[step_key]`, and redraw learning_curve.png."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        from training.plots import plot_learning_curve
+
+        newest = records[-1]
+        with SummaryWriter(str(self.path / "tensorboard")) as writer:
+            for key, value in newest.items():
+                if isinstance(value, (int, float)) and key not in ("stage", "iteration"):
+                    writer.add_scalar("stage{}/{}".format(newest["stage"], key), value, newest[step_key])
         path = self.path / "metrics.csv"
         temporary = path.with_suffix(".tmp")
         with temporary.open("w", newline="") as file:
@@ -52,6 +63,7 @@ class RunDirectory:
             writer.writeheader()
             writer.writerows(records)
         os.replace(temporary, path)
+        plot_learning_curve(self.path)
 
     def write_result(self, best: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
         """result.json: the chosen record, its checkpoint and which stage it came from."""

@@ -155,7 +155,7 @@ class TwoStageRun:
             rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
             save_checkpoint(model_checkpoint(ppo.model, ppo=ppo.state_dict(), progress=progress, config=asdict(c),
                                              rng=rng, record=record), self.directory.checkpoint_path(record))
-            self.directory.write_metrics(progress["records"])
+            self.directory.write_metrics(progress["records"], step_key="env_steps")
             bar.set_postfix(iteration=progress["iteration"], success="{:.2f}".format(record["success"]),
                             ret="{:.1f}".format(record["mean_return"]),
                             collect_learn_steps_s="{:.1f}".format(rollout["reward"].size / (learned - started)))
