@@ -1,0 +1,61 @@
+"""Privileged experts: registry errors, PickCube success, official demo layout."""
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from training.envs import make_env
+from training.experts import EXPERTS, evaluate_expert, make_expert, record_demos
+
+
+def test_unsupported_task_names_the_supported_ones() -> None:
+    with pytest.raises(ValueError) as error:
+        make_expert("TurnFaucet-v0")
+    assert "TurnFaucet-v0" in str(error.value)
+    assert all(env_id in str(error.value) for env_id in EXPERTS)
+
+
+@pytest.mark.sim
+def test_pick_cube_expert_succeeds() -> None:
+    result = evaluate_expert("PickCube-v0", n_episodes=3, first_seed=0)
+    assert result["success_rate"] == 1.0
+    assert 0 < result["mean_length"] < 200
+
+
+@pytest.mark.sim
+def test_expert_labels_states_off_its_own_path() -> None:
+    """DAgger use: states reached by random actions still get finite, in-range labels."""
+    env = make_env("PickCube-v0", obs_mode="state", control_mode="pd_ee_delta_pose")
+    expert = make_expert("PickCube-v0")
+    env.action_space.seed(0)
+    try:
+        env.reset(seed=0)
+        expert.reset(env)
+        for _ in range(20):
+            action = expert.act(env)
+            assert action.shape == (7,) and np.all(np.isfinite(action))
+            assert np.all(np.abs(action) <= 1.0 + 1e-6)
+            env.step(env.action_space.sample())
+    finally:
+        env.close()
+
+
+@pytest.mark.sim
+def test_record_demos_writes_official_layout(tmp_path: Path) -> None:
+    summary = record_demos("PickCube-v0", tmp_path, n_episodes=2, first_seed=0)
+    assert summary == {"episodes": 2, "kept": 2}
+    meta = json.loads((tmp_path / "trajectory.json").read_text())
+    assert meta["env_info"]["env_id"] == "PickCube-v0"
+    assert [episode["episode_id"] for episode in meta["episodes"]] == [0, 1]
+    assert [episode["reset_kwargs"]["seed"] for episode in meta["episodes"]] == [0, 1]
+    assert all(episode["control_mode"] == "pd_ee_delta_pose" for episode in meta["episodes"])
+    with h5py.File(tmp_path / "trajectory.h5", "r") as file:
+        assert sorted(file) == ["traj_0", "traj_1"]
+        for episode in meta["episodes"]:
+            traj = file["traj_{}".format(episode["episode_id"])]
+            steps = episode["elapsed_steps"]
+            assert traj["actions"].shape == (steps, 7)
+            assert traj["env_states"].shape[0] == steps + 1
+            assert traj["success"][-1] and not traj["success"][:-1].any()

@@ -1,0 +1,99 @@
+"""Experts for the insertion tasks: PegInsertionSide-v0, PlugCharger-v0."""
+import gymnasium as gym
+import numpy as np
+import sapien.core as sapien
+
+from .base import GraspExpert, carry_action, grasp_pose, rotation_angle
+
+
+class InsertionExpert(GraspExpert):
+    """Grasp an object, hold it in front of its slot (`goal_pose`: the object's pose when fully
+    inserted) aligned with the slot's x axis, then push it in along that axis."""
+
+    clearance = 0.01  # m in front of the entrance that lining up keeps at least
+    standoff = 0.03  # m of slack behind that while lining up
+    funnel_slope = 1.0  # extra distance per metre of lateral error, keeps the hand clear of the slot's body
+    lateral_tolerance = 0.0015  # m, largest y/z error (slot frame) to start pushing in
+    angle_tolerance = 0.015  # rad, largest orientation error to start pushing in
+    jam_slack = 2.0  # once inside, back out when the errors exceed the tolerances this many times
+    push_step = 0.02  # m per step along the slot axis while pushing
+    depth = 0.0  # m along the slot x axis at which pushing stops (0: fully inserted)
+    sag_gain = 1.0  # lateral errors are overshot by this factor, cancelling the sag of the loaded arm
+    sag_range = 0.005  # m, largest lateral error that is overshot
+    lean = 0.0  # rad the gripper leans towards the object's x axis (the insertion direction)
+
+    def grasp_x(self, env: gym.Env) -> float:
+        """Object-frame x of the grasp centre; the fingers close along the object's y axis."""
+        raise NotImplementedError
+
+    def entrance(self, env: gym.Env) -> float:
+        """Slot-frame x of the object origin where it starts entering the slot."""
+        raise NotImplementedError
+
+    def goal_pose(self, env: gym.Env) -> sapien.Pose:
+        return env.unwrapped.goal_pose
+
+    def grasp_pose(self, env: gym.Env) -> sapien.Pose:
+        held = self.target(env).pose
+        axes = held.to_transformation_matrix()[:3, :3]
+        center = (held * sapien.Pose([self.grasp_x(env), 0, 0])).p
+        return grasp_pose(env, center, [axes[:, 1]], lean=(axes[:, 0], self.lean))
+
+    def aligned(self, offset: sapien.Pose, slack: float = 1.0) -> bool:
+        """Whether the slot-frame `offset` is within the tolerances (scaled by `slack`)."""
+        return bool(np.all(np.abs(offset.p[1:]) < slack * self.lateral_tolerance)
+                    and rotation_angle(offset) < slack * self.angle_tolerance)
+
+    def carry(self, env: gym.Env) -> np.ndarray:
+        goal, held = self.goal_pose(env), self.target(env).pose
+        offset = goal.inv() * held  # x: along the slot axis, y/z: lateral error
+        x, entrance = offset.p[0], self.entrance(env)
+        error = offset.p[1:]
+        lateral = -self.sag_gain * np.clip(error, -self.sag_range, self.sag_range)  # overshoot small errors
+        if x > entrance:  # inside: push on, or back out a little when jammed out of line
+            in_line = self.aligned(offset, self.jam_slack)
+            x = min(x + self.push_step, self.depth) if in_line else x - self.push_step
+        elif self.aligned(offset) and x > entrance - 2 * self.standoff:
+            x = min(x + self.push_step, self.depth)
+        else:  # line up in front of the entrance, further back the further off the slot axis
+            near = entrance - self.clearance - self.funnel_slope * float(np.linalg.norm(error))
+            if x > near + self.clearance:  # too close for this lateral error: back off first
+                lateral = error
+            x = float(np.clip(x, near - self.standoff, near))
+        return carry_action(env, held, goal * sapien.Pose([x, *lateral]))
+
+
+class PegInsertionSideExpert(InsertionExpert):
+    """Grasp the peg from above towards its tail, insert its head into the box's side hole."""
+
+    tail_margin = 0.025  # m between the grasp centre and the tail end: the hand stays far from the box
+    lean = 0.3  # rad the gripper leans towards the peg head, which keeps the forearm off the box
+    grasp_max_angle = 20.0
+    depth = -0.005  # head 5 mm short of the hole centre; success needs it past -15 mm
+
+    def target(self, env: gym.Env) -> sapien.Actor:
+        return env.unwrapped.peg
+
+    def grasp_x(self, env: gym.Env) -> float:
+        return self.tail_margin - float(env.unwrapped.peg_half_size[0])
+
+    def entrance(self, env: gym.Env) -> float:
+        return -float(env.unwrapped.peg_half_size[0])  # box front face: the box is as deep as the peg is long
+
+
+class PlugChargerExpert(InsertionExpert):
+    """Grasp the charger base from above, away from the pins, and plug the pins into the receptacle."""
+
+    lean = 0.2  # rad the gripper leans towards the pins, keeping the hand off the receptacle
+    lateral_tolerance = 0.0004  # the pin slots leave 0.5 mm on each side
+    angle_tolerance = 0.01
+    push_step = 0.005
+
+    def target(self, env: gym.Env) -> sapien.Actor:
+        return env.unwrapped.charger
+
+    def grasp_x(self, env: gym.Env) -> float:
+        return -0.032  # on the base (x in [-0.04, 0]), as far from the pins as the fingers allow
+
+    def entrance(self, env: gym.Env) -> float:
+        return -2 * env.unwrapped._peg_size[0]  # pin tips touch the receptacle face
