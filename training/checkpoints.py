@@ -30,6 +30,7 @@ def save_checkpoint(state: Dict[str, Any], path: Path) -> None:
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
     """Load a checkpoint; a clear error naming the file if it is missing or unreadable."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError("Checkpoint {} does not exist".format(path))
     try:
