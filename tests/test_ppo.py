@@ -10,6 +10,7 @@ from training.checkpoints import (CorruptCheckpointError, load_checkpoint, model
                                   save_checkpoint)
 from training.networks import ActorCritic
 from training.ppo import PPO, PPOConfig, RunningMeanStd, clipped_policy_loss, compute_gae
+from training.vec_env import Step
 from training.run_dir import RunDirectory, RunDirectoryError
 from training.two_stage import RunConfig, TwoStageRun, final_choice, select_best
 
@@ -115,3 +116,40 @@ def test_metrics_are_written_as_csv_tensorboard_and_png(tmp_path: Path) -> None:
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 4
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "run" / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class ScriptedWorkers:
+    """Two envs without a simulator: env 1 is cut by the time limit at its second step."""
+
+    n_workers = 2
+
+    def __init__(self) -> None:
+        self.t = 0
+
+    def observation(self, value: float) -> tuple:
+        return np.full((2, 8, 6), value, np.float32), np.full((2, 5), value, np.float32)
+
+    def reset(self) -> Step:
+        return self.step(None)
+
+    def step(self, actions) -> Step:
+        self.t += 1
+        points, state = self.observation(self.t)
+        truncated = np.array([False, self.t == 3])
+        final_points, final_state = self.observation(100.0)
+        return Step(points, state, np.ones(2, np.float32), np.zeros(2, bool), truncated, np.zeros(2, bool),
+                    final_points, final_state, None)
+
+
+def test_collect_bootstraps_from_the_next_observation_or_the_truncated_episodes_last() -> None:
+    model = ActorCritic(5, 3, [-1] * 3, [1] * 3)
+    ppo = PPO(model, PPOConfig(samples_per_iteration=6))
+    rollout = ppo.collect(ScriptedWorkers())
+    with torch.no_grad():
+        def value(x: float) -> float:
+            return model.distribution_and_value(torch.full((1, 8, 6), float(x)), torch.full((1, 5), float(x)))[1].item()
+    # Observations 1, 2, 3 were acted on; after step 2 (observation 3 returned), env 1 was truncated.
+    expected = np.array([[value(2), value(2)], [value(3), value(100)], [value(4), value(4)]])
+    assert np.allclose(rollout["next_value"], expected, atol=1e-5)
+    assert np.allclose(rollout["value"][:, 0], [value(1), value(2), value(3)], atol=1e-5)
+    assert rollout["ended"].tolist() == [[False, False], [False, True], [False, False]]

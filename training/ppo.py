@@ -92,6 +92,9 @@ class PPO:
         self._running_return: np.ndarray = None  # discounted, for reward scaling
         self._episode_return: np.ndarray = None  # undiscounted, for reporting
 
+    def _evaluate(self, points: np.ndarray, state: np.ndarray) -> Tuple[torch.distributions.Normal, torch.Tensor]:
+        return self.model.distribution_and_value(torch.from_numpy(points), torch.from_numpy(state))
+
     def restart_rollouts(self) -> None:
         """Make the next `collect` start from freshly reset environments."""
         self._last = None
@@ -104,24 +107,23 @@ class PPO:
             self._last = workers.reset()
             self._running_return = np.zeros(workers.n_workers)
             self._episode_return = np.zeros(workers.n_workers)
-        keys = ("points", "state", "action", "log_prob", "value", "reward", "next_value", "terminated", "ended")
+        keys = ("points", "state", "action", "log_prob", "value", "reward", "final_value", "truncated", "terminated",
+                "ended")
         buffer = {key: [] for key in keys}
         episode_returns, successes = [], []
         self.model.eval()
         for _ in range(n_steps):
             obs = self._last
             with torch.no_grad():
-                dist, value = self.model.distribution_and_value(torch.from_numpy(obs.points), torch.from_numpy(obs.state))
+                dist, value = self._evaluate(obs.points, obs.state)
                 action = dist.sample()
                 log_prob = dist.log_prob(action).sum(-1)
             step = workers.step(action.numpy())
-            with torch.no_grad():
-                _, next_value = self.model.distribution_and_value(torch.from_numpy(step.points), torch.from_numpy(step.state))
-                ended = step.terminated | step.truncated
-                if step.truncated.any():
-                    _, final_value = self.model.distribution_and_value(torch.from_numpy(step.final_points),
-                                                                       torch.from_numpy(step.final_state))
-                    next_value = torch.where(torch.from_numpy(step.truncated), final_value, next_value)
+            ended = step.terminated | step.truncated
+            final_value = np.zeros(workers.n_workers, dtype=np.float32)
+            if step.truncated.any():  # bootstrap a time-limit cut from the episode's last observation
+                with torch.no_grad():
+                    final_value = self._evaluate(step.final_points, step.final_state)[1].numpy()
             self._episode_return += step.reward
             for worker in np.flatnonzero(ended):
                 episode_returns.append(self._episode_return[worker])
@@ -131,12 +133,18 @@ class PPO:
             self.return_stats.update(self._running_return)
             self._running_return[ended] = 0.0
             for key, value_ in zip(keys, (obs.points, obs.state, action.numpy(), log_prob.numpy(), value.numpy(),
-                                          step.reward, next_value.numpy(), step.terminated, ended)):
+                                          step.reward, final_value, step.truncated, step.terminated, ended)):
                 buffer[key].append(value_)
             self._last = step
             if progress is not None:
                 progress.update(workers.n_workers)
         rollout = {key: np.stack(values) for key, values in buffer.items()}
+        with torch.no_grad():
+            last_value = self._evaluate(self._last.points, self._last.state)[1].numpy()
+        # The value after step t is the value computed at step t + 1 (one forward pass per step),
+        # except for episodes cut by the time limit.
+        next_value = np.concatenate([rollout["value"][1:], last_value[None]])
+        rollout["next_value"] = np.where(rollout.pop("truncated"), rollout.pop("final_value"), next_value)
         rollout["episode_returns"] = np.asarray(episode_returns)
         rollout["episode_successes"] = np.asarray(successes, dtype=bool)
         return rollout
