@@ -152,7 +152,8 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
     from training.vec_env import EnvWorkers
 
     get_task(env_id)
-    with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed) as envs:
+    # Reported success rates come from the official renderer, not the fast training path.
+    with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, fast_render=False) as envs:
         metrics = run_evaluate(torch_actor(model_from_checkpoint(checkpoint)), envs, episodes)
     typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
 

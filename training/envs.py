@@ -1,4 +1,5 @@
 """Creating ManiSkill2 environments for training, evaluation and tests."""
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, List
 
@@ -9,13 +10,24 @@ from agent.vulkan_fallback import activate, unavailable
 
 
 def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_ee_delta_pose",
-             **kwargs: Any) -> gym.Env:
-    """`gym.make` for a ManiSkill2 env, with Vulkan set up first and its failures explained."""
+             fast_render: bool = False, **kwargs: Any) -> gym.Env:
+    """`gym.make` for a ManiSkill2 env, with Vulkan set up first and its failures explained.
+
+    `fast_render`: light robot meshes and a one-pass shader (`training.fast_render`): ~4x faster point
+    clouds on software Vulkan, matching the official renderer's to ~0.25 mm / 3 rgb levels (p99).
+    """
     activate()
     import mani_skill2.envs  # noqa: F401  (registers the environments)
 
+    if fast_render:
+        from training.fast_render import fast_rendering
+
+        rendering = fast_rendering(env_id, kwargs)
+    else:
+        rendering = nullcontext(kwargs)
     try:
-        return gym.make(env_id, obs_mode=obs_mode, control_mode=control_mode, **kwargs)
+        with rendering as env_kwargs:
+            return gym.make(env_id, obs_mode=obs_mode, control_mode=control_mode, **env_kwargs)
     except RuntimeError as error:
         if "vk::" in str(error) or "Vulkan" in str(error) or "rendering device" in str(error):
             raise unavailable("SAPIEN could not create its Vulkan renderer: {}".format(error)) from error

@@ -4,7 +4,8 @@ Each worker owns one ManiSkill2 env (dense reward, the registry's control mode),
 `preprocess` (so training sees exactly what the shipped agent sees), resets itself when an
 episode ends (seeds `first_seed + worker + k * n_workers`), and can also return a privileged
 expert's action for every observation (DAgger labels). On software Vulkan each worker renders
-with one lavapipe thread (`LP_NUM_THREADS=1`), which is faster than sharing threads.
+with one lavapipe thread (`LP_NUM_THREADS=1`), which is faster than sharing threads, and, unless
+`fast_render=False` is passed, with `training.fast_render`'s light meshes and one-pass shader.
 """
 import multiprocessing as mp
 import os
@@ -33,9 +34,11 @@ class Step(NamedTuple):
 def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, with_expert: bool,
             env_kwargs: Dict) -> None:
     os.environ.setdefault("LP_NUM_THREADS", "1")
+    from agent.vulkan_fallback import activate
     from training.envs import make_env
 
     spec = get_task(env_id)
+    env_kwargs = {"fast_render": activate(), **env_kwargs}  # on software Vulkan unless the caller overrides
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    reward_mode="dense", **env_kwargs)
     expert = None
