@@ -28,9 +28,10 @@ def checked_task(env_id: str, algorithm: str) -> TaskSpec:
     if spec.needs_cuda and not has_cuda():
         raise typer.BadParameter("{} is a soft-body task: ManiSkill2 simulates it with warp on a CUDA GPU, "
                                  "and this machine has none.".format(env_id), param_hint="ENV_ID")
-    if spec.assets and missing_assets(spec):
+    missing = missing_assets(spec)
+    if missing:
         raise typer.BadParameter("{} needs assets that are not downloaded ({}). Run: {}".format(
-            env_id, ", ".join(missing_assets(spec)[:3]), spec.download_command), param_hint="ENV_ID")
+            env_id, ", ".join(missing[:3]), spec.download_command), param_hint="ENV_ID")
     if spec.algorithm != algorithm:
         raise typer.BadParameter("{} is trained with {}, not {} (see agent/registry.py)".format(
             env_id, spec.algorithm.upper(), algorithm.upper()), param_hint="ENV_ID")

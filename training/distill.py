@@ -115,12 +115,11 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                 os.replace(data_dir / "round{}.tmp.npz".format(k), shard)
             collected = time.time()
             behaviour_success = float(np.mean(np.load(shard)["episode_success"])) if k else float("nan")
-            loss = behaviour_cloning(model, load_rounds(data_dir, k + 1), config.updates_per_round,
-                                     config.batch_size, optimizer, rng)
+            data = load_rounds(data_dir, k + 1)
+            loss = behaviour_cloning(model, data, config.updates_per_round, config.batch_size, optimizer, rng)
             trained = time.time()
             metrics = evaluate(torch_actor(model), selection, config.eval_episodes)
-            record = {"round": k, "samples": int(sum(len(np.load(data_dir / "round{}.npz".format(i))["label"])
-                                                     for i in range(k + 1))),
+            record = {"round": k, "samples": len(data["label"]),
                       "bc_loss": loss, "student_rollout_success": behaviour_success, **metrics,
                       "collect_seconds": collected - started, "train_seconds": trained - collected,
                       "eval_seconds": time.time() - trained}
