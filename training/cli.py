@@ -38,6 +38,15 @@ def checked_task(env_id: str, algorithm: str) -> TaskSpec:
     return spec
 
 
+def checked_expert(env_id: str) -> None:
+    """A clear exit before any work when no privileged expert exists for the task."""
+    from training.experts import EXPERTS
+
+    if env_id not in EXPERTS:
+        raise typer.BadParameter("no expert for {}; experts exist for {}".format(env_id, ", ".join(sorted(EXPERTS))),
+                                 param_hint="ENV_ID")
+
+
 def _ppo_run(env_id: str, run_dir: Optional[Path], stages: List[int], resume: bool, force: bool,
              stage1_iterations: int, stage2_iterations: int, samples_per_iteration: int, batch_size: int,
              stage2_batch_factor: float, stage2_samples_factor: float, eval_episodes: int, workers: Optional[int],
@@ -126,11 +135,9 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume."""
     from training.distill import DistillConfig, distill as run_distill
-    from training.experts import EXPERTS
 
     checked_task(env_id, "ppo")
-    if env_id not in EXPERTS:
-        raise typer.BadParameter("no expert for {}; experts exist for {}".format(env_id, ", ".join(sorted(EXPERTS))))
+    checked_expert(env_id)
     config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
                            updates_per_round=updates_per_round, batch_size=batch_size, expert_noise=expert_noise,
                            n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed)
@@ -185,10 +192,9 @@ def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
            first_seed: int = typer.Option(0, help="first episode seed"),
            record_dir: Optional[Path] = typer.Option(None, help="also record demos (ManiSkill2 trajectory.h5/.json)")) -> None:
     """Evaluate the privileged expert (state observations), optionally recording demonstrations."""
-    from training.experts import EXPERTS, evaluate_expert, record_demos
+    from training.experts import evaluate_expert, record_demos
 
-    if env_id not in EXPERTS:
-        raise typer.BadParameter("no expert for {}; experts exist for {}".format(env_id, ", ".join(sorted(EXPERTS))))
+    checked_expert(env_id)
     if record_dir is not None:
         typer.echo(json.dumps(record_demos(env_id, record_dir, episodes, first_seed), default=str))
     else:
