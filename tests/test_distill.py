@@ -1,10 +1,40 @@
-"""Distillation on the real simulator: expert round, one DAgger round, resume without redoing rounds."""
+"""Distillation: point subsets for BC, and on the real simulator an expert round, one DAgger round,
+and resuming without redoing rounds."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from training.distill import DistillConfig, distill
+import torch
+
+from training.distill import DistillConfig, behaviour_cloning, distill, point_subset
+from training.networks import ActorCritic
+
+
+def test_point_subset_keeps_camera_and_goal_shares() -> None:
+    columns = point_subset(1200, 50, 300, np.random.default_rng(0))
+    camera, goal = columns[columns < 1150], columns[columns >= 1150]
+    assert len(camera) == 300 and len(goal) == 13
+    assert len(set(columns.tolist())) == len(columns) and goal.max() < 1200
+    assert point_subset(1200, 50, 0, np.random.default_rng(0)) is None  # 0: all points
+    assert point_subset(1200, 0, 2000, np.random.default_rng(0)) is None  # more than there are: all
+    assert len(point_subset(1200, 0, 300, np.random.default_rng(0))) == 300
+
+
+def test_behaviour_cloning_on_point_subsets_fits_labels() -> None:
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    points = rng.normal(size=(16, 120, 6)).astype(np.float16)
+    data = {"points": points, "state": rng.normal(size=(16, 5)).astype(np.float32),
+            "label": np.tile(np.float32([0.5, -0.5]), (16, 1))}
+    model = ActorCritic(5, 2, [-1, -1], [1, 1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    first = behaviour_cloning(model, data, 5, 8, optimizer, rng, train_points=30, n_goal_points=20)
+    later = behaviour_cloning(model, data, 100, 8, optimizer, rng, train_points=30, n_goal_points=20)
+    assert later < first / 4
+    with torch.no_grad():  # the full clouds give the learnt action too
+        full = model(torch.from_numpy(points.astype(np.float32)), torch.from_numpy(data["state"])).numpy()
+    assert np.abs(full - data["label"]).max() < 0.1
 
 
 @pytest.mark.sim

@@ -5,7 +5,14 @@ recoveries); every later round drives them with the current student, while the e
 every visited observation. Each round's data is stored as `data/round{k}.npz`, the student is
 retrained on all rounds so far (warm start), checkpointed as `student-round{k}.pt` and evaluated
 on the selection seeds. Re-running the same command skips finished rounds, so an interrupted
-run loses at most the round in progress. The final student initialises two-stage PPO
+run loses at most the round in progress.
+
+Learning, not simulation, is the cost on a CPU (a 1200-point PointNet update costs ~11 ms per
+sample on 2 cores). `train_points` trains on a random subset of each stored cloud (camera and goal
+points in their stored proportion): 300 of 1150 camera points cut that ~4x. The stored clouds are
+uniform samples, so a subset is a sparser sample of the same scene; students trained this way and
+evaluated on the full 1200 points match their subset loss (PickCube: validation MSE 0.0137 on 1200
+points vs 0.0146 on the subset). The final student initialises two-stage PPO
 (`ms2agent two-stage ENV --init-from .../student.pt`).
 """
 import json
@@ -19,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from agent.registry import get_task
 from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
 from training.networks import ActorCritic
@@ -33,6 +41,7 @@ class DistillConfig:
     expert_noise: float = 0.2  # std of the Gaussian noise on the expert's actions in round 0
     updates_per_round: int = 500
     batch_size: int = 64
+    train_points: int = 300  # camera points per cloud in BC updates (0: all)
     lr: float = 3e-4
     n_workers: int = os.cpu_count() or 1
     eval_episodes: int = 20
@@ -63,15 +72,32 @@ def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise
             "label": np.clip(np.concatenate(labels), -1.0, 1.0), "episode_success": np.asarray(successes, bool)}
 
 
+def point_subset(total_points: int, n_goal_points: int, train_points: int, rng: np.random.Generator
+                 ) -> Optional[np.ndarray]:
+    """Columns of `train_points` random camera points plus the same share of the goal points
+    (clouds hold camera points first, then `n_goal_points` goal points); None keeps all of them."""
+    n_camera = total_points - n_goal_points
+    if train_points <= 0 or train_points >= n_camera:
+        return None
+    n_goal = round(n_goal_points * train_points / n_camera)
+    return np.concatenate([np.sort(rng.choice(n_camera, train_points, replace=False)),
+                           n_camera + np.sort(rng.choice(n_goal_points, n_goal, replace=False))])
+
+
 def behaviour_cloning(model: ActorCritic, data: Dict[str, np.ndarray], updates: int, batch_size: int,
-                      optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> float:
-    """MSE between the deterministic (tanh-scaled) action and the labels; returns the mean loss."""
+                      optimizer: torch.optim.Optimizer, rng: np.random.Generator,
+                      train_points: int = 0, n_goal_points: int = 0) -> float:
+    """MSE between the deterministic (tanh-scaled) action and the labels; returns the mean loss.
+    `train_points` > 0: each minibatch sees that many random camera points per cloud (`point_subset`)."""
     model.train()
     total = 0.0
     for _ in tqdm(range(updates), desc="behaviour cloning", unit="update"):
         index = rng.integers(0, len(data["label"]), batch_size)
-        prediction = model(torch.from_numpy(data["points"][index].astype(np.float32)),
-                           torch.from_numpy(data["state"][index]))
+        points = data["points"][index]
+        columns = point_subset(points.shape[1], n_goal_points, train_points, rng)
+        if columns is not None:
+            points = points[:, columns]
+        prediction = model(torch.from_numpy(points.astype(np.float32)), torch.from_numpy(data["state"][index]))
         loss = (prediction - torch.from_numpy(data["label"][index])).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -116,7 +142,8 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
             collected = time.time()
             behaviour_success = float(np.mean(np.load(shard)["episode_success"])) if k else float("nan")
             data = load_rounds(data_dir, k + 1)
-            loss = behaviour_cloning(model, data, config.updates_per_round, config.batch_size, optimizer, rng)
+            loss = behaviour_cloning(model, data, config.updates_per_round, config.batch_size, optimizer, rng,
+                                     config.train_points, get_task(config.env_id).n_goal_points)
             trained = time.time()
             metrics = evaluate(torch_actor(model), selection, config.eval_episodes)
             record = {"round": k, "samples": len(data["label"]),
