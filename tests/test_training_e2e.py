@@ -73,3 +73,23 @@ def test_killed_run_resumes_without_losing_iterations(tmp_path: Path) -> None:
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     assert [line.split(",")[1] for line in lines[1:]] == ["1", "2", "3"]
     assert lines[1].split(",")[3] == str(record_before["success"])
+
+
+@pytest.mark.sim
+def test_init_from_a_student_sets_its_exploration_noise(tmp_path: Path) -> None:
+    import torch
+
+    from training.checkpoints import model_checkpoint
+    from training.networks import ActorCritic
+
+    student = ActorCritic(37, 7, [-1.0] * 7, [1.0] * 7)
+    with torch.no_grad():
+        student.actor[0].bias.fill_(0.123)  # a marker PPO's small first step leaves close to its value
+    torch.save(model_checkpoint(student), tmp_path / "student.pt")
+    run_dir = tmp_path / "run"
+    result = ms2agent("train", "PickCube-v0", "--run-dir", str(run_dir), "--iterations", "1", *TINY,
+                      "--init-from", str(tmp_path / "student.pt"), "--init-log-std", "-2.3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = torch.load(run_dir / "checkpoints" / "stage1-0001.pt", weights_only=False)["model"]
+    assert abs(float(model["log_std"].mean()) + 2.3) < 0.05
+    assert abs(float(model["actor.0.bias"].mean()) - 0.123) < 0.01

@@ -50,7 +50,8 @@ def checked_expert(env_id: str) -> None:
 def _ppo_run(env_id: str, run_dir: Optional[Path], stages: List[int], resume: bool, force: bool,
              stage1_iterations: int, stage2_iterations: int, samples_per_iteration: int, batch_size: int,
              stage2_batch_factor: float, stage2_samples_factor: float, eval_episodes: int, workers: Optional[int],
-             init_from: Optional[Path], start_from: Optional[Path], seed: int, max_episode_steps: Optional[int]) -> None:
+             init_from: Optional[Path], init_log_std: Optional[float], start_from: Optional[Path], seed: int,
+             max_episode_steps: Optional[int]) -> None:
     from training.ppo import PPOConfig
     from training.run_dir import RunDirectoryError
     from training.two_stage import RunConfig, TwoStageRun
@@ -60,7 +61,8 @@ def _ppo_run(env_id: str, run_dir: Optional[Path], stages: List[int], resume: bo
                        stage1_iterations=stage1_iterations, stage2_iterations=stage2_iterations,
                        stage2_batch_factor=stage2_batch_factor, stage2_samples_factor=stage2_samples_factor,
                        n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed,
-                       init_from=str(init_from) if init_from else None, max_episode_steps=max_episode_steps)
+                       init_from=str(init_from) if init_from else None, init_log_std=init_log_std,
+                       max_episode_steps=max_episode_steps)
     try:
         run = TwoStageRun(run_dir or RUNS / env_id / "ppo", config, resume=resume, force=force)
         result = run.run(stages, start_from=start_from)
@@ -82,6 +84,8 @@ SAMPLES_FACTOR = typer.Option(0.875, help="stage-2 samples-per-iteration factor 
 EVAL_EPISODES = typer.Option(20, help="evaluation episodes per iteration (fixed selection seeds)")
 WORKERS = typer.Option(None, help=WORKERS_HELP)
 INIT_FROM = typer.Option(None, help="initialise from this checkpoint's model (e.g. a distilled student)")
+INIT_LOG_STD = typer.Option(None, help="exploration log-std after --init-from (a distilled student's is untrained; "
+                            "-2.3: std 0.1 of the action range)")
 SEED = typer.Option(0, help="random seed")
 MAX_STEPS = typer.Option(None, help="cut episodes shorter than the task's time limit (quick trials)")
 
@@ -90,10 +94,11 @@ MAX_STEPS = typer.Option(None, help="cut episodes shorter than the task's time l
 def train(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Path] = RUN_DIR,
           resume: bool = RESUME, force: bool = FORCE, iterations: int = STAGE1, samples_per_iteration: int = SAMPLES,
           batch_size: int = BATCH, eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
-          init_from: Optional[Path] = INIT_FROM, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
+          init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD, seed: int = SEED,
+          max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Stage 1: PPO with the paper's settings, evaluated and checkpointed every iteration."""
     _ppo_run(env_id, run_dir, [1], resume, force, iterations, 0, samples_per_iteration, batch_size, 0.9, 0.875,
-             eval_episodes, workers, init_from, None, seed, max_episode_steps)
+             eval_episodes, workers, init_from, init_log_std, None, seed, max_episode_steps)
 
 
 @app.command()
@@ -106,7 +111,7 @@ def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
              workers: Optional[int] = WORKERS, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
     _ppo_run(env_id, run_dir, [2], resume, False, 0, iterations, samples_per_iteration, batch_size, batch_factor,
-             samples_factor, eval_episodes, workers, None, from_checkpoint, seed, max_episode_steps)
+             samples_factor, eval_episodes, workers, None, None, from_checkpoint, seed, max_episode_steps)
 
 
 @app.command("two-stage")
@@ -115,11 +120,11 @@ def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optiona
               stage2_iterations: int = STAGE2, samples_per_iteration: int = SAMPLES, batch_size: int = BATCH,
               batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
               eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
-              init_from: Optional[Path] = INIT_FROM, seed: int = SEED,
+              init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD, seed: int = SEED,
               max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Both stages in one command; the result is the best stage-2 checkpoint, or stage 1's if never beaten."""
     _ppo_run(env_id, run_dir, [1, 2], resume, force, stage1_iterations, stage2_iterations, samples_per_iteration,
-             batch_size, batch_factor, samples_factor, eval_episodes, workers, init_from, None, seed,
+             batch_size, batch_factor, samples_factor, eval_episodes, workers, init_from, init_log_std, None, seed,
              max_episode_steps)
 
 

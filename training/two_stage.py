@@ -41,6 +41,7 @@ class RunConfig:
     eval_episodes: int = 20
     seed: int = 0
     init_from: Optional[str] = None  # checkpoint whose "model" initialises stage 1 (e.g. a distilled student)
+    init_log_std: Optional[float] = None  # exploration log-std after init_from (a student's is untrained)
     max_episode_steps: Optional[int] = None  # shorter episodes than the task's limit (quick tests)
 
     def env_kwargs(self) -> Dict:
@@ -107,6 +108,8 @@ class TwoStageRun:
                 print("Resuming {} from {}".format(self.directory.path, latest))
             elif c.init_from:
                 model.load_state_dict(load_checkpoint(Path(c.init_from))["model"])
+                if c.init_log_std is not None:
+                    model.log_std.data.fill_(c.init_log_std)
             for stage in stages:
                 if stage < progress["stage"]:
                     continue  # finished before an interruption
