@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The rigid-body recipe, one command per task: measure the privileged expert, distil it into a
+# point-cloud student (BC + DAgger, `ms2agent distill`), fine-tune the student with two-stage PPO
+# (`ms2agent two-stage --init-from`), export the chosen checkpoint to weights/ and score it with the
+# official evaluator on held-out seeds (scripts/evaluate.sh).
+#
+#   bash scripts/train_rigid_body.sh [ENV_ID ...]
+#
+# Default tasks: PickCube-v0 LiftCube-v0 StackCube-v0 PegInsertionSide-v0 PlugCharger-v0.
+# Re-running resumes every step: finished distillation rounds and PPO iterations are kept.
+# The compute is set by environment variables (defaults: what the README's results used):
+#   ROUNDS SAMPLES_PER_ROUND UPDATES_PER_ROUND            distillation
+#   STAGE1 STAGE2 PPO_SAMPLES PPO_BATCH INIT_LOG_STD      two-stage PPO (stage 2: batch x0.9, samples x0.875)
+#   EVAL_EPISODES                                         official evaluator episodes (seeds 1,000,000+)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ENVS=("$@")
+[ ${#ENVS[@]} -gt 0 ] || ENVS=(PickCube-v0 LiftCube-v0 StackCube-v0 PegInsertionSide-v0 PlugCharger-v0)
+ROUNDS=${ROUNDS:-10}
+SAMPLES_PER_ROUND=${SAMPLES_PER_ROUND:-4000}
+UPDATES_PER_ROUND=${UPDATES_PER_ROUND:-3000}
+STAGE1=${STAGE1:-3}
+STAGE2=${STAGE2:-2}
+PPO_SAMPLES=${PPO_SAMPLES:-4000}
+PPO_BATCH=${PPO_BATCH:-330}
+INIT_LOG_STD=${INIT_LOG_STD:--2.3}
+EVAL_EPISODES=${EVAL_EPISODES:-100}
+
+bash "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+PY="$ROOT/.venv/bin/python"
+MS2AGENT="$ROOT/.venv/bin/ms2agent"
+json_field() { "$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+
+for ENV_ID in "${ENVS[@]}"; do
+  echo "== $ENV_ID: expert (state observations, 100 episodes)"
+  mkdir -p "runs/$ENV_ID"
+  if [ ! -f "runs/$ENV_ID/expert.json" ]; then
+    "$MS2AGENT" expert "$ENV_ID" --episodes 100 --first-seed 100 > "runs/$ENV_ID/expert.json.tmp"
+    mv "runs/$ENV_ID/expert.json.tmp" "runs/$ENV_ID/expert.json"
+  fi
+  cat "runs/$ENV_ID/expert.json"
+
+  echo "== $ENV_ID: distillation ($ROUNDS rounds)"
+  "$MS2AGENT" distill "$ENV_ID" --rounds "$ROUNDS" --samples-per-round "$SAMPLES_PER_ROUND" \
+    --updates-per-round "$UPDATES_PER_ROUND"
+  STUDENT="runs/$ENV_ID/distill/student-round$((ROUNDS - 1)).pt"
+
+  echo "== $ENV_ID: two-stage PPO from $STUDENT"
+  "$MS2AGENT" two-stage "$ENV_ID" --resume --init-from "$STUDENT" --init-log-std "$INIT_LOG_STD" \
+    --stage1-iterations "$STAGE1" --stage2-iterations "$STAGE2" --samples-per-iteration "$PPO_SAMPLES" \
+    --batch-size "$PPO_BATCH"
+
+  echo "== $ENV_ID: export and official evaluation"
+  "$MS2AGENT" export "$ENV_ID" "$(json_field "runs/$ENV_ID/ppo/result.json" checkpoint)" \
+    --command "bash scripts/train_rigid_body.sh $ENV_ID"
+  bash scripts/evaluate.sh "$ENV_ID" "$EVAL_EPISODES"
+done
