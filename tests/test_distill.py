@@ -1,5 +1,6 @@
 """Distillation: point subsets for BC, and on the real simulator an expert round, one DAgger round,
 and resuming without redoing rounds."""
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,8 @@ def test_distill_runs_rounds_and_resumes(tmp_path: Path) -> None:
 
     again = distill(tmp_path, config)  # finished rounds are skipped
     assert [(r["round"], r["bc_loss"]) for r in again["records"]] == [(r["round"], r["bc_loss"]) for r in first["records"]]
+
+    stopped = tmp_path / "stopped"  # stopped after round 0, then resumed: the same round 1, bit for bit
+    distill(stopped, replace(config, rounds=1))
+    resumed = distill(stopped, config)
+    assert [r["bc_loss"] for r in resumed["records"]] == [r["bc_loss"] for r in first["records"]]

@@ -129,6 +129,9 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
             state = load_checkpoint(run_dir / "student-round{}.pt".format(len(records) - 1))
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            if "rng" in state:  # bit-exact resume (older checkpoints lack it)
+                rng.bit_generator.state = state["rng"]["numpy"]
+                torch.set_rng_state(state["rng"]["torch"])
         for k in range(len(records), config.rounds):
             started = time.time()
             shard = data_dir / "round{}.npz".format(k)
@@ -140,7 +143,8 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                 np.savez(data_dir / "round{}.tmp.npz".format(k), **data)
                 os.replace(data_dir / "round{}.tmp.npz".format(k), shard)
             collected = time.time()
-            behaviour_success = float(np.mean(np.load(shard)["episode_success"])) if k else float("nan")
+            finished = np.load(shard)["episode_success"]  # episodes the student drove to their end
+            behaviour_success = float(np.mean(finished)) if k and finished.size else float("nan")
             data = load_rounds(data_dir, k + 1)
             loss = behaviour_cloning(model, data, config.updates_per_round, config.batch_size, optimizer, rng,
                                      config.train_points, get_task(config.env_id).n_goal_points)
@@ -150,7 +154,8 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                       "bc_loss": loss, "student_rollout_success": behaviour_success, **metrics,
                       "collect_seconds": collected - started, "train_seconds": trained - collected,
                       "eval_seconds": time.time() - trained}
-            save_checkpoint(model_checkpoint(model, optimizer=optimizer.state_dict(), record=record),
+            save_checkpoint(model_checkpoint(model, optimizer=optimizer.state_dict(), record=record,
+                                             rng={"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}),
                             run_dir / "student-round{}.pt".format(k))
             records.append(record)
             records_file.write_text(json.dumps(records, indent=2))
