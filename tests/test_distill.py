@@ -31,8 +31,10 @@ def test_behaviour_cloning_on_point_subsets_fits_labels() -> None:
     model = ActorCritic(5, 2, [-1, -1], [1, 1])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     first = behaviour_cloning(model, data, 5, 8, optimizer, rng, train_points=30, n_goal_points=20)
-    later = behaviour_cloning(model, data, 100, 8, optimizer, rng, train_points=30, n_goal_points=20)
+    later = behaviour_cloning(model, data, 100, 8, optimizer, rng, train_points=30, n_goal_points=20,
+                              final_lr_factor=0.1)
     assert later < first / 4
+    assert optimizer.param_groups[0]["lr"] == 1e-3  # the annealed rate is restored for the next round
     with torch.no_grad():  # the full clouds give the learnt action too
         full = model(torch.from_numpy(points.astype(np.float32)), torch.from_numpy(data["state"])).numpy()
     assert np.abs(full - data["label"]).max() < 0.1

@@ -137,6 +137,8 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             batch_size: int = typer.Option(64, help="BC minibatch size"),
             train_points: int = typer.Option(300, help="camera points per cloud in BC updates (0: all; "
                                              "fewer is faster, evaluation always sees all)"),
+            final_lr_factor: float = typer.Option(0.1, help="each round's BC anneals the learning rate to "
+                                                  "this fraction (cosine); 1: constant"),
             expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
             eval_episodes: int = typer.Option(20, help="evaluation episodes after each round"),
             workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
@@ -147,6 +149,7 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
     checked_expert(env_id)
     config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
                            updates_per_round=updates_per_round, batch_size=batch_size, train_points=train_points,
+                           final_lr_factor=final_lr_factor,
                            expert_noise=expert_noise,
                            n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed)
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))

@@ -16,6 +16,7 @@ points vs 0.0146 on the subset). The final student initialises two-stage PPO
 (`ms2agent two-stage ENV --init-from .../student.pt`).
 """
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -43,6 +44,7 @@ class DistillConfig:
     batch_size: int = 64
     train_points: int = 300  # camera points per cloud in BC updates (0: all)
     lr: float = 3e-4
+    final_lr_factor: float = 0.1  # each round's BC anneals lr -> lr x this (cosine)
     n_workers: int = os.cpu_count() or 1
     eval_episodes: int = 20
     seed: int = 0
@@ -86,12 +88,18 @@ def point_subset(total_points: int, n_goal_points: int, train_points: int, rng: 
 
 def behaviour_cloning(model: ActorCritic, data: Dict[str, np.ndarray], updates: int, batch_size: int,
                       optimizer: torch.optim.Optimizer, rng: np.random.Generator,
-                      train_points: int = 0, n_goal_points: int = 0) -> float:
+                      train_points: int = 0, n_goal_points: int = 0, final_lr_factor: float = 1.0) -> float:
     """MSE between the deterministic (tanh-scaled) action and the labels; returns the mean loss.
-    `train_points` > 0: each minibatch sees that many random camera points per cloud (`point_subset`)."""
+    `train_points` > 0: each minibatch sees that many random camera points per cloud (`point_subset`).
+    `final_lr_factor` < 1: the learning rate follows a cosine from its value down to that fraction
+    over the updates (and is restored afterwards)."""
     model.train()
     total = 0.0
-    for _ in tqdm(range(updates), desc="behaviour cloning", unit="update"):
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    for update in tqdm(range(updates), desc="behaviour cloning", unit="update"):
+        scale = final_lr_factor + (1 - final_lr_factor) * 0.5 * (1 + math.cos(math.pi * update / max(updates, 1)))
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * scale
         index = rng.integers(0, len(data["label"]), batch_size)
         points = data["points"][index]
         columns = point_subset(points.shape[1], n_goal_points, train_points, rng)
@@ -103,6 +111,8 @@ def behaviour_cloning(model: ActorCritic, data: Dict[str, np.ndarray], updates: 
         loss.backward()
         optimizer.step()
         total += loss.item()
+    for group, lr in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = lr
     return total / max(updates, 1)
 
 
@@ -147,7 +157,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
             behaviour_success = float(np.mean(finished)) if k and finished.size else float("nan")
             data = load_rounds(data_dir, k + 1)
             loss = behaviour_cloning(model, data, config.updates_per_round, config.batch_size, optimizer, rng,
-                                     config.train_points, get_task(config.env_id).n_goal_points)
+                                     config.train_points, get_task(config.env_id).n_goal_points, config.final_lr_factor)
             trained = time.time()
             metrics = evaluate(torch_actor(model), selection, config.eval_episodes)
             record = {"round": k, "samples": len(data["label"]),
