@@ -190,11 +190,12 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 
 @app.command()
-def plot(run_dir: Path = typer.Argument(..., help="a PPO or BC run directory (holding metrics.csv)")) -> None:
-    """(Re)draw RUN_DIR/learning_curve.png: success vs env steps (or BC updates), stage boundary marked."""
-    from training.plots import plot_learning_curve
+def plot(run_dir: Path = typer.Argument(..., help="a PPO or BC run directory (holding metrics.csv), or a task's "
+                                         "directory runs/ENV_ID (distill/ then ppo/)")) -> None:
+    """(Re)draw RUN_DIR/learning_curve.png: success vs env steps (or BC updates), stage boundaries marked."""
+    from training.plots import plot_learning_curve, plot_recipe
 
-    typer.echo(str(plot_learning_curve(run_dir)))
+    typer.echo(str(plot_learning_curve(run_dir) if (run_dir / "metrics.csv").exists() else plot_recipe(run_dir)))
 
 
 @app.command()

@@ -1,6 +1,13 @@
-"""Learning-curve PNGs from a run's metrics.csv: success vs training progress, stage boundary marked."""
+"""Learning-curve PNGs: success vs training progress, stage boundaries marked.
+
+`plot_learning_curve`: one PPO or BC run (its metrics.csv). `plot_recipe`: a task's whole recipe,
+distillation rounds (`distill/distill_records.json`) then two-stage PPO (`ppo/metrics.csv`), on one
+env-step axis.
+"""
 import csv
+import json
 from pathlib import Path
+from typing import Dict, List
 
 import matplotlib
 
@@ -34,6 +41,43 @@ def plot_learning_curve(run_dir: Path) -> Path:
     axis.grid(alpha=0.3)
     axis.legend()
     path = run_dir / "learning_curve.png"
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _rows(path: Path) -> List[Dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open() as file:
+        return list(csv.DictReader(file))
+
+
+def plot_recipe(task_dir: Path) -> Path:
+    """Write `task_dir/learning_curve.png`: selection success vs env steps collected for training,
+    through the distillation rounds and then the PPO stages; returns its path."""
+    records_file = task_dir / "distill" / "distill_records.json"
+    distill = json.loads(records_file.read_text()) if records_file.exists() else []
+    ppo = _rows(task_dir / "ppo" / "metrics.csv")
+    if not distill and not ppo:
+        raise ValueError("{} holds neither distill/distill_records.json nor ppo/metrics.csv".format(task_dir))
+    figure, axis = plt.subplots(figsize=(7, 4))
+    offset = float(distill[-1]["samples"]) if distill else 0.0
+    if distill:
+        axis.plot([r["samples"] for r in distill], [r["success"] for r in distill], marker="o",
+                  label="distillation (round 0: expert data, then DAgger)")
+    start = offset  # where each PPO stage starts on the env-step axis
+    for stage in ("1", "2"):
+        points = [(offset + float(r["env_steps"]), float(r["success"])) for r in ppo if r["stage"] == stage]
+        if points:
+            axis.axvline(start, color="grey", linestyle="--")
+            axis.plot(*zip(*points), marker="o", label="PPO stage {} (starts at the dashed line)".format(stage))
+            start = points[-1][0]
+    axis.set(xlabel="env steps collected for training", ylabel="success rate (selection seeds)",
+             ylim=(-0.05, 1.05), title=task_dir.name)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left")
+    path = task_dir / "learning_curve.png"
     figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
     return path
