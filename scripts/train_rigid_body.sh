@@ -16,7 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ENVS=("$@")
 [ ${#ENVS[@]} -gt 0 ] || ENVS=(PickCube-v0 LiftCube-v0 StackCube-v0 PegInsertionSide-v0 PlugCharger-v0)
-ROUNDS=${ROUNDS:-10}
+ROUNDS=${ROUNDS:-8}
 SAMPLES_PER_ROUND=${SAMPLES_PER_ROUND:-4000}
 UPDATES_PER_ROUND=${UPDATES_PER_ROUND:-3000}
 STAGE1=${STAGE1:-3}
@@ -55,4 +55,5 @@ for ENV_ID in "${ENVS[@]}"; do
   "$MS2AGENT" export "$ENV_ID" "$(json_field "runs/$ENV_ID/ppo/result.json" checkpoint)" \
     --command "bash scripts/train_rigid_body.sh $ENV_ID"
   bash scripts/evaluate.sh "$ENV_ID" "$EVAL_EPISODES"
+  "$MS2AGENT" plot "runs/$ENV_ID"  # runs/ENV_ID/learning_curve.png: distillation, then both PPO stages
 done
