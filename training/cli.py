@@ -131,9 +131,9 @@ def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optiona
 @app.command()
 def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/distill)"),
-            rounds: int = typer.Option(3, help="round 0 (noisy expert) + DAgger rounds"),
+            rounds: int = typer.Option(8, help="round 0 (noisy expert) + DAgger rounds"),
             samples_per_round: int = typer.Option(4000, help="env steps collected per round"),
-            updates_per_round: int = typer.Option(500, help="BC gradient updates per round"),
+            updates_per_round: int = typer.Option(3000, help="BC gradient updates per round"),
             batch_size: int = typer.Option(64, help="BC minibatch size"),
             train_points: int = typer.Option(300, help="camera points per cloud in BC updates (0: all; "
                                              "fewer is faster, evaluation always sees all)"),

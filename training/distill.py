@@ -37,10 +37,10 @@ from training.vec_env import EnvWorkers
 @dataclass
 class DistillConfig:
     env_id: str
-    rounds: int = 3  # round 0 (expert data) + DAgger rounds
+    rounds: int = 8  # round 0 (expert data) + DAgger rounds
     samples_per_round: int = 4000
     expert_noise: float = 0.2  # std of the Gaussian noise on the expert's actions in round 0
-    updates_per_round: int = 500
+    updates_per_round: int = 3000
     batch_size: int = 64
     train_points: int = 300  # camera points per cloud in BC updates (0: all)
     lr: float = 3e-4
