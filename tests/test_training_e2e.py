@@ -88,8 +88,11 @@ def test_init_from_a_student_sets_its_exploration_noise(tmp_path: Path) -> None:
     torch.save(model_checkpoint(student), tmp_path / "student.pt")
     run_dir = tmp_path / "run"
     result = ms2agent("train", "PickCube-v0", "--run-dir", str(run_dir), "--iterations", "1", *TINY,
-                      "--init-from", str(tmp_path / "student.pt"), "--init-log-std", "-2.3")
+                      "--init-from", str(tmp_path / "student.pt"), "--init-log-std", "-2.3", "--freeze-pointnet")
     assert result.returncode == 0, result.stderr[-3000:]
     model = torch.load(run_dir / "checkpoints" / "stage1-0001.pt", weights_only=False)["model"]
     assert abs(float(model["log_std"].mean()) + 2.3) < 0.05
     assert abs(float(model["actor.0.bias"].mean()) - 0.123) < 0.01
+    fixed = student.state_dict()  # --freeze-pointnet: the student's features are untouched
+    assert all(torch.equal(model[key], fixed[key]) for key in fixed if key.startswith("pointnet."))
+    assert not torch.equal(model["critic.0.weight"], fixed["critic.0.weight"])  # the critic head learnt

@@ -51,13 +51,14 @@ def _ppo_run(env_id: str, run_dir: Optional[Path], stages: List[int], resume: bo
              stage1_iterations: int, stage2_iterations: int, samples_per_iteration: int, batch_size: int,
              stage2_batch_factor: float, stage2_samples_factor: float, eval_episodes: int, workers: Optional[int],
              init_from: Optional[Path], init_log_std: Optional[float], start_from: Optional[Path], seed: int,
-             max_episode_steps: Optional[int]) -> None:
+             max_episode_steps: Optional[int], freeze_pointnet: bool = False) -> None:
     from training.ppo import PPOConfig
     from training.run_dir import RunDirectoryError
     from training.two_stage import RunConfig, TwoStageRun
 
     checked_task(env_id, "ppo")
-    config = RunConfig(env_id, PPOConfig(batch_size=batch_size, samples_per_iteration=samples_per_iteration),
+    config = RunConfig(env_id, PPOConfig(batch_size=batch_size, samples_per_iteration=samples_per_iteration,
+                                         train_pointnet=not freeze_pointnet),
                        stage1_iterations=stage1_iterations, stage2_iterations=stage2_iterations,
                        stage2_batch_factor=stage2_batch_factor, stage2_samples_factor=stage2_samples_factor,
                        n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed,
@@ -87,6 +88,8 @@ INIT_FROM = typer.Option(None, help="initialise from this checkpoint's model (e.
 INIT_LOG_STD = typer.Option(None, help="exploration log-std after --init-from (a distilled student's is untrained; "
                             "-2.3: std 0.1 of the action range)")
 SEED = typer.Option(0, help="random seed")
+FREEZE = typer.Option(False, "--freeze-pointnet", help="keep the PointNet fixed and train the heads only "
+                      "(for --init-from a distilled student: the untrained critic would otherwise rewrite its features)")
 MAX_STEPS = typer.Option(None, help="cut episodes shorter than the task's time limit (quick trials)")
 
 
@@ -94,11 +97,11 @@ MAX_STEPS = typer.Option(None, help="cut episodes shorter than the task's time l
 def train(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Path] = RUN_DIR,
           resume: bool = RESUME, force: bool = FORCE, iterations: int = STAGE1, samples_per_iteration: int = SAMPLES,
           batch_size: int = BATCH, eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
-          init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD, seed: int = SEED,
-          max_episode_steps: Optional[int] = MAX_STEPS) -> None:
+          init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD,
+          freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Stage 1: PPO with the paper's settings, evaluated and checkpointed every iteration."""
     _ppo_run(env_id, run_dir, [1], resume, force, iterations, 0, samples_per_iteration, batch_size, 0.9, 0.875,
-             eval_episodes, workers, init_from, init_log_std, None, seed, max_episode_steps)
+             eval_episodes, workers, init_from, init_log_std, None, seed, max_episode_steps, freeze_pointnet)
 
 
 @app.command()
@@ -108,10 +111,12 @@ def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
              run_dir: Optional[Path] = RUN_DIR, resume: bool = RESUME, iterations: int = STAGE2,
              samples_per_iteration: int = SAMPLES, batch_size: int = BATCH, batch_factor: float = BATCH_FACTOR,
              samples_factor: float = SAMPLES_FACTOR, eval_episodes: int = EVAL_EPISODES,
-             workers: Optional[int] = WORKERS, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
+             workers: Optional[int] = WORKERS, freeze_pointnet: bool = FREEZE, seed: int = SEED,
+             max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
     _ppo_run(env_id, run_dir, [2], resume, False, 0, iterations, samples_per_iteration, batch_size, batch_factor,
-             samples_factor, eval_episodes, workers, None, None, from_checkpoint, seed, max_episode_steps)
+             samples_factor, eval_episodes, workers, None, None, from_checkpoint, seed, max_episode_steps,
+             freeze_pointnet)
 
 
 @app.command("two-stage")
@@ -120,12 +125,12 @@ def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optiona
               stage2_iterations: int = STAGE2, samples_per_iteration: int = SAMPLES, batch_size: int = BATCH,
               batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
               eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
-              init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD, seed: int = SEED,
-              max_episode_steps: Optional[int] = MAX_STEPS) -> None:
+              init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD,
+              freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Both stages in one command; the result is the best stage-2 checkpoint, or stage 1's if never beaten."""
     _ppo_run(env_id, run_dir, [1, 2], resume, force, stage1_iterations, stage2_iterations, samples_per_iteration,
              batch_size, batch_factor, samples_factor, eval_episodes, workers, init_from, init_log_std, None, seed,
-             max_episode_steps)
+             max_episode_steps, freeze_pointnet)
 
 
 @app.command()

@@ -68,10 +68,13 @@ class ActorCritic(nn.Module):
         """Deterministic action (the exported path)."""
         return self.mean_action(self.features(points, state))
 
-    def distribution_and_value(self, points: torch.Tensor, state: torch.Tensor
+    def distribution_and_value(self, points: torch.Tensor, state: torch.Tensor, pointnet_grad: bool = True
                                ) -> Tuple[torch.distributions.Normal, torch.Tensor]:
-        """Action distribution and value estimate from one shared PointNet pass."""
-        features = self.features(points, state)
+        """Action distribution and value estimate from one shared PointNet pass (`pointnet_grad=False`:
+        the PointNet is a fixed feature extractor, no gradient and no backward cost)."""
+        with torch.set_grad_enabled(pointnet_grad and torch.is_grad_enabled()):
+            pooled = self.pointnet(points)
+        features = torch.cat([pooled, state], dim=-1)
         mean = self.mean_action(features)
         return torch.distributions.Normal(mean, self.log_std.exp()), self.critic(features).squeeze(-1)
 
@@ -80,7 +83,8 @@ class ActorCritic(nn.Module):
         yield from self.actor.parameters()
         yield self.log_std
 
-    def critic_parameters(self) -> Iterator[nn.Parameter]:
-        """What the critic's optimiser updates: its head and the shared PointNet."""
+    def critic_parameters(self, with_pointnet: bool = True) -> Iterator[nn.Parameter]:
+        """What the critic's optimiser updates: its head and (unless frozen) the shared PointNet."""
         yield from self.critic.parameters()
-        yield from self.pointnet.parameters()
+        if with_pointnet:
+            yield from self.pointnet.parameters()

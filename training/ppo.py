@@ -31,6 +31,9 @@ class PPOConfig:
     kl_stop_factor: float = 1.5
     value_coef: float = 0.5
     entropy_coef: float = 0.0
+    # False: the shared PointNet stays fixed. For fine-tuning a distilled student: its critic head
+    # starts untrained, and the critic's gradient would rewrite the features its actor relies on.
+    train_pointnet: bool = True
 
 
 class RunningMeanStd:
@@ -85,7 +88,7 @@ class PPO:
     def __init__(self, model: ActorCritic, config: PPOConfig) -> None:
         self.model, self.config = model, config
         self.actor_optimizer = torch.optim.Adam(model.actor_parameters(), lr=config.lr)
-        self.critic_optimizer = torch.optim.Adam(model.critic_parameters(), lr=config.lr)
+        self.critic_optimizer = torch.optim.Adam(model.critic_parameters(config.train_pointnet), lr=config.lr)
         self.return_stats = RunningMeanStd()
         self.updates = 0
         self._last: Step = None  # observation the next rollout starts from
@@ -166,12 +169,14 @@ class PPO:
         if self.updates == 0:
             for _ in range(c.critic_warmup_epochs):
                 for index in torch.randperm(n).split(c.batch_size):
-                    _, value = self.model.distribution_and_value(flat["points"][index], flat["state"][index])
+                    _, value = self.model.distribution_and_value(flat["points"][index], flat["state"][index],
+                                                                 c.train_pointnet)
                     self._step(c.value_coef * (value - flat["return"][index]).pow(2).mean())
         kl_stop = False
         for _ in range(c.epochs):
             for index in torch.randperm(n).split(c.batch_size):
-                dist, value = self.model.distribution_and_value(flat["points"][index], flat["state"][index])
+                dist, value = self.model.distribution_and_value(flat["points"][index], flat["state"][index],
+                                                                c.train_pointnet)
                 log_prob = dist.log_prob(flat["action"][index]).sum(-1)
                 advantage = flat["advantage"][index]
                 advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
