@@ -19,8 +19,8 @@ ENVS=("$@")
 ROUNDS=${ROUNDS:-8}
 SAMPLES_PER_ROUND=${SAMPLES_PER_ROUND:-4000}
 UPDATES_PER_ROUND=${UPDATES_PER_ROUND:-3000}
-STAGE1=${STAGE1:-3}
-STAGE2=${STAGE2:-2}
+STAGE1=${STAGE1:-2}
+STAGE2=${STAGE2:-1}
 PPO_SAMPLES=${PPO_SAMPLES:-4000}
 PPO_BATCH=${PPO_BATCH:-330}
 INIT_LOG_STD=${INIT_LOG_STD:--2.3}
@@ -47,7 +47,7 @@ for ENV_ID in "${ENVS[@]}"; do
   STUDENT="runs/$ENV_ID/distill/student-round$((ROUNDS - 1)).pt"
 
   echo "== $ENV_ID: two-stage PPO from $STUDENT"
-  "$MS2AGENT" two-stage "$ENV_ID" --resume --init-from "$STUDENT" --init-log-std "$INIT_LOG_STD" \
+  "$MS2AGENT" two-stage "$ENV_ID" --resume --init-from "$STUDENT" --init-log-std "$INIT_LOG_STD" --freeze-pointnet \
     --stage1-iterations "$STAGE1" --stage2-iterations "$STAGE2" --samples-per-iteration "$PPO_SAMPLES" \
     --batch-size "$PPO_BATCH"
 
