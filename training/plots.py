@@ -76,7 +76,7 @@ def plot_recipe(task_dir: Path) -> Path:
     axis.set(xlabel="env steps collected for training", ylabel="success rate (selection seeds)",
              ylim=(-0.05, 1.05), title=task_dir.name)
     axis.grid(alpha=0.3)
-    axis.legend(loc="upper left")
+    axis.legend(loc="center right", fontsize="small")
     path = task_dir / "learning_curve.png"
     figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
