@@ -47,11 +47,12 @@ def checked_expert(env_id: str) -> None:
                                  param_hint="ENV_ID")
 
 
-def _ppo_run(env_id: str, run_dir: Optional[Path], stages: List[int], resume: bool, force: bool,
-             stage1_iterations: int, stage2_iterations: int, samples_per_iteration: int, batch_size: int,
-             stage2_batch_factor: float, stage2_samples_factor: float, eval_episodes: int, workers: Optional[int],
-             init_from: Optional[Path], init_log_std: Optional[float], start_from: Optional[Path], seed: int,
-             max_episode_steps: Optional[int], freeze_pointnet: bool = False) -> None:
+def _ppo_run(env_id: str, stages: List[int], *, run_dir: Optional[Path], resume: bool, samples_per_iteration: int,
+             batch_size: int, eval_episodes: int, workers: Optional[int], seed: int,
+             max_episode_steps: Optional[int], freeze_pointnet: bool, force: bool = False,
+             stage1_iterations: int = 0, stage2_iterations: int = 0, stage2_batch_factor: float = 0.9,
+             stage2_samples_factor: float = 0.875, init_from: Optional[Path] = None,
+             init_log_std: Optional[float] = None, start_from: Optional[Path] = None) -> None:
     from training.ppo import PPOConfig
     from training.run_dir import RunDirectoryError
     from training.two_stage import RunConfig, TwoStageRun
@@ -100,8 +101,10 @@ def train(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Pa
           init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD,
           freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Stage 1: PPO with the paper's settings, evaluated and checkpointed every iteration."""
-    _ppo_run(env_id, run_dir, [1], resume, force, iterations, 0, samples_per_iteration, batch_size, 0.9, 0.875,
-             eval_episodes, workers, init_from, init_log_std, None, seed, max_episode_steps, freeze_pointnet)
+    _ppo_run(env_id, [1], run_dir=run_dir, resume=resume, force=force, stage1_iterations=iterations,
+             samples_per_iteration=samples_per_iteration, batch_size=batch_size, eval_episodes=eval_episodes,
+             workers=workers, init_from=init_from, init_log_std=init_log_std, freeze_pointnet=freeze_pointnet,
+             seed=seed, max_episode_steps=max_episode_steps)
 
 
 @app.command()
@@ -114,9 +117,11 @@ def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
              workers: Optional[int] = WORKERS, freeze_pointnet: bool = FREEZE, seed: int = SEED,
              max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
-    _ppo_run(env_id, run_dir, [2], resume, False, 0, iterations, samples_per_iteration, batch_size, batch_factor,
-             samples_factor, eval_episodes, workers, None, None, from_checkpoint, seed, max_episode_steps,
-             freeze_pointnet)
+    _ppo_run(env_id, [2], run_dir=run_dir, resume=resume, stage2_iterations=iterations,
+             samples_per_iteration=samples_per_iteration, batch_size=batch_size, stage2_batch_factor=batch_factor,
+             stage2_samples_factor=samples_factor, eval_episodes=eval_episodes, workers=workers,
+             start_from=from_checkpoint, freeze_pointnet=freeze_pointnet, seed=seed,
+             max_episode_steps=max_episode_steps)
 
 
 @app.command("two-stage")
@@ -128,9 +133,11 @@ def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optiona
               init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD,
               freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Both stages in one command; the result is the best stage-2 checkpoint, or stage 1's if never beaten."""
-    _ppo_run(env_id, run_dir, [1, 2], resume, force, stage1_iterations, stage2_iterations, samples_per_iteration,
-             batch_size, batch_factor, samples_factor, eval_episodes, workers, init_from, init_log_std, None, seed,
-             max_episode_steps, freeze_pointnet)
+    _ppo_run(env_id, [1, 2], run_dir=run_dir, resume=resume, force=force, stage1_iterations=stage1_iterations,
+             stage2_iterations=stage2_iterations, samples_per_iteration=samples_per_iteration, batch_size=batch_size,
+             stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor, eval_episodes=eval_episodes,
+             workers=workers, init_from=init_from, init_log_std=init_log_std, freeze_pointnet=freeze_pointnet,
+             seed=seed, max_episode_steps=max_episode_steps)
 
 
 @app.command()
@@ -154,8 +161,7 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
     checked_expert(env_id)
     config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
                            updates_per_round=updates_per_round, batch_size=batch_size, train_points=train_points,
-                           final_lr_factor=final_lr_factor,
-                           expert_noise=expert_noise,
+                           final_lr_factor=final_lr_factor, expert_noise=expert_noise,
                            n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed)
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
 

@@ -1,7 +1,7 @@
 """Creating ManiSkill2 environments for training, evaluation and tests."""
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 import gymnasium as gym
 
@@ -10,15 +10,18 @@ from agent.vulkan_fallback import activate, unavailable
 
 
 def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_ee_delta_pose",
-             fast_render: bool = False, **kwargs: Any) -> gym.Env:
+             fast_render: Optional[bool] = False, **kwargs: Any) -> gym.Env:
     """`gym.make` for a ManiSkill2 env, with Vulkan set up first and its failures explained.
 
     `fast_render`: light robot meshes and a one-pass shader (`training.fast_render`): ~4x faster point
     clouds on software Vulkan, matching the official renderer's to ~0.25 mm / 3 rgb levels (p99).
+    None: fast exactly when the software-Vulkan fallback is in use.
     """
-    activate()
+    software = activate()
     import mani_skill2.envs  # noqa: F401  (registers the environments)
 
+    if fast_render is None:
+        fast_render = software
     if fast_render:
         from training.fast_render import fast_rendering
 

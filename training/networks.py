@@ -58,8 +58,12 @@ class ActorCritic(nn.Module):
         self.register_buffer("action_center", (high + low) / 2)
         self.register_buffer("action_scale", (high - low) / 2)
 
-    def features(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.pointnet(points), state], dim=-1)
+    def features(self, points: torch.Tensor, state: torch.Tensor, pointnet_grad: bool = True) -> torch.Tensor:
+        """PointNet feature and state, concatenated (`pointnet_grad=False`: the PointNet is a fixed
+        feature extractor, no gradient and no backward cost)."""
+        with torch.set_grad_enabled(pointnet_grad and torch.is_grad_enabled()):
+            pooled = self.pointnet(points)
+        return torch.cat([pooled, state], dim=-1)
 
     def mean_action(self, features: torch.Tensor) -> torch.Tensor:
         return self.action_center + self.action_scale * torch.tanh(self.actor(features))
@@ -70,11 +74,8 @@ class ActorCritic(nn.Module):
 
     def distribution_and_value(self, points: torch.Tensor, state: torch.Tensor, pointnet_grad: bool = True
                                ) -> Tuple[torch.distributions.Normal, torch.Tensor]:
-        """Action distribution and value estimate from one shared PointNet pass (`pointnet_grad=False`:
-        the PointNet is a fixed feature extractor, no gradient and no backward cost)."""
-        with torch.set_grad_enabled(pointnet_grad and torch.is_grad_enabled()):
-            pooled = self.pointnet(points)
-        features = torch.cat([pooled, state], dim=-1)
+        """Action distribution and value estimate from one shared PointNet pass (see `features`)."""
+        features = self.features(points, state, pointnet_grad)
         mean = self.mean_action(features)
         return torch.distributions.Normal(mean, self.log_std.exp()), self.critic(features).squeeze(-1)
 

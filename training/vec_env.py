@@ -34,11 +34,10 @@ class Step(NamedTuple):
 def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, with_expert: bool,
             env_kwargs: Dict) -> None:
     os.environ.setdefault("LP_NUM_THREADS", "1")
-    from agent.vulkan_fallback import activate
     from training.envs import make_env
 
     spec = get_task(env_id)
-    env_kwargs = {"fast_render": activate(), **env_kwargs}  # on software Vulkan unless the caller overrides
+    env_kwargs = {"fast_render": None, **env_kwargs}  # on software Vulkan unless the caller overrides
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    reward_mode="dense", **env_kwargs)
     expert = None
