@@ -10,7 +10,8 @@
 # Re-running resumes every step: finished distillation rounds and PPO iterations are kept.
 # The compute is set by environment variables (defaults: what the README's results used):
 #   ROUNDS SAMPLES_PER_ROUND UPDATES_PER_ROUND            distillation
-#   STAGE1 STAGE2 PPO_SAMPLES PPO_BATCH INIT_LOG_STD      two-stage PPO (stage 2: batch x0.9, samples x0.875)
+#   STAGE1 STAGE2 PPO_SAMPLES PPO_BATCH PPO_LR INIT_LOG_STD
+#                                                         two-stage PPO (stage 2: batch x0.9, samples x0.875)
 #   EVAL_EPISODES                                         official evaluator episodes (seeds 1,000,000+)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +24,7 @@ STAGE1=${STAGE1:-2}
 STAGE2=${STAGE2:-1}
 PPO_SAMPLES=${PPO_SAMPLES:-4000}
 PPO_BATCH=${PPO_BATCH:-330}
+PPO_LR=${PPO_LR:-3e-5}
 INIT_LOG_STD=${INIT_LOG_STD:--2.3}
 EVAL_EPISODES=${EVAL_EPISODES:-100}
 
@@ -46,10 +48,10 @@ for ENV_ID in "${ENVS[@]}"; do
     --updates-per-round "$UPDATES_PER_ROUND"
   STUDENT="runs/$ENV_ID/distill/student-round$((ROUNDS - 1)).pt"
 
-  echo "== $ENV_ID: two-stage PPO from $STUDENT"
+  echo "== $ENV_ID: two-stage PPO from $STUDENT (the student itself is stage 1's iteration 0)"
   "$MS2AGENT" two-stage "$ENV_ID" --resume --init-from "$STUDENT" --init-log-std "$INIT_LOG_STD" --freeze-pointnet \
     --stage1-iterations "$STAGE1" --stage2-iterations "$STAGE2" --samples-per-iteration "$PPO_SAMPLES" \
-    --batch-size "$PPO_BATCH"
+    --batch-size "$PPO_BATCH" --lr "$PPO_LR"
 
   echo "== $ENV_ID: export and official evaluation"
   "$MS2AGENT" export "$ENV_ID" "$(json_field "runs/$ENV_ID/ppo/result.json" checkpoint)" \

@@ -87,6 +87,16 @@ def test_checkpoint_round_trip_restores_model_and_optimisers(tmp_path: Path) -> 
     assert not list(tmp_path.glob("*.tmp"))  # the atomic write leaves no temporary file
 
 
+def test_restored_optimisers_keep_this_runs_learning_rate(tmp_path: Path) -> None:
+    ppo = PPO(ActorCritic(5, 3, [-1] * 3, [1] * 3), PPOConfig(lr=3e-4))
+    ppo._step(ppo.model(torch.randn(2, 10, 6), torch.randn(2, 5)).pow(2).sum())
+    fine_tuning = PPO(ActorCritic(5, 3, [-1] * 3, [1] * 3), PPOConfig(lr=3e-5))
+    fine_tuning.load_state_dict(ppo.state_dict())  # e.g. stage 2 of a run with another --lr
+    for optimizer in (fine_tuning.actor_optimizer, fine_tuning.critic_optimizer):
+        assert [group["lr"] for group in optimizer.param_groups] == [3e-5]
+        assert optimizer.state  # the Adam moments came along
+
+
 def test_corrupt_checkpoint_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.pt"
     path.write_bytes(b"not a checkpoint")
@@ -108,12 +118,14 @@ def test_unknown_env_id_is_refused_before_any_work(tmp_path: Path) -> None:
 
 def test_metrics_are_written_as_csv_tensorboard_and_png(tmp_path: Path) -> None:
     directory = RunDirectory(tmp_path / "run", {"env_id": "PickCube-v0"})
-    records = []
+    records = [{"stage": 1, "iteration": 0, "env_steps": 0, "success": 0.5, "mean_return": 2.0}]  # an initialisation
     for stage, iteration, steps, success in [(1, 1, 100, 0.1), (1, 2, 200, 0.3), (2, 1, 290, 0.4)]:
         records.append({"stage": stage, "iteration": iteration, "env_steps": steps, "success": success,
-                        "mean_return": 1.0})
+                        "mean_return": 1.0, "train_success": 0.2})  # training iterations add statistics
         directory.write_metrics(records, step_key="env_steps")
-    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 4
+    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "stage,iteration,env_steps,success,mean_return,train_success"
+    assert lines[1] == "1,0,0,0.5,2.0," and len(lines) == 5
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "run" / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -76,7 +76,7 @@ def test_killed_run_resumes_without_losing_iterations(tmp_path: Path) -> None:
 
 
 @pytest.mark.sim
-def test_init_from_a_student_sets_its_exploration_noise(tmp_path: Path) -> None:
+def test_init_from_a_student_evaluates_it_first_and_sets_its_exploration_noise(tmp_path: Path) -> None:
     import torch
 
     from training.checkpoints import model_checkpoint
@@ -90,6 +90,10 @@ def test_init_from_a_student_sets_its_exploration_noise(tmp_path: Path) -> None:
     result = ms2agent("train", "PickCube-v0", "--run-dir", str(run_dir), "--iterations", "1", *TINY,
                       "--init-from", str(tmp_path / "student.pt"), "--init-log-std", "-2.3", "--freeze-pointnet")
     assert result.returncode == 0, result.stderr[-3000:]
+    initial = torch.load(run_dir / "checkpoints" / "stage1-0000.pt", weights_only=False)
+    assert initial["record"]["env_steps"] == 0 and initial["record"]["episodes"] == 1  # the student competes too
+    assert abs(float(initial["model"]["log_std"].mean()) + 2.3) < 1e-6
+    assert [line.split(",")[1] for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]] == ["0", "1"]
     model = torch.load(run_dir / "checkpoints" / "stage1-0001.pt", weights_only=False)["model"]
     assert abs(float(model["log_std"].mean()) + 2.3) < 0.05
     assert abs(float(model["actor.0.bias"].mean()) - 0.123) < 0.01

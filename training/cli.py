@@ -48,7 +48,7 @@ def checked_expert(env_id: str) -> None:
 
 
 def _ppo_run(env_id: str, stages: List[int], *, run_dir: Optional[Path], resume: bool, samples_per_iteration: int,
-             batch_size: int, eval_episodes: int, workers: Optional[int], seed: int,
+             batch_size: int, lr: float, eval_episodes: int, workers: Optional[int], seed: int,
              max_episode_steps: Optional[int], freeze_pointnet: bool, force: bool = False,
              stage1_iterations: int = 0, stage2_iterations: int = 0, stage2_batch_factor: float = 0.9,
              stage2_samples_factor: float = 0.875, init_from: Optional[Path] = None,
@@ -58,7 +58,7 @@ def _ppo_run(env_id: str, stages: List[int], *, run_dir: Optional[Path], resume:
     from training.two_stage import RunConfig, TwoStageRun
 
     checked_task(env_id, "ppo")
-    config = RunConfig(env_id, PPOConfig(batch_size=batch_size, samples_per_iteration=samples_per_iteration,
+    config = RunConfig(env_id, PPOConfig(batch_size=batch_size, samples_per_iteration=samples_per_iteration, lr=lr,
                                          train_pointnet=not freeze_pointnet),
                        stage1_iterations=stage1_iterations, stage2_iterations=stage2_iterations,
                        stage2_batch_factor=stage2_batch_factor, stage2_samples_factor=stage2_samples_factor,
@@ -81,6 +81,8 @@ STAGE1 = typer.Option(20, help="stage-1 iterations (each: collect, learn, evalua
 STAGE2 = typer.Option(10, help="stage-2 iterations")
 SAMPLES = typer.Option(20_000, help="stage-1 env steps per iteration (stage 2: x --samples-factor)")
 BATCH = typer.Option(330, help="stage-1 minibatch size (stage 2: x --batch-factor)")
+LR = typer.Option(3e-4, help="Adam learning rate of actor and critic (the paper's 3e-4 trains from scratch; "
+                  "fine-tuning a distilled student with std 0.1 needs ~3e-5, see the README)")
 BATCH_FACTOR = typer.Option(0.9, help="stage-2 batch size factor (330 -> 297)")
 SAMPLES_FACTOR = typer.Option(0.875, help="stage-2 samples-per-iteration factor (20,000 -> 17,500)")
 EVAL_EPISODES = typer.Option(20, help="evaluation episodes per iteration (fixed selection seeds)")
@@ -97,14 +99,15 @@ MAX_STEPS = typer.Option(None, help="cut episodes shorter than the task's time l
 @app.command()
 def train(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Path] = RUN_DIR,
           resume: bool = RESUME, force: bool = FORCE, iterations: int = STAGE1, samples_per_iteration: int = SAMPLES,
-          batch_size: int = BATCH, eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
-          init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD,
-          freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
+          batch_size: int = BATCH, lr: float = LR, eval_episodes: int = EVAL_EPISODES,
+          workers: Optional[int] = WORKERS, init_from: Optional[Path] = INIT_FROM,
+          init_log_std: Optional[float] = INIT_LOG_STD, freeze_pointnet: bool = FREEZE, seed: int = SEED,
+          max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Stage 1: PPO with the paper's settings, evaluated and checkpointed every iteration."""
     _ppo_run(env_id, [1], run_dir=run_dir, resume=resume, force=force, stage1_iterations=iterations,
-             samples_per_iteration=samples_per_iteration, batch_size=batch_size, eval_episodes=eval_episodes,
-             workers=workers, init_from=init_from, init_log_std=init_log_std, freeze_pointnet=freeze_pointnet,
-             seed=seed, max_episode_steps=max_episode_steps)
+             samples_per_iteration=samples_per_iteration, batch_size=batch_size, lr=lr,
+             eval_episodes=eval_episodes, workers=workers, init_from=init_from, init_log_std=init_log_std,
+             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps)
 
 
 @app.command()
@@ -112,15 +115,15 @@ def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
              from_checkpoint: Optional[Path] = typer.Option(None, "--from", help="stage-1 checkpoint to start from "
                                                              "(default: the best one in --run-dir)"),
              run_dir: Optional[Path] = RUN_DIR, resume: bool = RESUME, iterations: int = STAGE2,
-             samples_per_iteration: int = SAMPLES, batch_size: int = BATCH, batch_factor: float = BATCH_FACTOR,
-             samples_factor: float = SAMPLES_FACTOR, eval_episodes: int = EVAL_EPISODES,
-             workers: Optional[int] = WORKERS, freeze_pointnet: bool = FREEZE, seed: int = SEED,
-             max_episode_steps: Optional[int] = MAX_STEPS) -> None:
+             samples_per_iteration: int = SAMPLES, batch_size: int = BATCH, lr: float = LR,
+             batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
+             eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS, freeze_pointnet: bool = FREEZE,
+             seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
     """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
     _ppo_run(env_id, [2], run_dir=run_dir, resume=resume, stage2_iterations=iterations,
-             samples_per_iteration=samples_per_iteration, batch_size=batch_size, stage2_batch_factor=batch_factor,
-             stage2_samples_factor=samples_factor, eval_episodes=eval_episodes, workers=workers,
-             start_from=from_checkpoint, freeze_pointnet=freeze_pointnet, seed=seed,
+             samples_per_iteration=samples_per_iteration, batch_size=batch_size, lr=lr,
+             stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor, eval_episodes=eval_episodes,
+             workers=workers, start_from=from_checkpoint, freeze_pointnet=freeze_pointnet, seed=seed,
              max_episode_steps=max_episode_steps)
 
 
@@ -128,16 +131,17 @@ def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
 def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Path] = RUN_DIR,
               resume: bool = RESUME, force: bool = FORCE, stage1_iterations: int = STAGE1,
               stage2_iterations: int = STAGE2, samples_per_iteration: int = SAMPLES, batch_size: int = BATCH,
-              batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
+              lr: float = LR, batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
               eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
               init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD,
               freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
-    """Both stages in one command; the result is the best stage-2 checkpoint, or stage 1's if never beaten."""
+    """Both stages in one command; the result is the best stage-2 checkpoint, or stage 1's if never beaten
+    (with --init-from, stage 1's candidates include the initialisation itself, as iteration 0)."""
     _ppo_run(env_id, [1, 2], run_dir=run_dir, resume=resume, force=force, stage1_iterations=stage1_iterations,
-             stage2_iterations=stage2_iterations, samples_per_iteration=samples_per_iteration, batch_size=batch_size,
-             stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor, eval_episodes=eval_episodes,
-             workers=workers, init_from=init_from, init_log_std=init_log_std, freeze_pointnet=freeze_pointnet,
-             seed=seed, max_episode_steps=max_episode_steps)
+             stage2_iterations=stage2_iterations, samples_per_iteration=samples_per_iteration,
+             batch_size=batch_size, lr=lr, stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor,
+             eval_episodes=eval_episodes, workers=workers, init_from=init_from, init_log_std=init_log_std,
+             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps)
 
 
 @app.command()

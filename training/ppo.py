@@ -212,9 +212,12 @@ class PPO:
                 "updates": self.updates, "config": asdict(self.config)}
 
     def load_state_dict(self, state: Dict) -> None:
-        """Restore model, optimisers, normalisers and update count (the config stays this object's)."""
+        """Restore model, optimisers, normalisers and update count (the config, learning rate included,
+        stays this object's)."""
         self.model.load_state_dict(state["model"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        for optimizer, key in ((self.actor_optimizer, "actor_optimizer"), (self.critic_optimizer, "critic_optimizer")):
+            optimizer.load_state_dict(state[key])
+            for group in optimizer.param_groups:
+                group["lr"] = self.config.lr
         self.return_stats.load_state_dict(state["return_stats"])
         self.updates = state["updates"]

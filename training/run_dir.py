@@ -59,7 +59,8 @@ class RunDirectory:
         path = self.path / "metrics.csv"
         temporary = path.with_suffix(".tmp")
         with temporary.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(records[0]))
+            # every key of every record, in first-seen order (an initialisation's record has no training stats)
+            writer = csv.DictWriter(file, fieldnames=list(dict.fromkeys(key for r in records for key in r)))
             writer.writeheader()
             writer.writerows(records)
         os.replace(temporary, path)

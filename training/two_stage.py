@@ -1,7 +1,8 @@
 """Automatic two-stage PPO fine-tuning with resumable runs.
 
 Stage 1 trains with the paper's settings, evaluating on fixed selection seeds and checkpointing
-after every iteration. Stage 2 resumes from the highest-scoring stage-1 checkpoint (ties: higher
+after every iteration; a run initialised from another policy (`init_from`, e.g. a distilled student)
+evaluates and checkpoints that policy first, as stage-1 iteration 0, so it competes in the selection. Stage 2 resumes from the highest-scoring stage-1 checkpoint (ties: higher
 mean return, then earlier) with batch size x0.9 and samples per iteration x0.875, and tracks its
 own best. The run's result is the best stage-2 checkpoint if it beats the stage-1 best, else the
 stage-1 best (`result.json` records which).
@@ -110,6 +111,7 @@ class TwoStageRun:
                 model.load_state_dict(load_checkpoint(Path(c.init_from))["model"])
                 if c.init_log_std is not None:
                     model.log_std.data.fill_(c.init_log_std)
+                self._record(ppo, progress, selection)  # stage-1 iteration 0: the initialisation competes too
             for stage in stages:
                 if stage < progress["stage"]:
                     continue  # finished before an interruption
@@ -133,9 +135,6 @@ class TwoStageRun:
                                     "--from CHECKPOINT".format(self.directory.path))
         return self.directory.checkpoint_path(best)
 
-    def checkpoint_path(self, record: Dict) -> Path:
-        return self.checkpoint_dir / "stage{}-{:04d}.pt".format(record["stage"], record["iteration"])
-
     def _train_stage(self, ppo: PPO, progress: Dict, stage: int, train: EnvWorkers, selection: EnvWorkers) -> None:
         c = self.config
         remaining = (c.iterations(stage) - progress["iteration"]) * ppo.config.samples_per_iteration
@@ -146,23 +145,30 @@ class TwoStageRun:
             collected = time.time()
             stats = ppo.learn(rollout)
             learned = time.time()
-            metrics = evaluate(torch_actor(ppo.model), selection, c.eval_episodes)
             progress["iteration"] += 1
             progress["env_steps"] += rollout["reward"].size
-            record = {"stage": stage, "iteration": progress["iteration"], "env_steps": progress["env_steps"],
-                      **metrics, "train_success": _mean(rollout["episode_successes"]),
-                      "train_return": _mean(rollout["episode_returns"]), **stats,
-                      "collect_seconds": collected - started, "learn_seconds": learned - collected,
-                      "eval_seconds": time.time() - learned}
-            progress["records"].append(record)
-            rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
-            save_checkpoint(model_checkpoint(ppo.model, ppo=ppo.state_dict(), progress=progress, config=asdict(c),
-                                             rng=rng, record=record), self.directory.checkpoint_path(record))
-            self.directory.write_metrics(progress["records"], step_key="env_steps")
+            record = self._record(ppo, progress, selection, train_success=_mean(rollout["episode_successes"]),
+                                  train_return=_mean(rollout["episode_returns"]), **stats,
+                                  collect_seconds=collected - started, learn_seconds=learned - collected)
             bar.set_postfix(iteration=progress["iteration"], success="{:.2f}".format(record["success"]),
                             ret="{:.1f}".format(record["mean_return"]),
                             collect_learn_steps_s="{:.1f}".format(rollout["reward"].size / (learned - started)))
         bar.close()
+
+    def _record(self, ppo: PPO, progress: Dict, selection: EnvWorkers, **extra: float) -> Dict:
+        """Evaluate the current policy on the selection seeds, then append its record to `progress` and
+        checkpoint it as `progress`'s stage and iteration."""
+        started = time.time()
+        metrics = evaluate(torch_actor(ppo.model), selection, self.config.eval_episodes)
+        record = {"stage": progress["stage"], "iteration": progress["iteration"], "env_steps": progress["env_steps"],
+                  **metrics, **extra, "eval_seconds": time.time() - started}
+        progress["records"].append(record)
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+        save_checkpoint(model_checkpoint(ppo.model, ppo=ppo.state_dict(), progress=progress,
+                                         config=asdict(self.config), rng=rng, record=record),
+                        self.directory.checkpoint_path(record))
+        self.directory.write_metrics(progress["records"], step_key="env_steps")
+        return record
 
 
 def _mean(values: np.ndarray) -> float:
