@@ -33,3 +33,26 @@ def test_recipe_plot_draws_distillation_then_ppo(tmp_path: Path) -> None:
 def test_recipe_plot_without_runs_says_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="distill_records.json"):
         plot_recipe(tmp_path)
+
+
+def test_film_strip_picks_evenly_spaced_frames_first_and_last_included(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from training.film_strip import save_strip
+
+    frames = [np.full((8, 6, 3), step, np.uint8) for step in range(11)]  # frame k is filled with k
+    path = save_strip(frames, tmp_path / "strip.png", n_frames=3, pixel_stride=2)
+    image = plt.imread(path)
+    assert image.shape[:2] == (4, 9)  # 3 frames of 4x3 pixels side by side
+    assert [round(float(image[0, 3 * i, 0]) * 255) for i in range(3)] == [0, 5, 10]
+
+
+@pytest.mark.sim
+def test_film_strip_of_the_shipped_pickcube_policy(tmp_path: Path) -> None:
+    from training.film_strip import save_strip, successful_episode
+
+    episode = successful_episode("PickCube-v0", attempts=3)  # shipped policy: 0.97 on held-out seeds
+    assert 1_000_000 <= episode["seed"] < 1_000_003 and 1 < len(episode["frames"]) <= 201
+    assert episode["frames"][0].shape == (512, 512, 3)
+    assert save_strip(episode["frames"], tmp_path / "strip.png").stat().st_size > 10_000

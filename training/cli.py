@@ -213,6 +213,22 @@ def plot(run_dir: Path = typer.Argument(..., help="a PPO or BC run directory (ho
     typer.echo(str(plot_learning_curve(run_dir) if (run_dir / "metrics.csv").exists() else plot_recipe(run_dir)))
 
 
+@app.command("film-strip")
+def film_strip(env_id: str = typer.Argument(..., help=ENV_HELP),
+               out: Optional[Path] = typer.Option(None, help="PNG to write (default: docs/results/ENV_ID_episode.png)"),
+               first_seed: int = typer.Option(1_000_000, help="try seeds from here until an episode succeeds"),
+               attempts: int = typer.Option(5, help="seeds to try"),
+               frames: int = typer.Option(6, help="evenly spaced frames in the strip")) -> None:
+    """Image strip of one successful held-out episode of the shipped policy (official renderer)."""
+    from training.film_strip import save_strip, successful_episode
+
+    get_task(env_id)
+    episode = successful_episode(env_id, first_seed, attempts)
+    path = save_strip(episode["frames"], out or Path("docs/results/{}_episode.png".format(env_id)), frames)
+    typer.echo(json.dumps({"env_id": env_id, "seed": episode["seed"], "steps": len(episode["frames"]) - 1,
+                           "png": str(path)}))
+
+
 @app.command()
 def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
            episodes: int = typer.Option(100, help="number of episodes"),
