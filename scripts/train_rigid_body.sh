@@ -46,7 +46,7 @@ for ENV_ID in "${ENVS[@]}"; do
   echo "== $ENV_ID: distillation ($ROUNDS rounds)"
   "$MS2AGENT" distill "$ENV_ID" --rounds "$ROUNDS" --samples-per-round "$SAMPLES_PER_ROUND" \
     --updates-per-round "$UPDATES_PER_ROUND"
-  STUDENT="runs/$ENV_ID/distill/student-round$((ROUNDS - 1)).pt"
+  STUDENT=$(json_field "runs/$ENV_ID/distill/result.json" student)  # the round with the best selection success
 
   echo "== $ENV_ID: two-stage PPO from $STUDENT (the student itself is stage 1's iteration 0)"
   "$MS2AGENT" two-stage "$ENV_ID" --resume --init-from "$STUDENT" --init-log-std "$INIT_LOG_STD" --freeze-pointnet \

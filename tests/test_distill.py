@@ -1,5 +1,6 @@
 """Distillation: point subsets for BC, and on the real simulator an expert round, one DAgger round,
 and resuming without redoing rounds."""
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 import torch
 
-from training.distill import DistillConfig, behaviour_cloning, distill, point_subset
+from training.distill import DistillConfig, behaviour_cloning, best_round, distill, point_subset
 from training.networks import ActorCritic
 
 
@@ -40,6 +41,13 @@ def test_behaviour_cloning_on_point_subsets_fits_labels() -> None:
     assert np.abs(full - data["label"]).max() < 0.1
 
 
+def test_best_round_is_the_most_successful_and_the_latest_of_equals() -> None:
+    records = [{"round": 0, "success": 0.2}, {"round": 1, "success": 0.6}, {"round": 2, "success": 0.3},
+               {"round": 3, "success": 0.6}, {"round": 4, "success": 0.5}]
+    assert best_round(records)["round"] == 3
+    assert best_round(records[:3])["round"] == 1
+
+
 @pytest.mark.sim
 def test_distill_runs_rounds_and_resumes(tmp_path: Path) -> None:
     config = DistillConfig("PickCube-v0", rounds=2, samples_per_round=8, updates_per_round=2, batch_size=4,
@@ -49,7 +57,9 @@ def test_distill_runs_rounds_and_resumes(tmp_path: Path) -> None:
     assert [r["samples"] for r in first["records"]] == [8, 16]
     data = np.load(tmp_path / "data" / "round1.npz")
     assert data["points"].shape == (8, 1200, 6) and np.abs(data["label"]).max() <= 1.0
-    assert Path(first["student"]).name == "student-round1.pt"
+    chosen = best_round(first["records"])
+    assert Path(first["student"]).name == "student-round{}.pt".format(chosen["round"])
+    assert json.loads((tmp_path / "result.json").read_text())["student"] == first["student"]
 
     again = distill(tmp_path, config)  # finished rounds are skipped
     assert [(r["round"], r["bc_loss"]) for r in again["records"]] == [(r["round"], r["bc_loss"]) for r in first["records"]]

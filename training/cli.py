@@ -158,7 +158,8 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
             eval_episodes: int = typer.Option(20, help="evaluation episodes after each round"),
             workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
-    """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume."""
+    """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
+    result.json names the round with the best selection success."""
     from training.distill import DistillConfig, distill as run_distill
 
     checked_task(env_id, "ppo")

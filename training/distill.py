@@ -5,7 +5,8 @@ recoveries); every later round drives them with the current student, while the e
 every visited observation. Each round's data is stored as `data/round{k}.npz`, the student is
 retrained on all rounds so far (warm start), checkpointed as `student-round{k}.pt` and evaluated
 on the selection seeds. Re-running the same command skips finished rounds, so an interrupted
-run loses at most the round in progress.
+run loses at most the round in progress. `result.json` names the student to ship or fine-tune:
+the round with the highest selection success (the latest of equals, as it saw the most data).
 
 Learning, not simulation, is the cost on a CPU (a 1200-point PointNet update costs ~11 ms per
 sample on 2 cores). `train_points` trains on a random subset of each stored cloud (camera and goal
@@ -21,7 +22,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -121,6 +122,11 @@ def load_rounds(data_dir: Path, rounds: int) -> Dict[str, np.ndarray]:
     return {key: np.concatenate([part[key] for part in parts]) for key in ("points", "state", "label")}
 
 
+def best_round(records: List[Dict]) -> Dict:
+    """The record with the highest selection success; among equals the latest (most data)."""
+    return max(reversed(records), key=lambda record: record["success"])
+
+
 def distill(run_dir: Path, config: DistillConfig) -> Dict:
     """Run (or continue) the rounds; returns the per-round records."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -173,4 +179,8 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                   "({episodes} episodes)".format(**record), flush=True)
     finally:
         selection.close()
-    return {"records": records, "student": str(run_dir / "student-round{}.pt".format(len(records) - 1))}
+    best = best_round(records)
+    result = {"student": str(run_dir / "student-round{}.pt".format(best["round"])), "round": best["round"],
+              "success": best["success"], "episodes": best["episodes"]}
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return {"records": records, **result}
