@@ -9,7 +9,8 @@
 # Default tasks: PickCube-v0 LiftCube-v0 StackCube-v0 PegInsertionSide-v0 PlugCharger-v0.
 # Re-running resumes every step: finished distillation rounds and PPO iterations are kept.
 # The compute is set by environment variables (defaults: what the README's results used):
-#   ROUNDS SAMPLES_PER_ROUND UPDATES_PER_ROUND            distillation
+#   ROUNDS SAMPLES_PER_ROUND UPDATES_PER_ROUND            distillation (StackCube-v0: 12 rounds of
+#                                                         6000 updates, its student needs longer fits)
 #   STAGE1 STAGE2 PPO_SAMPLES PPO_BATCH PPO_LR INIT_LOG_STD
 #                                                         two-stage PPO (stage 2: batch x0.9, samples x0.875)
 #   EVAL_EPISODES                                         official evaluator episodes (seeds 1,000,000+)
@@ -17,9 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ENVS=("$@")
 [ ${#ENVS[@]} -gt 0 ] || ENVS=(PickCube-v0 LiftCube-v0 StackCube-v0 PegInsertionSide-v0 PlugCharger-v0)
-ROUNDS=${ROUNDS:-8}
 SAMPLES_PER_ROUND=${SAMPLES_PER_ROUND:-4000}
-UPDATES_PER_ROUND=${UPDATES_PER_ROUND:-3000}
 STAGE1=${STAGE1:-2}
 STAGE2=${STAGE2:-1}
 PPO_SAMPLES=${PPO_SAMPLES:-4000}
@@ -43,9 +42,13 @@ for ENV_ID in "${ENVS[@]}"; do
   fi
   cat "runs/$ENV_ID/expert.json"
 
-  echo "== $ENV_ID: distillation ($ROUNDS rounds)"
-  "$MS2AGENT" distill "$ENV_ID" --rounds "$ROUNDS" --samples-per-round "$SAMPLES_PER_ROUND" \
-    --updates-per-round "$UPDATES_PER_ROUND"
+  case "$ENV_ID" in
+    StackCube-v0) rounds=${ROUNDS:-12}; updates=${UPDATES_PER_ROUND:-6000} ;;
+    *) rounds=${ROUNDS:-8}; updates=${UPDATES_PER_ROUND:-3000} ;;
+  esac
+  echo "== $ENV_ID: distillation ($rounds rounds of $updates updates)"
+  "$MS2AGENT" distill "$ENV_ID" --rounds "$rounds" --samples-per-round "$SAMPLES_PER_ROUND" \
+    --updates-per-round "$updates"
   STUDENT=$(json_field "runs/$ENV_ID/distill/result.json" student)  # the round with the best selection success
 
   echo "== $ENV_ID: two-stage PPO from $STUDENT (the student itself is stage 1's iteration 0)"
