@@ -28,8 +28,12 @@ PY
 eval "$("$PY" -m agent.vulkan_fallback)"  # for evaluator options that skip user_solution
 "$PY" -m mani_skill2.evaluation.run_evaluation -e "$ENV_ID" -o "$OUT" --config-file "$OUT/config.json" "$@"
 "$PY" - "$OUT/average_metrics.json" "$ENV_ID" "$EPISODES" <<'PY'
-import json, sys
+import json, math, sys
 metrics = json.load(open(sys.argv[1]))
-print("{}: success rate {:.3f} over {} episodes (official evaluator)".format(
-    sys.argv[2], metrics["success"], sys.argv[3]))
+p, n, z = metrics["success"], int(sys.argv[3]), 1.96
+# 95 % Wilson score interval of the success rate
+centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+low, high = (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+print("{}: success rate {:.3f} over {} episodes (official evaluator; 95 % Wilson interval {:.2f}-{:.2f})".format(
+    sys.argv[2], p, n, low, high))
 PY
