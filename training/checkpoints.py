@@ -47,6 +47,25 @@ def model_checkpoint(model: ActorCritic, **extra: Any) -> Dict[str, Any]:
     return {"model": model.state_dict(), "model_spec": spec, **extra}
 
 
+def initialise_from(model: ActorCritic, path: Path) -> None:
+    """Load `path` into `model`: a checkpoint's whole model, or an exported ONNX policy's PointNet and
+    actor (`weights/ENV.onnx`, so training can continue from a shipped policy when its run directory is
+    gone); the ONNX file holds no critic or log-std, so those keep their fresh initialisation (the
+    action bounds come from the task, as for any new model)."""
+    path = Path(path)
+    if path.suffix != ".onnx":
+        model.load_state_dict(load_checkpoint(path)["model"])
+        return
+    from training.export import actor_weights_from_onnx
+
+    missing, unexpected = model.load_state_dict(actor_weights_from_onnx(path), strict=False)
+    absent = [key for key in missing
+              if not key.startswith("critic.") and key not in ("log_std", "action_center", "action_scale")]
+    if absent or unexpected:
+        raise CorruptCheckpointError("{} does not match the network: missing {}, unexpected {}".format(
+            path, absent, list(unexpected)))
+
+
 def model_from_checkpoint(path: Path) -> ActorCritic:
     """The model stored in a distillation or PPO checkpoint."""
     checkpoint = load_checkpoint(path)

@@ -87,7 +87,8 @@ BATCH_FACTOR = typer.Option(0.9, help="stage-2 batch size factor (330 -> 297)")
 SAMPLES_FACTOR = typer.Option(0.875, help="stage-2 samples-per-iteration factor (20,000 -> 17,500)")
 EVAL_EPISODES = typer.Option(20, help="evaluation episodes per iteration (fixed selection seeds)")
 WORKERS = typer.Option(None, help=WORKERS_HELP)
-INIT_FROM = typer.Option(None, help="initialise from this checkpoint's model (e.g. a distilled student)")
+INIT_FROM = typer.Option(None, help="initialise from this checkpoint's model (e.g. a distilled student) or an "
+                         "exported weights/ENV.onnx (actor and PointNet; the critic starts fresh)")
 INIT_LOG_STD = typer.Option(None, help="exploration log-std after --init-from (a distilled student's is untrained; "
                             "-2.3: std 0.1 of the action range)")
 SEED = typer.Option(0, help="random seed")
@@ -153,10 +154,13 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             batch_size: int = typer.Option(64, help="BC minibatch size"),
             train_points: int = typer.Option(300, help="camera points per cloud in BC updates (0: all; "
                                              "fewer is faster, evaluation always sees all)"),
+            lr: float = typer.Option(3e-4, help="BC learning rate at the start of each round"),
             final_lr_factor: float = typer.Option(0.1, help="each round's BC anneals the learning rate to "
                                                   "this fraction (cosine); 1: constant"),
             expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
             eval_episodes: int = typer.Option(20, help="evaluation episodes after each round"),
+            init_from: Optional[Path] = typer.Option(None, help="continue from this student: a checkpoint or an "
+                                                     "exported weights/ENV.onnx (every round is then DAgger)"),
             workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
     result.json names the round with the best selection success."""
@@ -166,8 +170,9 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
     checked_expert(env_id)
     config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
                            updates_per_round=updates_per_round, batch_size=batch_size, train_points=train_points,
-                           final_lr_factor=final_lr_factor, expert_noise=expert_noise,
-                           n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed)
+                           lr=lr, final_lr_factor=final_lr_factor, expert_noise=expert_noise,
+                           n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed,
+                           init_from=str(init_from) if init_from else None)
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
 
 

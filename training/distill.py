@@ -7,6 +7,9 @@ retrained on all rounds so far (warm start), checkpointed as `student-round{k}.p
 on the selection seeds. Re-running the same command skips finished rounds, so an interrupted
 run loses at most the round in progress. `result.json` names the student to ship or fine-tune:
 the round with the highest selection success (the latest of equals, as it saw the most data).
+`init_from` continues from an earlier student (a checkpoint, or a shipped `weights/ENV.onnx` when
+its run directory is gone): the model starts from it and every round, round 0 included, is DAgger
+driven by the student.
 
 Learning, not simulation, is the cost on a CPU (a 1200-point PointNet update costs ~11 ms per
 sample on 2 cores). `train_points` trains on a random subset of each stored cloud (camera and goal
@@ -29,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from agent.registry import get_task
-from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
+from training.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
 from training.networks import ActorCritic
 from training.vec_env import EnvWorkers
@@ -49,6 +52,7 @@ class DistillConfig:
     n_workers: int = os.cpu_count() or 1
     eval_episodes: int = 20
     seed: int = 0
+    init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
 
 
 def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise: float,
@@ -148,11 +152,14 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
             if "rng" in state:  # bit-exact resume (older checkpoints lack it)
                 rng.bit_generator.state = state["rng"]["numpy"]
                 torch.set_rng_state(state["rng"]["torch"])
+        elif config.init_from:
+            initialise_from(model, Path(config.init_from))
         for k in range(len(records), config.rounds):
             started = time.time()
             shard = data_dir / "round{}.npz".format(k)
+            student_drives = k > 0 or config.init_from is not None
             if not shard.exists():  # data survives an interruption during training
-                student = None if k == 0 else torch_actor(model)
+                student = torch_actor(model) if student_drives else None
                 with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_SEEDS + 1_000_000 * (k + 1),
                                 with_expert=True) as workers:
                     data = collect(workers, config.samples_per_round, student, config.expert_noise, rng)
@@ -160,7 +167,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                 os.replace(data_dir / "round{}.tmp.npz".format(k), shard)
             collected = time.time()
             finished = np.load(shard)["episode_success"]  # episodes the student drove to their end
-            behaviour_success = float(np.mean(finished)) if k and finished.size else float("nan")
+            behaviour_success = float(np.mean(finished)) if student_drives and finished.size else float("nan")
             data = load_rounds(data_dir, k + 1)
             loss = behaviour_cloning(model, data, config.updates_per_round, config.batch_size, optimizer, rng,
                                      config.train_points, get_task(config.env_id).n_goal_points, config.final_lr_factor)

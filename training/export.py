@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
+import onnx
 import onnxruntime
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from agent.preprocessing import preprocess
 from agent.registry import get_task
 from training.checkpoints import load_checkpoint, model_from_checkpoint
 from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME
-from training.networks import ActorCritic
+from training.networks import ActorCritic, PointNet, mlp_head
 
 OPSET = 17
 
@@ -63,6 +64,34 @@ def onnx_bytes(actor: nn.Module, n_points: int, state_size: int) -> bytes:
                       dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
                       opset_version=OPSET, dynamo=False)
     return buffer.getvalue()
+
+
+def actor_weights_from_onnx(path: Path) -> Dict[str, torch.Tensor]:
+    """The PointNet and actor weights in an `ExportedActor` graph (the inverse of `onnx_bytes`), read
+    from the nodes that use them, in layer order: MatMul (PointNet linear, transposed), LayerNormalization
+    (scale, bias) and Gemm (actor linear). Their inputs are initialisers, or Identity aliases of one:
+    the exporter stores equal tensors once (an all-zero bias and an all-zero action centre)."""
+    graph = onnx.load(str(path)).graph
+    tensors = {tensor.name: torch.from_numpy(onnx.numpy_helper.to_array(tensor).copy()) for tensor in graph.initializer}
+    tensors.update({node.output[0]: tensors[node.input[0]] for node in graph.node
+                    if node.op_type == "Identity" and node.input[0] in tensors})
+    nodes = {op: [node for node in graph.node if node.op_type == op] for op in ("MatMul", "LayerNormalization", "Gemm")}
+    linears = [index for index, layer in enumerate(PointNet().mlp) if isinstance(layer, nn.Linear)]
+    actor_linears = [index for index, layer in enumerate(mlp_head(1, 1)) if isinstance(layer, nn.Linear)]
+    if (len(nodes["MatMul"]), len(nodes["LayerNormalization"]), len(nodes["Gemm"])) != (
+            len(linears), len(linears), len(actor_linears)):
+        raise ValueError("{} is not an exported ms2agent actor".format(path))
+    state = {}
+    for index, matmul, norm in zip(linears, nodes["MatMul"], nodes["LayerNormalization"]):
+        state["pointnet.mlp.{}.weight".format(index)] = tensors[matmul.input[1]].T.contiguous()
+        state["pointnet.mlp.{}.weight".format(index + 1)] = tensors[norm.input[1]]
+        state["pointnet.mlp.{}.bias".format(index + 1)] = tensors[norm.input[2]]
+    for index, gemm in zip(actor_linears, nodes["Gemm"]):
+        transposed = any(attribute.name == "transB" and attribute.i for attribute in gemm.attribute)
+        weight = tensors[gemm.input[1]]
+        state["actor.{}.weight".format(index)] = weight if transposed else weight.T.contiguous()
+        state["actor.{}.bias".format(index)] = tensors[gemm.input[2]]
+    return state
 
 
 def real_inputs(env_id: str, n_steps: int = 8, seed: int = 0) -> List[Any]:

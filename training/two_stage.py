@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from agent.registry import get_task
-from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
+from training.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, evaluate, torch_actor
 from training.networks import ActorCritic
 from training.ppo import PPO, PPOConfig
@@ -108,7 +108,7 @@ class TwoStageRun:
                 np.random.set_state(checkpoint["rng"]["numpy"])
                 print("Resuming {} from {}".format(self.directory.path, latest))
             elif c.init_from:
-                model.load_state_dict(load_checkpoint(Path(c.init_from))["model"])
+                initialise_from(model, Path(c.init_from))
                 if c.init_log_std is not None:
                     model.log_std.data.fill_(c.init_log_std)
                 self._record(ppo, progress, selection)  # stage-1 iteration 0: the initialisation competes too

@@ -1,0 +1,72 @@
+"""Continuing from a shipped policy: an exported ONNX actor loads back into the network, and
+distillation started from one drives every round, round 0 included, with that student."""
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import training.distill
+from training.checkpoints import initialise_from
+from training.distill import DistillConfig, collect, distill
+from training.export import ExportedActor, actor_weights_from_onnx, onnx_bytes
+from training.networks import ActorCritic
+
+
+def export(model: ActorCritic, path: Path, n_points: int = 1200) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings of the legacy exporter training uses
+        path.write_bytes(onnx_bytes(ExportedActor(model), n_points, model.critic[0].in_features - 512))
+    return path
+
+
+@pytest.mark.parametrize("trained", [False, True])  # fresh: zero output bias, merged with the zero action centre
+def test_exported_actor_loads_back_into_the_network(tmp_path: Path, trained: bool) -> None:
+    torch.manual_seed(0)
+    source = ActorCritic(31, 7, [-1.0] * 7, [1.0] * 7)
+    if trained:
+        with torch.no_grad():
+            for parameter in source.parameters():
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    target = ActorCritic(31, 7, [-1.0] * 7, [1.0] * 7)
+    critic_before = [p.clone() for p in target.critic.parameters()]
+    initialise_from(target, export(source, tmp_path / "policy.onnx"))
+    points, state = torch.randn(3, 1200, 6), torch.randn(3, 31)
+    with torch.no_grad():
+        torch.testing.assert_close(target(points, state), source(points, state), rtol=0, atol=0)
+    assert all(torch.equal(a, b) for a, b in zip(critic_before, target.critic.parameters()))  # not exported
+
+
+def test_a_foreign_onnx_file_is_refused(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "foreign",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    (tmp_path / "foreign.onnx").write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(ValueError, match="not an exported ms2agent actor"):
+        actor_weights_from_onnx(tmp_path / "foreign.onnx")
+
+
+@pytest.mark.sim
+def test_distill_from_a_shipped_student_starts_with_dagger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(1)
+    source = ActorCritic(37, 7, [-1.0] * 7, [1.0] * 7)  # PickCube's state: 37 values
+    drivers = []
+
+    def recording_collect(workers, n_samples, student, noise, rng):  # type: ignore[no-untyped-def]
+        drivers.append(student)
+        return collect(workers, n_samples, student, noise, rng)
+
+    monkeypatch.setattr(training.distill, "collect", recording_collect)
+    config = DistillConfig("PickCube-v0", rounds=1, samples_per_round=8, updates_per_round=0, batch_size=4,
+                           n_workers=1, eval_episodes=1, init_from=str(export(source, tmp_path / "student.onnx")))
+    distill(tmp_path / "run", config)
+    points = np.random.default_rng(0).normal(size=(2, 1200, 6)).astype(np.float32)
+    state = np.zeros((2, 37), np.float32)
+    with torch.no_grad():
+        expected = source(torch.from_numpy(points), torch.from_numpy(state)).numpy()
+    assert len(drivers) == 1 and drivers[0] is not None  # round 0: the student drove, not the expert
+    np.testing.assert_array_equal(drivers[0](points, state), expected)
