@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from training.plots import plot_learning_curve, plot_recipe
+from training.plots import distill_label, plot_learning_curve, plot_recipe
 
 PPO_ROWS = [{"stage": 1, "iteration": 1, "env_steps": 4000, "success": 0.9},
             {"stage": 1, "iteration": 2, "env_steps": 8000, "success": 0.95},
@@ -28,6 +28,12 @@ def test_recipe_plot_draws_distillation_then_ppo(tmp_path: Path) -> None:
     path = plot_recipe(tmp_path)
     assert path == tmp_path / "learning_curve.png" and path.stat().st_size > 10_000
     assert plot_learning_curve(tmp_path / "ppo").exists()
+
+
+def test_distillation_label_names_the_student_it_continued_from(tmp_path: Path) -> None:
+    assert distill_label(tmp_path) == "distillation (round 0: expert data, then DAgger)"
+    (tmp_path / "distill_config.json").write_text(json.dumps({"init_from": "weights/StackCube-v0.onnx"}))
+    assert distill_label(tmp_path) == "distillation continued from StackCube-v0.onnx (DAgger from round 0)"
 
 
 def test_recipe_plot_without_runs_says_what_is_missing(tmp_path: Path) -> None:

@@ -53,6 +53,15 @@ def _rows(path: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(file))
 
 
+def distill_label(distill_dir: Path) -> str:
+    """What the distillation rounds were: from the expert, or continued from a student (`init_from`)."""
+    config_file = distill_dir / "distill_config.json"
+    init_from = json.loads(config_file.read_text()).get("init_from") if config_file.exists() else None
+    if init_from:
+        return "distillation continued from {} (DAgger from round 0)".format(Path(init_from).name)
+    return "distillation (round 0: expert data, then DAgger)"
+
+
 def plot_recipe(task_dir: Path) -> Path:
     """Write `task_dir/learning_curve.png`: selection success vs env steps collected for training,
     through the distillation rounds and then the PPO stages; returns its path."""
@@ -65,7 +74,7 @@ def plot_recipe(task_dir: Path) -> Path:
     offset = float(distill[-1]["samples"]) if distill else 0.0
     if distill:
         axis.plot([r["samples"] for r in distill], [r["success"] for r in distill], marker="o",
-                  label="distillation (round 0: expert data, then DAgger)")
+                  label=distill_label(task_dir / "distill"))
     start = offset  # where each PPO stage starts on the env-step axis
     for stage in ("1", "2"):
         points = [(offset + float(r["env_steps"]), float(r["success"])) for r in ppo if r["stage"] == stage]
