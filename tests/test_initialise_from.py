@@ -1,6 +1,5 @@
 """Continuing from a shipped policy: an exported ONNX actor loads back into the network, and
 distillation started from one drives every round, round 0 included, with that student."""
-import math
 import warnings
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from training.networks import ActorCritic
 def export(model: ActorCritic, path: Path, n_points: int = 1200) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings of the legacy exporter training uses
-        path.write_bytes(onnx_bytes(ExportedActor(model), n_points, model.critic[0].in_features - 512))
+        state_size = model.critic[0].in_features - model.pointnet.out_features
+        path.write_bytes(onnx_bytes(ExportedActor(model), n_points, state_size))
     return path
 
 
