@@ -59,3 +59,27 @@ def test_record_demos_writes_official_layout(tmp_path: Path) -> None:
             assert traj["actions"].shape == (steps, 7)
             assert traj["env_states"].shape[0] == steps + 1
             assert traj["success"][-1] and not traj["success"][:-1].any()
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("env_id", ["PegInsertionSide-v0", "PlugCharger-v0"])
+def test_insertion_expert_descends_with_the_grasp_tolerance(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the grasp pose with a 0.03 rad wrist error (inside the 0.1 rad grasp tolerance, outside
+    the insertion tolerance) the expert descends instead of hovering to correct it: a hover that
+    waits for a rotation the point-cloud student cannot resolve is a state it never leaves."""
+    from transforms3d.euler import euler2quat
+
+    import sapien.core as sapien
+    from training.experts import base
+
+    env = make_env(env_id, obs_mode="state", control_mode="pd_ee_delta_pose")
+    try:
+        env.reset(seed=0)
+        expert = make_expert(env_id)
+        hover = expert.grasp_pose(env) * sapien.Pose([0, 0, -0.045], euler2quat(0.0, 0.0, 0.03))
+        monkeypatch.setattr(base, "tcp_pose", lambda _: hover)
+        monkeypatch.setattr(base, "gripper_width", lambda _: 0.08)
+        action = expert.reach_and_grasp(env)
+        assert action[2] > 0.3  # towards the grasp pose, 4.5 cm below: most of a full step down
+    finally:
+        env.close()

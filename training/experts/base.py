@@ -139,8 +139,8 @@ class GraspExpert(Expert):
     """Reaches an object from above, grasps it, then hands over to `carry` while it is held."""
 
     pregrasp_height = 0.05  # m above the grasp pose before descending
-    align_tolerance = 0.01  # m, lateral error allowed for descending / closing
-    angle_tolerance = 0.1  # rad, orientation error allowed for descending
+    grasp_lateral_tolerance = 0.01  # m, lateral error allowed for descending / closing
+    grasp_angle_tolerance = 0.1  # rad, orientation error allowed for descending
     grasp_max_angle = 85.0  # deg, for `check_grasp`
 
     def target(self, env: gym.Env) -> sapien.Actor:
@@ -161,8 +161,8 @@ class GraspExpert(Expert):
         grasp = self.grasp_pose(env)
         offset = grasp.inv() * tcp_pose(env)  # TCP in the grasp frame: z < 0 above the object
         lateral = np.linalg.norm(offset.p[:2])
-        aligned = lateral < self.align_tolerance and rotation_angle(offset) < self.angle_tolerance
-        if aligned and abs(offset.p[2]) < self.align_tolerance:
+        aligned = lateral < self.grasp_lateral_tolerance and rotation_angle(offset) < self.grasp_angle_tolerance
+        if aligned and abs(offset.p[2]) < self.grasp_lateral_tolerance:
             return pose_action(env, grasp, CLOSE)
         if aligned and gripper_width(env) > GRIPPER_OPEN_WIDTH:
             return pose_action(env, grasp, OPEN)
