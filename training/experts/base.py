@@ -158,12 +158,18 @@ class GraspExpert(Expert):
         return self.reach_and_grasp(env)
 
     def reach_and_grasp(self, env: gym.Env) -> np.ndarray:
+        """Descend onto the grasp pose from `pregrasp_height` above it, lower the better aligned the
+        TCP is: fully down within half the tolerances, at the full height beyond them, linear in
+        between. The label is a continuous function of the state, so a student that imitates it
+        has no threshold between "rise" and "descend" labels at which their average, no motion,
+        would hold it forever."""
         grasp = self.grasp_pose(env)
         offset = grasp.inv() * tcp_pose(env)  # TCP in the grasp frame: z < 0 above the object
-        lateral = np.linalg.norm(offset.p[:2])
-        aligned = lateral < self.grasp_lateral_tolerance and rotation_angle(offset) < self.grasp_angle_tolerance
-        if aligned and abs(offset.p[2]) < self.grasp_lateral_tolerance:
+        misalignment = max(float(np.linalg.norm(offset.p[:2])) / self.grasp_lateral_tolerance,
+                           rotation_angle(offset) / self.grasp_angle_tolerance)
+        if misalignment < 1.0 and abs(offset.p[2]) < self.grasp_lateral_tolerance:
             return pose_action(env, grasp, CLOSE)
-        if aligned and gripper_width(env) > GRIPPER_OPEN_WIDTH:
-            return pose_action(env, grasp, OPEN)
-        return pose_action(env, grasp * sapien.Pose([0, 0, -self.pregrasp_height]), OPEN)
+        lift = float(np.clip(2.0 * misalignment - 1.0, 0.0, 1.0))
+        if gripper_width(env) <= GRIPPER_OPEN_WIDTH:
+            lift = 1.0  # open before descending
+        return pose_action(env, grasp * sapien.Pose([0, 0, -self.pregrasp_height * lift]), OPEN)
