@@ -66,7 +66,7 @@ def test_record_demos_writes_official_layout(tmp_path: Path) -> None:
 def test_grasp_descent_is_continuous_in_the_alignment(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above the grasp pose, the expert descends further the better aligned the TCP is, with no jump
     between "rise" and "descend" labels (a student averaging such labels stalls in mid-air), and a
-    0.03 rad wrist error (inside the 0.1 rad grasp tolerance, outside the insertion experts' 0.015 rad
+    0.03 rad wrist error (inside the grasp tolerances, outside the insertion experts' 0.015 rad
     one for pushing in) does not stop the descent."""
     from transforms3d.euler import euler2quat
 

@@ -10,6 +10,8 @@ class InsertionExpert(GraspExpert):
     """Grasp an object, hold it in front of its slot (`goal_pose`: the object's pose when fully
     inserted) aligned with the slot's x axis, then push it in along that axis."""
 
+    grasp_angle_tolerance = 0.25  # rad: the fingers close across the object's width and still hold it
+    # this far off in yaw, and point-cloud students stall above it while correcting a few degrees
     clearance = 0.01  # m in front of the entrance that lining up keeps at least
     standoff = 0.03  # m of slack behind that while lining up
     funnel_slope = 1.0  # extra distance per metre of lateral error, keeps the hand clear of the slot's body
