@@ -67,7 +67,7 @@ def test_grasp_descent_is_continuous_in_the_alignment(env_id: str, monkeypatch: 
     """Above the grasp pose, the expert descends further the better aligned the TCP is, with no jump
     between "rise" and "descend" labels (a student averaging such labels stalls in mid-air), and a
     0.03 rad wrist error (inside the grasp tolerances, outside the insertion experts' 0.015 rad
-    one for pushing in) does not stop the descent."""
+    one for pushing in) does not stop the descent, nor does its speed fade near the closing height."""
     from transforms3d.euler import euler2quat
 
     import sapien.core as sapien
@@ -80,8 +80,8 @@ def test_grasp_descent_is_continuous_in_the_alignment(env_id: str, monkeypatch: 
         grasp = expert.grasp_pose(env)
         monkeypatch.setattr(base, "gripper_width", lambda _: 0.08)
 
-        def descent(lateral: float, angle: float = 0.0) -> float:
-            hover = grasp * sapien.Pose([lateral, 0, -0.045], euler2quat(0.0, 0.0, angle))
+        def descent(lateral: float, angle: float = 0.0, height: float = 0.045) -> float:
+            hover = grasp * sapien.Pose([lateral, 0, -height], euler2quat(0.0, 0.0, angle))
             monkeypatch.setattr(base, "tcp_pose", lambda _: hover)
             return float(expert.reach_and_grasp(env)[2])  # TCP z: towards the object
 
@@ -89,5 +89,6 @@ def test_grasp_descent_is_continuous_in_the_alignment(env_id: str, monkeypatch: 
         steps = [descent(lateral) for lateral in np.linspace(0.0, 0.015, 31)]
         assert steps[0] > 0.4 and steps[-1] < 0.0  # aligned: down; 1.5 cm off: up to the pregrasp height
         assert np.all(np.diff(steps) <= 1e-6) and np.max(np.abs(np.diff(steps))) < 0.1
+        assert descent(0.0, height=0.012) > 0.15  # just above the closing height: still clearly down
     finally:
         env.close()

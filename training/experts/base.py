@@ -139,6 +139,8 @@ class GraspExpert(Expert):
     """Reaches an object from above, grasps it, then hands over to `carry` while it is held."""
 
     pregrasp_height = 0.05  # m above the grasp pose before descending
+    descent_overshoot = 0.01  # m the descent aims past its target height: labels stay >= 0.1 down to the
+    # closing height, instead of shrinking with the distance until a student's error cancels them
     grasp_lateral_tolerance = 0.01  # m, lateral error allowed for descending / closing
     grasp_angle_tolerance = 0.1  # rad, orientation error allowed for descending
     grasp_max_angle = 85.0  # deg, for `check_grasp`
@@ -162,7 +164,8 @@ class GraspExpert(Expert):
         TCP is: fully down within half the tolerances, at the full height beyond them, linear in
         between. The label is a continuous function of the state, so a student that imitates it
         has no threshold between "rise" and "descend" labels at which their average, no motion,
-        would hold it forever."""
+        would hold it forever. Fully down aims `descent_overshoot` below the grasp pose, so the
+        label keeps a visible downward speed until the TCP is close enough to close the gripper."""
         grasp = self.grasp_pose(env)
         offset = grasp.inv() * tcp_pose(env)  # TCP in the grasp frame: z < 0 above the object
         misalignment = max(float(np.linalg.norm(offset.p[:2])) / self.grasp_lateral_tolerance,
@@ -172,4 +175,5 @@ class GraspExpert(Expert):
         lift = float(np.clip(2.0 * misalignment - 1.0, 0.0, 1.0))
         if gripper_width(env) <= GRIPPER_OPEN_WIDTH:
             lift = 1.0  # open before descending
-        return pose_action(env, grasp * sapien.Pose([0, 0, -self.pregrasp_height * lift]), OPEN)
+        height = self.pregrasp_height * lift - self.descent_overshoot * (1.0 - lift)
+        return pose_action(env, grasp * sapien.Pose([0, 0, -height]), OPEN)
