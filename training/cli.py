@@ -275,6 +275,19 @@ def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 
 @app.command()
+def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
+             student: Path = typer.Argument(..., help="student checkpoint (.pt) or exported weights/ENV.onnx"),
+             episodes: int = typer.Option(4, help="number of episodes"),
+             first_seed: int = typer.Option(2_000_000, help="first episode seed (default: the selection seeds)")) -> None:
+    """Where a student fails: per episode, its grasp, closest approach and distance from the expert's labels."""
+    from training.diagnose import diagnose as run
+
+    checked_expert(env_id)
+    for record in run(env_id, student, list(range(first_seed, first_seed + episodes))):
+        typer.echo(json.dumps(record))
+
+
+@app.command()
 def info() -> None:
     """Show which Vulkan setup ManiSkill2 uses on this machine and the key package versions."""
     import mani_skill2
