@@ -139,8 +139,7 @@ class GraspExpert(Expert):
     """Reaches an object from above, grasps it, then hands over to `carry` while it is held."""
 
     pregrasp_height = 0.05  # m above the grasp pose before descending
-    descent_overshoot = 0.01  # m the descent aims past its target height: labels stay >= 0.1 down to the
-    # closing height, instead of shrinking with the distance until a student's error cancels them
+    descent_overshoot = 0.01  # m below the grasp pose that a full descent aims at (see `reach_and_grasp`)
     grasp_lateral_tolerance = 0.01  # m, lateral error allowed for descending / closing
     grasp_angle_tolerance = 0.1  # rad, orientation error allowed for descending
     grasp_max_angle = 85.0  # deg, for `check_grasp`
@@ -162,18 +161,20 @@ class GraspExpert(Expert):
     def reach_and_grasp(self, env: gym.Env) -> np.ndarray:
         """Descend onto the grasp pose from `pregrasp_height` above it, lower the better aligned the
         TCP is: fully down within half the tolerances, at the full height beyond them, linear in
-        between. The label is a continuous function of the state, so a student that imitates it
-        has no threshold between "rise" and "descend" labels at which their average, no motion,
-        would hold it forever. Fully down aims `descent_overshoot` below the grasp pose, so the
-        label keeps a visible downward speed until the TCP is close enough to close the gripper."""
+        between; close the gripper once within `grasp_lateral_tolerance` of the grasp pose where
+        that descent leads there. The vertical label is then a continuous function of the state
+        (up to a step of ~0.1 where closing starts), so a student that
+        imitates it has no place where rising and descending labels average to no motion. Fully down
+        aims `descent_overshoot` below the grasp pose, so the label keeps >= 0.1 of downward speed
+        until the gripper closes instead of fading with the distance."""
         grasp = self.grasp_pose(env)
         offset = grasp.inv() * tcp_pose(env)  # TCP in the grasp frame: z < 0 above the object
         misalignment = max(float(np.linalg.norm(offset.p[:2])) / self.grasp_lateral_tolerance,
                            rotation_angle(offset) / self.grasp_angle_tolerance)
-        if misalignment < 1.0 and abs(offset.p[2]) < self.grasp_lateral_tolerance:
-            return pose_action(env, grasp, CLOSE)
         lift = float(np.clip(2.0 * misalignment - 1.0, 0.0, 1.0))
-        if gripper_width(env) <= GRIPPER_OPEN_WIDTH:
-            lift = 1.0  # open before descending
-        height = self.pregrasp_height * lift - self.descent_overshoot * (1.0 - lift)
+        height = self.pregrasp_height * lift - self.descent_overshoot * (1.0 - lift)  # target, above the grasp
+        if height < self.grasp_lateral_tolerance and abs(offset.p[2]) < self.grasp_lateral_tolerance:
+            return pose_action(env, grasp, CLOSE)
+        if gripper_width(env) <= GRIPPER_OPEN_WIDTH:  # open before descending
+            height = self.pregrasp_height
         return pose_action(env, grasp * sapien.Pose([0, 0, -height]), OPEN)
