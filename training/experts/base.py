@@ -162,11 +162,11 @@ class GraspExpert(Expert):
         """Descend onto the grasp pose from `pregrasp_height` above it, lower the better aligned the
         TCP is: fully down within half the tolerances, at the full height beyond them, linear in
         between; close the gripper once within `grasp_lateral_tolerance` of the grasp pose where
-        that descent leads there. The vertical label is then a continuous function of the state
-        (up to a step of ~0.1 where closing starts), so a student that
-        imitates it has no place where rising and descending labels average to no motion. Fully down
-        aims `descent_overshoot` below the grasp pose, so the label keeps >= 0.1 of downward speed
-        until the gripper closes instead of fading with the distance."""
+        that descent leads there. The vertical label is then a continuous function of the state (up
+        to a step of ~0.1 where closing starts), so a student that imitates it has no place where
+        rising and descending labels average to no motion. Fully down aims `descent_overshoot` below
+        the grasp pose, so the label keeps >= 0.1 of downward speed until the gripper closes instead
+        of fading with the distance."""
         grasp = self.grasp_pose(env)
         offset = grasp.inv() * tcp_pose(env)  # TCP in the grasp frame: z < 0 above the object
         misalignment = max(float(np.linalg.norm(offset.p[:2])) / self.grasp_lateral_tolerance,
