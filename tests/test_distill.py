@@ -68,3 +68,13 @@ def test_distill_runs_rounds_and_resumes(tmp_path: Path) -> None:
     distill(stopped, replace(config, rounds=1))
     resumed = distill(stopped, config)
     assert [r["bc_loss"] for r in resumed["records"]] == [r["bc_loss"] for r in first["records"]]
+
+
+@pytest.mark.sim
+def test_collection_episodes_end_at_their_own_time_limit(tmp_path: Path) -> None:
+    """`collect_episode_steps` cuts the collection episodes (more scenes per round); 8 steps of
+    3-step episodes end two of them."""
+    config = DistillConfig("PickCube-v0", rounds=1, samples_per_round=8, updates_per_round=1, batch_size=4,
+                           n_workers=1, eval_episodes=1, collect_episode_steps=3)
+    distill(tmp_path, config)
+    assert np.load(tmp_path / "data" / "round0.npz")["episode_success"].size == 2

@@ -183,6 +183,9 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
                                                   "this fraction (cosine); 1: constant"),
             expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
             eval_episodes: int = typer.Option(20, help="evaluation episodes after each round"),
+            collect_episode_steps: Optional[int] = typer.Option(
+                None, help="time limit of the collection episodes (default: the task's); shorter episodes "
+                "give each round more scenes"),
             init_from: Optional[Path] = typer.Option(None, help="continue from this student: a checkpoint or an "
                                                      "exported weights/ENV.onnx (every round is then DAgger)"),
             workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
@@ -195,7 +198,8 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
     config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
                            updates_per_round=updates_per_round, batch_size=batch_size, train_points=train_points,
                            lr=lr, final_lr_factor=final_lr_factor, expert_noise=expert_noise,
-                           n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed,
+                           n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes,
+                           collect_episode_steps=collect_episode_steps, seed=seed,
                            init_from=str(init_from) if init_from else None)
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
 

@@ -5,8 +5,11 @@ recoveries); every later round drives them with the current student, while the e
 every visited observation. Each round's data is stored as `data/round{k}.npz`, the student is
 retrained on all rounds so far (warm start), checkpointed as `student-round{k}.pt` and evaluated
 on the selection seeds. Re-running the same command skips finished rounds, so an interrupted
-run loses at most the round in progress. `result.json` names the student to ship or fine-tune:
-the round with the highest selection success (the latest of equals, as it saw the most data).
+run loses at most the round in progress. `collect_episode_steps` shortens the collection
+episodes: a stalled student then spends fewer steps on near-identical states, and each round
+sees more initial scenes (selection episodes keep the task's limit). `result.json` names the
+student to ship or fine-tune: the round with the highest selection success (the latest of
+equals, as it saw the most data).
 `init_from` continues from an earlier student (a checkpoint, or a shipped `weights/ENV.onnx` when
 its run directory is gone): the model starts from it and every round, round 0 included, is DAgger
 driven by the student.
@@ -51,6 +54,7 @@ class DistillConfig:
     final_lr_factor: float = 0.1  # each round's BC anneals lr -> lr x this (cosine)
     n_workers: int = os.cpu_count() or 1
     eval_episodes: int = 20
+    collect_episode_steps: Optional[int] = None  # time limit of the collection episodes (None: the task's)
     seed: int = 0
     init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
 
@@ -160,8 +164,9 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
             student_drives = k > 0 or config.init_from is not None
             if not shard.exists():  # data survives an interruption during training
                 student = torch_actor(model) if student_drives else None
+                limit = {"max_episode_steps": config.collect_episode_steps} if config.collect_episode_steps else {}
                 with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_SEEDS + 1_000_000 * (k + 1),
-                                with_expert=True) as workers:
+                                with_expert=True, **limit) as workers:
                     data = collect(workers, config.samples_per_round, student, config.expert_noise, rng)
                 np.savez(data_dir / "round{}.tmp.npz".format(k), **data)
                 os.replace(data_dir / "round{}.tmp.npz".format(k), shard)

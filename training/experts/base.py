@@ -140,7 +140,9 @@ class GraspExpert(Expert):
 
     pregrasp_height = 0.05  # m above the grasp pose before descending
     descent_overshoot = 0.01  # m below the grasp pose that a full descent aims at (see `reach_and_grasp`)
-    grasp_lateral_tolerance = 0.01  # m, lateral error allowed for descending / closing
+    grasp_lateral_tolerance = (0.01, 0.01)  # m, lateral error allowed for descending, along the grasp
+    # frame's x (parallel to the finger pads) and y (the closing axis)
+    grasp_close_height = 0.01  # m, the gripper closes within this of the grasp pose (height and target)
     grasp_angle_tolerance = 0.1  # rad, orientation error allowed for descending
     grasp_max_angle = 85.0  # deg, for `check_grasp`
 
@@ -161,19 +163,19 @@ class GraspExpert(Expert):
     def reach_and_grasp(self, env: gym.Env) -> np.ndarray:
         """Descend onto the grasp pose from `pregrasp_height` above it, lower the better aligned the
         TCP is: fully down within half the tolerances, at the full height beyond them, linear in
-        between; close the gripper once within `grasp_lateral_tolerance` of the grasp pose where
-        that descent leads there. The vertical label is then a continuous function of the state (up
+        between; close the gripper once within `grasp_close_height` of the grasp pose where that
+        descent leads there. The vertical label is then a continuous function of the state (up
         to a step of ~0.1 where closing starts), so a student that imitates it has no place where
         rising and descending labels average to no motion. Fully down aims `descent_overshoot` below
         the grasp pose, so the label keeps >= 0.1 of downward speed until the gripper closes instead
         of fading with the distance."""
         grasp = self.grasp_pose(env)
         offset = grasp.inv() * tcp_pose(env)  # TCP in the grasp frame: z < 0 above the object
-        misalignment = max(float(np.linalg.norm(offset.p[:2])) / self.grasp_lateral_tolerance,
+        misalignment = max(float(np.linalg.norm(offset.p[:2] / np.asarray(self.grasp_lateral_tolerance))),
                            rotation_angle(offset) / self.grasp_angle_tolerance)
         lift = float(np.clip(2.0 * misalignment - 1.0, 0.0, 1.0))
         height = self.pregrasp_height * lift - self.descent_overshoot * (1.0 - lift)  # target, above the grasp
-        if height < self.grasp_lateral_tolerance and abs(offset.p[2]) < self.grasp_lateral_tolerance:
+        if height < self.grasp_close_height and abs(offset.p[2]) < self.grasp_close_height:
             return pose_action(env, grasp, CLOSE)
         if gripper_width(env) <= GRIPPER_OPEN_WIDTH:  # open before descending
             height = self.pregrasp_height
