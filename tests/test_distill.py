@@ -41,6 +41,25 @@ def test_behaviour_cloning_on_point_subsets_fits_labels() -> None:
     assert np.abs(full - data["label"]).max() < 0.1
 
 
+@pytest.mark.parametrize("loss, fitted", [("mse", 0.075), ("l1", 0.3)])
+def test_bc_loss_fits_the_mean_or_the_median_of_conflicting_labels(loss: str, fitted: float) -> None:
+    """One observation labelled 0.3 three times and -0.6 once: MSE learns their mean, L1 their
+    median (a student imitating conflicting labels with L1 follows the majority instead of stalling)."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    data = {"points": np.tile(rng.normal(size=(1, 40, 6)).astype(np.float16), (4, 1, 1)),
+            "state": np.zeros((4, 3), np.float32), "label": np.float32([[0.3], [0.3], [0.3], [-0.6]])}
+    model = ActorCritic(3, 1, [-1], [1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    behaviour_cloning(model, data, 400, 4, optimizer, rng, loss=loss, final_lr_factor=0.01)
+    with torch.no_grad():
+        action = float(model(torch.from_numpy(data["points"][:1].astype(np.float32)),
+                             torch.from_numpy(data["state"][:1])))
+    assert abs(action - fitted) < 0.03
+    with pytest.raises(ValueError, match="l2"):
+        behaviour_cloning(model, data, 1, 4, optimizer, rng, loss="l2")
+
+
 def test_best_round_is_the_most_successful_and_the_latest_of_equals() -> None:
     records = [{"round": 0, "success": 0.2}, {"round": 1, "success": 0.6}, {"round": 2, "success": 0.3},
                {"round": 3, "success": 0.6}, {"round": 4, "success": 0.5}]

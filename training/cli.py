@@ -179,6 +179,7 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             train_points: int = typer.Option(300, help="camera points per cloud in BC updates (0: all; "
                                              "fewer is faster, evaluation always sees all)"),
             lr: float = typer.Option(3e-4, help="BC learning rate at the start of each round"),
+            loss: str = typer.Option("mse", help="BC loss: mse, or l1 (small label errors count more)"),
             final_lr_factor: float = typer.Option(0.1, help="each round's BC anneals the learning rate to "
                                                   "this fraction (cosine); 1: constant"),
             expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
@@ -191,13 +192,15 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
     result.json names the round with the best selection success."""
-    from training.distill import DistillConfig, distill as run_distill
+    from training.distill import LOSSES, DistillConfig, distill as run_distill
 
+    if loss not in LOSSES:
+        raise typer.BadParameter("expected one of {}".format(", ".join(LOSSES)), param_hint="--loss")
     checked_task(env_id, "ppo")
     checked_expert(env_id)
     config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
                            updates_per_round=updates_per_round, batch_size=batch_size, train_points=train_points,
-                           lr=lr, final_lr_factor=final_lr_factor, expert_noise=expert_noise,
+                           lr=lr, loss=loss, final_lr_factor=final_lr_factor, expert_noise=expert_noise,
                            n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes,
                            collect_episode_steps=collect_episode_steps, seed=seed,
                            init_from=str(init_from) if init_from else None)
