@@ -81,21 +81,22 @@ def test_grasp_descent_is_continuous_in_the_alignment(env_id: str, monkeypatch: 
         grasp = expert.grasp_pose(env)
         monkeypatch.setattr(base, "gripper_width", lambda _: 0.08)
 
-        def descent(lateral: float, angle: float = 0.0, height: float = 0.045) -> float:
-            hover = grasp * sapien.Pose([lateral, 0, -height], euler2quat(0.0, 0.0, angle))
+        def descent(lateral: float, angle: float = 0.0, height: float = 0.045, axis: int = 0) -> float:
+            hover = grasp * sapien.Pose(np.insert([0.0, -height], axis, lateral), euler2quat(0.0, 0.0, angle))
             monkeypatch.setattr(base, "tcp_pose", lambda _: hover)
             return float(expert.reach_and_grasp(env)[2])  # TCP z: towards the object
 
         assert descent(0.0, angle=0.03) > 0.4  # straight down the 4.5 cm, clipped at 0.5
         # the peg and the charger are grasped with 0.25 rad of yaw tolerance, cubes with 0.1
         assert (descent(0.0, angle=0.1) > 0.4) == (env_id != "PickCube-v0")
-        # the peg is grasped anywhere within 2 cm along its length, cubes and the charger within 1 cm
-        along = expert.grasp_lateral_tolerance[0]
-        assert along == (0.02 if env_id == "PegInsertionSide-v0" else 0.01)
-        for height in (0.045, 0.011, 0.009):  # above, and either side of, the closing height
-            steps = [descent(lateral, height=height) for lateral in np.linspace(0.0, 1.2 * along, 61)]
-            assert steps[0] > 0.08 and steps[-1] < 0.0  # aligned: down; 1.2 tolerances off: up to the pregrasp height
-            # one step of ~0.1 where closing (towards the grasp pose) gives way to descending (towards ~1 cm)
-            assert np.all(np.diff(steps) <= 1e-6) and np.max(np.abs(np.diff(steps))) < 0.12
+        # the peg is grasped within 2 cm along its length and 1.5 cm across, cubes and the charger within 1 cm
+        peg = env_id == "PegInsertionSide-v0"
+        assert all((descent(0.007, height=0.011, axis=axis) > 0.08) == peg for axis in (0, 1))
+        for axis, tolerance in enumerate(expert.grasp_lateral_tolerance):  # along the finger pads, closing axis
+            for height in (0.045, 0.011, 0.009):  # above, and either side of, the closing height
+                steps = [descent(lateral, height=height, axis=axis) for lateral in np.linspace(0.0, 1.2 * tolerance, 61)]
+                assert steps[0] > 0.08 and steps[-1] < 0.0  # aligned: down; 1.2 tolerances off: up to the pregrasp height
+                # one step of ~0.1 where closing (towards the grasp pose) gives way to descending (towards ~1 cm)
+                assert np.all(np.diff(steps) <= 1e-6) and np.max(np.abs(np.diff(steps))) < 0.12
     finally:
         env.close()

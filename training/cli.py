@@ -185,17 +185,19 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
             eval_episodes: int = typer.Option(20, help="evaluation episodes after each round"),
             collect_episode_steps: Optional[int] = typer.Option(
-                None, help="time limit of the collection episodes (default: the task's); shorter episodes "
+                None, min=1, help="time limit of the collection episodes (default: the task's); shorter episodes "
                 "give each round more scenes"),
             init_from: Optional[Path] = typer.Option(None, help="continue from this student: a checkpoint or an "
                                                      "exported weights/ENV.onnx (every round is then DAgger)"),
             workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
     result.json names the round with the best selection success."""
-    from training.distill import LOSSES, DistillConfig, distill as run_distill
+    from training.distill import DistillConfig, checked_loss, distill as run_distill
 
-    if loss not in LOSSES:
-        raise typer.BadParameter("expected one of {}".format(", ".join(LOSSES)), param_hint="--loss")
+    try:
+        checked_loss(loss)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--loss") from None
     checked_task(env_id, "ppo")
     checked_expert(env_id)
     config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,

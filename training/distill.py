@@ -59,6 +59,11 @@ class DistillConfig:
     seed: int = 0
     init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
 
+    def __post_init__(self) -> None:
+        checked_loss(self.loss)
+        if self.collect_episode_steps is not None and self.collect_episode_steps < 1:
+            raise ValueError("collect_episode_steps must be >= 1 (None: the task's time limit)")
+
 
 def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise: float,
             rng: np.random.Generator) -> Dict[str, np.ndarray]:
@@ -99,18 +104,25 @@ def point_subset(total_points: int, n_goal_points: int, train_points: int, rng: 
 LOSSES = ("mse", "l1")
 
 
+def checked_loss(loss: str) -> str:
+    """`loss` if it names a BC loss (one of LOSSES), else a ValueError."""
+    if loss not in LOSSES:
+        raise ValueError("Unknown BC loss {!r} (expected one of {})".format(loss, ", ".join(LOSSES)))
+    return loss
+
+
 def behaviour_cloning(model: ActorCritic, data: Dict[str, np.ndarray], updates: int, batch_size: int,
                       optimizer: torch.optim.Optimizer, rng: np.random.Generator,
                       train_points: int = 0, n_goal_points: int = 0, final_lr_factor: float = 1.0,
                       loss: str = "mse") -> float:
     """MSE (or `loss="l1"`: mean absolute error) between the deterministic (tanh-scaled) action and
     the labels; returns the mean loss. L1 pulls small residuals as hard as large ones (MSE hardly
-    sees a 0.05 error in a 0.05 label) and fits the median of conflicting labels, not their mean.
+    sees a 0.05 error in a 0.05 label) and fits the median of conflicting labels (the majority
+    label, where there is one), not their mean.
     `train_points` > 0: each minibatch sees that many random camera points per cloud (`point_subset`).
     `final_lr_factor` < 1: the learning rate follows a cosine from its value down to that fraction
     over the updates (and is restored afterwards)."""
-    if loss not in LOSSES:
-        raise ValueError("Unknown BC loss {!r} (expected one of {})".format(loss, ", ".join(LOSSES)))
+    checked_loss(loss)
     model.train()
     total = 0.0
     base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -174,7 +186,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
             student_drives = k > 0 or config.init_from is not None
             if not shard.exists():  # data survives an interruption during training
                 student = torch_actor(model) if student_drives else None
-                limit = {"max_episode_steps": config.collect_episode_steps} if config.collect_episode_steps else {}
+                limit = {} if config.collect_episode_steps is None else {"max_episode_steps": config.collect_episode_steps}
                 with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_SEEDS + 1_000_000 * (k + 1),
                                 with_expert=True, **limit) as workers:
                     data = collect(workers, config.samples_per_round, student, config.expert_noise, rng)
