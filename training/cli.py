@@ -192,20 +192,19 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
     result.json names the round with the best selection success."""
-    from training.distill import DistillConfig, checked_loss, distill as run_distill
+    from training.distill import DistillConfig, distill as run_distill
 
-    try:
-        checked_loss(loss)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--loss") from None
     checked_task(env_id, "ppo")
     checked_expert(env_id)
-    config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
-                           updates_per_round=updates_per_round, batch_size=batch_size, train_points=train_points,
-                           lr=lr, loss=loss, final_lr_factor=final_lr_factor, expert_noise=expert_noise,
-                           n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes,
-                           collect_episode_steps=collect_episode_steps, seed=seed,
-                           init_from=str(init_from) if init_from else None)
+    try:  # the config validates its settings (the BC loss) before any simulation starts
+        config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
+                               updates_per_round=updates_per_round, batch_size=batch_size,
+                               train_points=train_points, lr=lr, loss=loss, final_lr_factor=final_lr_factor,
+                               expert_noise=expert_noise, n_workers=workers or os.cpu_count() or 1,
+                               eval_episodes=eval_episodes, collect_episode_steps=collect_episode_steps,
+                               seed=seed, init_from=str(init_from) if init_from else None)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
 
 
