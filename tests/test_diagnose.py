@@ -1,4 +1,4 @@
-"""`ms2agent diagnose`: a student's rollouts measured against the expert's grasp."""
+"""`ms2agent diagnose`: a student's rollouts measured against the expert's grasp (and slot)."""
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,20 @@ def test_shipped_pick_cube_student_is_seen_grasping() -> None:
     assert closest["distance"] < 0.03  # it grasped where the expert would, not somewhere else
     assert set(closest) == {"distance", "height", "lateral", "angle"}
     assert 0 <= record["mean_action_error"] < 0.5
+    assert "closest_to_slot" not in record  # only the insertion tasks measure a slot
 
 
 def test_tasks_without_an_expert_are_refused() -> None:
     with pytest.raises(ValueError):
         diagnose("TurnFaucet-v0", ROOT / "weights" / "PickCube-v0.onnx", [0])
+
+
+@pytest.mark.sim
+def test_insertion_student_is_measured_in_front_of_the_slot() -> None:
+    """The kept PegInsertionSide student grasps this seed at step 29; the carry is measured after it."""
+    student = ROOT / "training" / "students" / "PegInsertionSide-v0.onnx"
+    [record] = diagnose("PegInsertionSide-v0", student, [2_000_000], max_steps=40)
+    assert record["grasp_step"] is not None and record["grasp_step"] < 40
+    slot = record["closest_to_slot"]
+    assert set(slot) == {"along", "lateral", "angle"}
+    assert -1 < slot["along"] < 0 and 0 <= slot["lateral"] < 1  # in front of the hole, on the table

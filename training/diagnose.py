@@ -5,11 +5,14 @@ simulator state tells whether and when it grasped the object, how close above th
 pose it came before that, and how far its actions were from the expert's labels. A student that
 never grasps and ends hovering a constant height above the grasp pose has stalled where its error
 cancels the expert's label (see README, "Privileged experts and distillation").
+For the insertion tasks the carry is measured too: the held object's closest approach to its
+inserted pose after the grasp, in the slot frame (how far in front of the hole it stopped).
 """
 from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
+import sapien.core as sapien
 
 from agent.preprocessing import preprocess, state_size
 from agent.registry import get_task
@@ -21,13 +24,28 @@ from training.experts.base import is_grasped, rotation_angle, tcp_pose
 from training.networks import ActorCritic
 
 
+def pose_error(offset: sapien.Pose) -> Dict[str, float]:
+    """Size of a relative pose: distance, height (-z), lateral (xy) distance (m) and angle (rad)."""
+    return {"distance": round(float(np.linalg.norm(offset.p)), 4), "height": round(float(-offset.p[2]), 4),
+            "lateral": round(float(np.linalg.norm(offset.p[:2])), 4), "angle": round(rotation_angle(offset), 3)}
+
+
+def slot_error(offset: sapien.Pose) -> Dict[str, float]:
+    """Size of an object's pose in its slot frame: along the slot axis (x < 0: in front of the
+    inserted pose), lateral (yz) distance (m) and angle (rad)."""
+    return {"along": round(float(offset.p[0]), 4), "lateral": round(float(np.linalg.norm(offset.p[1:])), 4),
+            "angle": round(rotation_angle(offset), 3)}
+
+
 def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200) -> List[Dict[str, Any]]:
     """One record per seed: success, steps, first grasp step, closest approach to the grasp pose
     before grasping (distance, height above it, lateral and angle error there; m, rad), and the
-    mean absolute difference between its actions and the expert's labels (all 7 dimensions).
+    mean absolute difference between its actions and the expert's labels (all 7 dimensions);
+    insertion tasks add the closest approach to the inserted pose after the grasp (`slot_error`).
     Point sampling is seeded per episode, so a run is repeatable, but not the selection run itself."""
     spec = get_task(env_id)
     expert = make_expert(env_id)  # every expert grasps first (training.experts.base.GraspExpert)
+    inserts = hasattr(expert, "goal_pose")  # training.experts.assembly.InsertionExpert
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=None)
     model = ActorCritic(state_size(env.observation_space), env.action_space.shape[0],
                         env.action_space.low, env.action_space.high)
@@ -39,7 +57,7 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
             obs, _ = env.reset(seed=seed)
             rng = np.random.default_rng(seed)
             expert.reset(env)
-            grasp_step, closest, errors, success = None, None, [], False
+            grasp_step, closest, nearest_slot, errors, success = None, None, None, [], False
             for step in range(max_steps):
                 net = preprocess(obs, spec, rng)
                 action = actor(net.points[None], net.state[None])[0]
@@ -48,19 +66,22 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
                     offset = expert.grasp_pose(env).inv() * tcp_pose(env)  # z < 0: above the grasp pose
                     if closest is None or np.linalg.norm(offset.p) < np.linalg.norm(closest.p):
                         closest = offset
+                elif inserts:
+                    slot = expert.goal_pose(env).inv() * expert.target(env).pose  # x < 0: in front of the slot
+                    if nearest_slot is None or np.linalg.norm(slot.p) < np.linalg.norm(nearest_slot.p):
+                        nearest_slot = slot
                 obs, _, terminated, truncated, info = env.step(action)
                 if grasp_step is None and is_grasped(env, expert.target(env), expert.grasp_max_angle):
                     grasp_step = step + 1
                 success = bool(info.get("success", False))
                 if terminated or truncated:
                     break
-            records.append({"seed": seed, "success": success, "steps": len(errors), "grasp_step": grasp_step,
-                            "closest_before_grasp": None if closest is None else {
-                                "distance": round(float(np.linalg.norm(closest.p)), 4),
-                                "height": round(float(-closest.p[2]), 4),
-                                "lateral": round(float(np.linalg.norm(closest.p[:2])), 4),
-                                "angle": round(rotation_angle(closest), 3)},
-                            "mean_action_error": round(float(np.mean(errors)), 3)})
+            record = {"seed": seed, "success": success, "steps": len(errors), "grasp_step": grasp_step,
+                      "closest_before_grasp": None if closest is None else pose_error(closest),
+                      "mean_action_error": round(float(np.mean(errors)), 3)}
+            if inserts:
+                record["closest_to_slot"] = None if nearest_slot is None else slot_error(nearest_slot)
+            records.append(record)
     finally:
         env.close()
     return records
