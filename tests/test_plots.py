@@ -21,9 +21,11 @@ def write_ppo_run(run_dir: Path) -> None:
 
 
 def test_recipe_plot_draws_distillation_then_ppo(tmp_path: Path) -> None:
+    """Distillation records carry a mean return (drawn on the second axis), these PPO rows do not."""
     (tmp_path / "distill").mkdir()
     (tmp_path / "distill" / "distill_records.json").write_text(json.dumps(
-        [{"round": 0, "samples": 3000, "success": 0.0}, {"round": 1, "samples": 7000, "success": 0.7}]))
+        [{"round": 0, "samples": 3000, "success": 0.0, "mean_return": 190.5},
+         {"round": 1, "samples": 7000, "success": 0.7, "mean_return": 338.0}]))
     write_ppo_run(tmp_path / "ppo")
     path = plot_recipe(tmp_path)
     assert path == tmp_path / "learning_curve.png" and path.stat().st_size > 10_000

@@ -2,7 +2,8 @@
 
 `plot_learning_curve`: one PPO or BC run (its metrics.csv). `plot_recipe`: a task's whole recipe,
 distillation rounds (`distill/distill_records.json`) then two-stage PPO (`ppo/metrics.csv`), on one
-env-step axis.
+env-step axis, with the mean selection return (dense reward) on a second axis: it shows progress
+while success is still 0.
 """
 import csv
 import json
@@ -63,25 +64,33 @@ def distill_label(distill_dir: Path) -> str:
 
 
 def plot_recipe(task_dir: Path) -> Path:
-    """Write `task_dir/learning_curve.png`: selection success vs env steps collected for training,
-    through the distillation rounds and then the PPO stages; returns its path."""
+    """Write `task_dir/learning_curve.png`: selection success (and mean return, where recorded) vs env
+    steps collected for training, through the distillation rounds and then the PPO stages; returns
+    its path."""
     records_file = task_dir / "distill" / "distill_records.json"
     distill = json.loads(records_file.read_text()) if records_file.exists() else []
     ppo = _rows(task_dir / "ppo" / "metrics.csv")
     if not distill and not ppo:
         raise ValueError("{} holds neither distill/distill_records.json nor ppo/metrics.csv".format(task_dir))
     figure, axis = plt.subplots(figsize=(7, 4))
+    returns = axis.twinx()
+    returns.set_ylabel("mean selection return (dense reward, dotted)")
     offset = float(distill[-1]["samples"]) if distill else 0.0
-    if distill:
-        axis.plot([r["samples"] for r in distill], [r["success"] for r in distill], marker="o",
-                  label=distill_label(task_dir / "distill"))
+    curves = [(distill_label(task_dir / "distill"), [(float(r["samples"]), r) for r in distill])]
+    curves += [("PPO stage {} (starts at the dashed line)".format(stage),
+                [(offset + float(r["env_steps"]), r) for r in ppo if r["stage"] == stage]) for stage in ("1", "2")]
     start = offset  # where each PPO stage starts on the env-step axis
-    for stage in ("1", "2"):
-        points = [(offset + float(r["env_steps"]), float(r["success"])) for r in ppo if r["stage"] == stage]
-        if points:
+    for k, (label, rows) in enumerate(curves):
+        if not rows:
+            continue
+        if k > 0:
             axis.axvline(start, color="grey", linestyle="--")
-            axis.plot(*zip(*points), marker="o", label="PPO stage {} (starts at the dashed line)".format(stage))
-            start = points[-1][0]
+            start = rows[-1][0]
+        steps = [x for x, _ in rows]
+        colour = "C{}".format(k)
+        axis.plot(steps, [float(r["success"]) for _, r in rows], marker="o", color=colour, label=label)
+        if all(r.get("mean_return", "") != "" for _, r in rows):
+            returns.plot(steps, [float(r["mean_return"]) for _, r in rows], linestyle=":", color=colour)
     axis.set(xlabel="env steps collected for training", ylabel="success rate (selection seeds)",
              ylim=(-0.05, 1.05), title=task_dir.name)
     axis.grid(alpha=0.3)
