@@ -9,7 +9,7 @@
 # Default tasks: PickCube-v0 LiftCube-v0 StackCube-v0 PegInsertionSide-v0 PlugCharger-v0.
 # Re-running resumes every step: finished distillation rounds and PPO iterations are kept.
 # The compute is set by environment variables (defaults: the settings of the README's runs):
-#   ROUNDS SAMPLES_PER_ROUND UPDATES_PER_ROUND COLLECT_EPISODE_STEPS BC_LOSS
+#   ROUNDS SAMPLES_PER_ROUND UPDATES_PER_ROUND COLLECT_EPISODE_STEPS BC_LOSS TRAIN_POINTS
 #                                                         distillation: 8 rounds of 4000 samples and
 #                                                         3000 MSE updates; StackCube-v0 12 rounds of
 #                                                         6000 updates (its student needs longer fits);
@@ -17,7 +17,9 @@
 #                                                         of 6000 samples in episodes of <= 120 steps (more
 #                                                         scenes per round), 2000 L1 updates (their small
 #                                                         corrections must be fitted);
-#                                                         COLLECT_EPISODE_STEPS= (empty): the task's limit
+#                                                         COLLECT_EPISODE_STEPS= (empty): the task's limit;
+#                                                         TRAIN_POINTS: camera points per cloud in BC
+#                                                         updates (default 300; 0: all of them)
 #   STAGE1 STAGE2 PPO_SAMPLES PPO_BATCH PPO_LR INIT_LOG_STD
 #                                                         two-stage PPO (stage 2: batch x0.9, samples x0.875)
 #   EVAL_EPISODES                                         official evaluator episodes (seeds 1,000,000+)
@@ -55,10 +57,11 @@ for ENV_ID in "${ENVS[@]}"; do
   esac
   rounds=${ROUNDS:-$rounds}; updates=${UPDATES_PER_ROUND:-$updates}; loss=${BC_LOSS:-$loss}
   samples=${SAMPLES_PER_ROUND:-$samples}; episode_steps=${COLLECT_EPISODE_STEPS-$episode_steps}
+  train_points=${TRAIN_POINTS:-300}
   limit=(); [ -z "$episode_steps" ] || limit=(--collect-episode-steps "$episode_steps")
-  echo "== $ENV_ID: distillation ($rounds rounds of $samples samples, $updates $loss updates${episode_steps:+, collection episodes of <= $episode_steps steps})"
+  echo "== $ENV_ID: distillation ($rounds rounds of $samples samples, $updates $loss updates on $train_points-point clouds${episode_steps:+, collection episodes of <= $episode_steps steps})"
   "$MS2AGENT" distill "$ENV_ID" --rounds "$rounds" --samples-per-round "$samples" \
-    --updates-per-round "$updates" --loss "$loss" ${limit[@]+"${limit[@]}"}
+    --updates-per-round "$updates" --loss "$loss" --train-points "$train_points" ${limit[@]+"${limit[@]}"}
   STUDENT=$(json_field "runs/$ENV_ID/distill/result.json" student)  # the round with the best selection success
 
   echo "== $ENV_ID: two-stage PPO from $STUDENT (the student itself is stage 1's iteration 0)"
