@@ -31,6 +31,7 @@ def test_insertion_student_is_measured_in_front_of_the_slot() -> None:
     student = ROOT / "training" / "students" / "PegInsertionSide-v0.onnx"
     [record] = diagnose("PegInsertionSide-v0", student, [2_000_000], max_steps=40)
     assert record["grasp_step"] is not None and record["grasp_step"] < 40
+    assert 0 <= record["mean_action_error_after_grasp"] < 1
     slot = record["closest_to_slot"]
     assert set(slot) == {"along", "lateral", "angle"}
     assert -1 < slot["along"] < 0 and 0 <= slot["lateral"] < 1  # in front of the hole, on the table

@@ -295,6 +295,18 @@ def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
         typer.echo(json.dumps(record))
 
 
+@app.command("point-shares")
+def point_shares(env_id: str = typer.Argument(..., help=ENV_HELP),
+                 episodes: int = typer.Option(4, help="number of expert episodes"),
+                 first_seed: int = typer.Option(0, help="first episode seed"),
+                 every: int = typer.Option(4, help="sample every this many steps")) -> None:
+    """What a student sees of each object: shares of the camera points per actor, reaching and carrying."""
+    from training.point_shares import point_shares as run
+
+    checked_expert(env_id)
+    typer.echo(json.dumps(run(env_id, list(range(first_seed, first_seed + episodes)), every=every), indent=2))
+
+
 @app.command()
 def info() -> None:
     """Show which Vulkan setup ManiSkill2 uses on this machine and the key package versions."""

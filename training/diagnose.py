@@ -40,8 +40,9 @@ def slot_error(offset: sapien.Pose) -> Dict[str, float]:
 def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200) -> List[Dict[str, Any]]:
     """One record per seed: success, steps, first grasp step, closest approach to the grasp pose
     before grasping (distance, height above it, lateral and angle error there; m, rad), and the
-    mean absolute difference between its actions and the expert's labels (all 7 dimensions);
-    insertion tasks add the closest approach to the inserted pose after the grasp (`slot_error`).
+    mean absolute difference between its actions and the expert's labels (all 7 dimensions), over
+    the episode and over its steps after the grasp (None without one); insertion tasks add the
+    closest approach to the inserted pose after the grasp (`slot_error`).
     Point sampling is seeded per episode, so a run is repeatable, but not the selection run itself."""
     spec = get_task(env_id)
     expert = make_expert(env_id)  # every expert grasps first (training.experts.base.GraspExpert)
@@ -76,9 +77,11 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
                 success = bool(info.get("success", False))
                 if terminated or truncated:
                     break
+            carried = errors[grasp_step:] if grasp_step is not None else []
             record = {"seed": seed, "success": success, "steps": len(errors), "grasp_step": grasp_step,
                       "closest_before_grasp": None if closest is None else pose_error(closest),
-                      "mean_action_error": round(float(np.mean(errors)), 3)}
+                      "mean_action_error": round(float(np.mean(errors)), 3),
+                      "mean_action_error_after_grasp": round(float(np.mean(carried)), 3) if carried else None}
             if inserts:
                 record["closest_to_slot"] = None if nearest_slot is None else slot_error(nearest_slot)
             records.append(record)
