@@ -33,5 +33,5 @@ def test_insertion_student_is_measured_in_front_of_the_slot() -> None:
     assert record["grasp_step"] is not None and record["grasp_step"] < 40
     assert 0 <= record["mean_action_error_after_grasp"] < 1
     slot = record["closest_to_slot"]
-    assert set(slot) == {"along", "lateral", "angle"}
-    assert -1 < slot["along"] < 0 and 0 <= slot["lateral"] < 1  # in front of the hole, on the table
+    assert set(slot) == {"along", "lateral", "angle", "entrance"}
+    assert -1 < slot["along"] < slot["entrance"] < 0 and 0 <= slot["lateral"] < 1  # in front of the hole

@@ -30,11 +30,12 @@ def pose_error(offset: sapien.Pose) -> Dict[str, float]:
             "lateral": round(float(np.linalg.norm(offset.p[:2])), 4), "angle": round(rotation_angle(offset), 3)}
 
 
-def slot_error(offset: sapien.Pose) -> Dict[str, float]:
+def slot_error(offset: sapien.Pose, entrance: float) -> Dict[str, float]:
     """Size of an object's pose in its slot frame: along the slot axis (x < 0: in front of the
-    inserted pose), lateral (yz) distance (m) and angle (rad)."""
+    inserted pose), lateral (yz) distance (m) and angle (rad), and the `entrance` (the x at which
+    the object starts entering the slot: `along` - `entrance` < 0 is the distance still to go)."""
     return {"along": round(float(offset.p[0]), 4), "lateral": round(float(np.linalg.norm(offset.p[1:])), 4),
-            "angle": round(rotation_angle(offset), 3)}
+            "angle": round(rotation_angle(offset), 3), "entrance": round(entrance, 4)}
 
 
 def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200) -> List[Dict[str, Any]]:
@@ -83,7 +84,8 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
                       "mean_action_error": round(float(np.mean(errors)), 3),
                       "mean_action_error_after_grasp": round(float(np.mean(carried)), 3) if carried else None}
             if inserts:
-                record["closest_to_slot"] = None if nearest_slot is None else slot_error(nearest_slot)
+                record["closest_to_slot"] = (None if nearest_slot is None
+                                             else slot_error(nearest_slot, expert.entrance(env)))
             records.append(record)
     finally:
         env.close()
