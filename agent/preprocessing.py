@@ -80,6 +80,11 @@ def state_size(observation_space: Any) -> int:
     return build_state(zeros("agent"), zeros("extra"), np.zeros(3), np.eye(3)).size
 
 
+def kept_points(xyzw: np.ndarray) -> np.ndarray:
+    """Mask of the camera points the network may see: valid (w > 0.5) and above the ground."""
+    return (xyzw[:, 3] > 0.5) & (xyzw[:, 2] > GROUND_Z)
+
+
 def preprocess(obs: Dict[str, Any], spec: TaskSpec, rng: np.random.Generator) -> NetworkInput:
     """Network inputs for one raw `pointcloud` observation of task `spec`."""
     xyzw = obs["pointcloud"]["xyzw"]
@@ -87,7 +92,7 @@ def preprocess(obs: Dict[str, Any], spec: TaskSpec, rng: np.random.Generator) ->
     pose = frame_pose(obs, spec.frame)
     origin, rotation = pose[:3], quaternion_to_matrix(pose[3:])
 
-    keep = np.flatnonzero((xyzw[:, 3] > 0.5) & (xyzw[:, 2] > GROUND_Z))
+    keep = np.flatnonzero(kept_points(xyzw))
     points = np.zeros((spec.total_points, 6), dtype=np.float32)
     if keep.size:
         chosen = keep[sample_indices(keep.size, spec.n_points, rng)]

@@ -9,7 +9,7 @@ For the insertion tasks the carry is measured too: the held object's closest app
 inserted pose after the grasp, in the slot frame (how far in front of the hole it stopped).
 """
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import sapien.core as sapien
@@ -20,7 +20,8 @@ from training.checkpoints import initialise_from
 from training.envs import make_env
 from training.evaluation import torch_actor
 from training.experts import make_expert
-from training.experts.base import is_grasped, rotation_angle, tcp_pose
+from training.experts.assembly import InsertionExpert
+from training.experts.base import rotation_angle, tcp_pose
 from training.networks import ActorCritic
 
 
@@ -38,6 +39,11 @@ def slot_error(offset: sapien.Pose, entrance: float) -> Dict[str, float]:
             "angle": round(rotation_angle(offset), 3), "entrance": round(entrance, 4)}
 
 
+def nearer(best: Optional[sapien.Pose], candidate: sapien.Pose) -> sapien.Pose:
+    """The relative pose of the two with the smaller translation (`best` None: `candidate`)."""
+    return candidate if best is None or np.linalg.norm(candidate.p) < np.linalg.norm(best.p) else best
+
+
 def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200) -> List[Dict[str, Any]]:
     """One record per seed: success, steps, first grasp step, closest approach to the grasp pose
     before grasping (distance, height above it, lateral and angle error there; m, rad), and the
@@ -47,7 +53,7 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
     Point sampling is seeded per episode, so a run is repeatable, but not the selection run itself."""
     spec = get_task(env_id)
     expert = make_expert(env_id)  # every expert grasps first (training.experts.base.GraspExpert)
-    inserts = hasattr(expert, "goal_pose")  # training.experts.assembly.InsertionExpert
+    inserts = isinstance(expert, InsertionExpert)
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=None)
     model = ActorCritic(state_size(env.observation_space), env.action_space.shape[0],
                         env.action_space.low, env.action_space.high)
@@ -65,15 +71,11 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
                 action = actor(net.points[None], net.state[None])[0]
                 errors.append(float(np.mean(np.abs(action - expert.act(env)))))
                 if grasp_step is None:
-                    offset = expert.grasp_pose(env).inv() * tcp_pose(env)  # z < 0: above the grasp pose
-                    if closest is None or np.linalg.norm(offset.p) < np.linalg.norm(closest.p):
-                        closest = offset
-                elif inserts:
-                    slot = expert.goal_pose(env).inv() * expert.target(env).pose  # x < 0: in front of the slot
-                    if nearest_slot is None or np.linalg.norm(slot.p) < np.linalg.norm(nearest_slot.p):
-                        nearest_slot = slot
+                    closest = nearer(closest, expert.grasp_pose(env).inv() * tcp_pose(env))  # z < 0: above
+                elif inserts:  # x < 0: in front of the slot
+                    nearest_slot = nearer(nearest_slot, expert.goal_pose(env).inv() * expert.target(env).pose)
                 obs, _, terminated, truncated, info = env.step(action)
-                if grasp_step is None and is_grasped(env, expert.target(env), expert.grasp_max_angle):
+                if grasp_step is None and expert.holds_target(env):
                     grasp_step = step + 1
                 success = bool(info.get("success", False))
                 if terminated or truncated:

@@ -10,16 +10,17 @@ from typing import Dict, List
 
 import numpy as np
 
-from agent.preprocessing import GROUND_Z
+import gymnasium as gym
+
+from agent.preprocessing import kept_points
 from agent.registry import get_task
 from training.envs import make_env
 from training.experts import make_expert
-from training.experts.base import is_grasped
 
 ROBOT = "robot"
 
 
-def actor_groups(env) -> Dict[int, str]:
+def actor_groups(env: gym.Env) -> Dict[int, str]:
     """Segmentation id -> group name: each scene actor by name, every robot link as `ROBOT`."""
     groups = {actor.id: actor.name for actor in env.unwrapped.get_actors()}
     groups.update({link.id: ROBOT for link in env.unwrapped.agent.robot.get_links()})
@@ -29,8 +30,7 @@ def actor_groups(env) -> Dict[int, str]:
 def shares(obs: Dict, groups: Dict[int, str]) -> Dict[str, float]:
     """Share of the valid, above-ground camera points on each group (others: "other")."""
     cloud = obs["pointcloud"]
-    keep = (cloud["xyzw"][:, 3] > 0.5) & (cloud["xyzw"][:, 2] > GROUND_Z)
-    ids = cloud["Segmentation"][keep, 1]  # actor-level ids
+    ids = cloud["Segmentation"][kept_points(cloud["xyzw"]), 1]  # actor-level ids
     names = np.array([groups.get(int(i), "other") for i in ids])
     return {name: float(np.mean(names == name)) for name in sorted(set(groups.values()) | {"other"})}
 
@@ -50,8 +50,7 @@ def point_shares(env_id: str, seeds: List[int], max_steps: int = 200, every: int
             expert.reset(env)
             for step in range(max_steps):
                 if step % every == 0:
-                    carrying = is_grasped(env, expert.target(env), expert.grasp_max_angle)
-                    samples["carry" if carrying else "reach"].append(shares(obs, groups))
+                    samples["carry" if expert.holds_target(env) else "reach"].append(shares(obs, groups))
                 obs, _, terminated, truncated, _ = env.step(expert.act(env))
                 if terminated or truncated:
                     break

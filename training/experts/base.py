@@ -155,8 +155,12 @@ class GraspExpert(Expert):
     def carry(self, env: gym.Env) -> np.ndarray:
         raise NotImplementedError
 
+    def holds_target(self, env: gym.Env) -> bool:
+        """Whether the gripper holds the target object (`carry` then takes over)."""
+        return is_grasped(env, self.target(env), self.grasp_max_angle)
+
     def act(self, env: gym.Env) -> np.ndarray:
-        if is_grasped(env, self.target(env), self.grasp_max_angle):
+        if self.holds_target(env):
             return self.carry(env)
         return self.reach_and_grasp(env)
 
