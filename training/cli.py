@@ -300,7 +300,7 @@ def point_shares(env_id: str = typer.Argument(..., help=ENV_HELP),
                  episodes: int = typer.Option(4, help="number of expert episodes"),
                  first_seed: int = typer.Option(0, help="first episode seed"),
                  every: int = typer.Option(4, help="sample every this many steps")) -> None:
-    """What a student sees of each object: shares of the camera points per actor, reaching and carrying."""
+    """What a student sees of each object: shares of the camera points per actor, reaching, carrying and (insertion tasks) lining up, where it also counts the points at the slot entrance."""
     from training.point_shares import point_shares as run
 
     checked_expert(env_id)

@@ -3,7 +3,9 @@
 The agent samples its points uniformly from the fused camera cloud after the same filtering as here
 (`agent.preprocessing`: valid points above the ground), so an object holding a share s of the cloud
 gets ~s x 1,200 points at inference and ~s x 300 in a BC update (`train_points`). States are split
-into the expert's two phases: reaching (nothing held) and carrying (its target object grasped).
+into the expert's phases: reaching (nothing held) and carrying (its target object grasped); for the
+insertion tasks carrying ends with lining up (the held object within `LINE_UP_RANGE` in front of
+its slot's entrance), where the tool also counts the points near the entrance (`entrance_points`).
 Rendered with the official renderer and ManiSkill2's per-point actor segmentation.
 """
 from typing import Dict, List
@@ -15,9 +17,12 @@ import gymnasium as gym
 from agent.preprocessing import kept_points
 from agent.registry import get_task
 from training.envs import make_env
-from training.experts import make_expert
+from training.experts import Expert, make_expert
+from training.experts.assembly import InsertionExpert
 
 ROBOT = "robot"
+LINE_UP_RANGE = 0.06  # m in front of the slot's entrance where carrying counts as lining up
+ENTRANCE_RADIUS = 0.05  # m around the entrance within which `entrance_points` counts camera points
 
 
 def actor_groups(env: gym.Env) -> Dict[int, str]:
@@ -35,14 +40,45 @@ def shares(obs: Dict, groups: Dict[int, str]) -> Dict[str, float]:
     return {name: float(np.mean(names == name)) for name in sorted(set(groups.values()) | {"other"})}
 
 
+def phase(env: gym.Env, expert: Expert) -> str:
+    """The expert's phase: "reach", "carry" or (insertion tasks) "line-up"."""
+    if not expert.holds_target(env):
+        return "reach"
+    if isinstance(expert, InsertionExpert):
+        along = (expert.goal_pose(env).inv() * expert.target(env).pose).p[0]  # slot frame x
+        if -LINE_UP_RANGE < along - expert.entrance(env) <= 0:
+            return "line-up"
+    return "carry"
+
+
+def entrance_points(obs: Dict, env: gym.Env, expert: InsertionExpert) -> float:
+    """Camera points (valid, above the ground) within `ENTRANCE_RADIUS` of the slot's entrance, on
+    neither the held object nor the robot. The entrance is the goal position for both insertion
+    tasks: inserted, the peg's centre and the charger's pin roots sit in the plane of the opening."""
+    cloud = obs["pointcloud"]
+    keep = kept_points(cloud["xyzw"])
+    ids = cloud["Segmentation"][keep, 1]
+    hidden = [expert.target(env).id] + [link.id for link in env.unwrapped.agent.robot.get_links()]
+    near = np.linalg.norm(cloud["xyzw"][keep, :3] - expert.goal_pose(env).p, axis=1) < ENTRANCE_RADIUS
+    return float(np.sum(near & ~np.isin(ids, hidden)))
+
+
+def summarise(values: List[float], digits: int) -> Dict[str, float]:
+    return {"mean": round(float(np.mean(values)), digits), "p10": round(float(np.percentile(values, 10)), digits)}
+
+
 def point_shares(env_id: str, seeds: List[int], max_steps: int = 200, every: int = 4) -> Dict[str, Dict]:
-    """Per phase ("reach", "carry"): the number of states sampled (every `every` steps of the expert's
-    episodes) and, per group seen in them, the mean share and its 10th percentile over those states."""
+    """Per phase ("reach", "carry", "line-up"): the number of states sampled (every `every` steps of
+    the expert's episodes) and, per group seen in them, the mean share and its 10th percentile over
+    those states. Line-up states also give `entrance_points`: how many camera points lie near the
+    entrance in the fused cloud ("cloud") and, in expectation, among the agent's `n_points` ("sampled")."""
     spec = get_task(env_id)
     expert = make_expert(env_id)
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    camera_cfgs={"add_segmentation": True})
-    samples: Dict[str, List[Dict[str, float]]] = {"reach": [], "carry": []}
+    phases = ["reach", "carry"] + ["line-up"] * isinstance(expert, InsertionExpert)
+    samples: Dict[str, List[Dict[str, float]]] = {name: [] for name in phases}
+    near: Dict[str, List[float]] = {"cloud": [], "sampled": []}
     try:
         groups = actor_groups(env)
         for seed in seeds:
@@ -50,18 +86,24 @@ def point_shares(env_id: str, seeds: List[int], max_steps: int = 200, every: int
             expert.reset(env)
             for step in range(max_steps):
                 if step % every == 0:
-                    samples["carry" if expert.holds_target(env) else "reach"].append(shares(obs, groups))
+                    current = phase(env, expert)
+                    samples[current].append(shares(obs, groups))
+                    if current == "line-up":
+                        count = entrance_points(obs, env, expert)
+                        near["cloud"].append(count)
+                        near["sampled"].append(count * spec.n_points / max(kept_points(obs["pointcloud"]["xyzw"]).sum(), 1))
                 obs, _, terminated, truncated, _ = env.step(expert.act(env))
                 if terminated or truncated:
                     break
     finally:
         env.close()
     summary: Dict[str, Dict] = {}
-    for phase, rows in samples.items():
-        summary[phase] = {"states": len(rows)}
-        for name in sorted(rows[0]) if rows else []:
-            values = [row[name] for row in rows]
+    for name, rows in samples.items():
+        summary[name] = {"states": len(rows)}
+        for group in sorted(rows[0]) if rows else []:
+            values = [row[group] for row in rows]
             if any(values):
-                summary[phase][name] = {"mean": round(float(np.mean(values)), 3),
-                                        "p10": round(float(np.percentile(values, 10)), 3)}
+                summary[name][group] = summarise(values, 3)
+    if near["cloud"]:
+        summary["line-up"]["entrance_points"] = {key: summarise(values, 1) for key, values in near.items()}
     return summary
