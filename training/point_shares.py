@@ -51,14 +51,14 @@ def phase(env: gym.Env, expert: Expert) -> str:
     return "carry"
 
 
-def entrance_points(obs: Dict, env: gym.Env, expert: InsertionExpert) -> float:
+def entrance_points(obs: Dict, groups: Dict[int, str], env: gym.Env, expert: InsertionExpert) -> float:
     """Camera points (valid, above the ground) within `ENTRANCE_RADIUS` of the slot's entrance, on
     neither the held object nor the robot. The entrance is the goal position for both insertion
     tasks: inserted, the peg's centre and the charger's pin roots sit in the plane of the opening."""
     cloud = obs["pointcloud"]
     keep = kept_points(cloud["xyzw"])
     ids = cloud["Segmentation"][keep, 1]
-    hidden = [expert.target(env).id] + [link.id for link in env.unwrapped.agent.robot.get_links()]
+    hidden = [i for i, name in groups.items() if name in (ROBOT, expert.target(env).name)]
     near = np.linalg.norm(cloud["xyzw"][keep, :3] - expert.goal_pose(env).p, axis=1) < ENTRANCE_RADIUS
     return float(np.sum(near & ~np.isin(ids, hidden)))
 
@@ -89,7 +89,7 @@ def point_shares(env_id: str, seeds: List[int], max_steps: int = 200, every: int
                     current = phase(env, expert)
                     samples[current].append(shares(obs, groups))
                     if current == "line-up":
-                        count = entrance_points(obs, env, expert)
+                        count = entrance_points(obs, groups, env, expert)
                         near["cloud"].append(count)
                         near["sampled"].append(count * spec.n_points / max(kept_points(obs["pointcloud"]["xyzw"]).sum(), 1))
                 obs, _, terminated, truncated, _ = env.step(expert.act(env))
