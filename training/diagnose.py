@@ -73,7 +73,7 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
                 if grasp_step is None:
                     closest = nearer(closest, expert.grasp_pose(env).inv() * tcp_pose(env))  # z < 0: above
                 elif inserts:  # x < 0: in front of the slot
-                    nearest_slot = nearer(nearest_slot, expert.goal_pose(env).inv() * expert.target(env).pose)
+                    nearest_slot = nearer(nearest_slot, expert.slot_offset(env))
                 obs, _, terminated, truncated, info = env.step(action)
                 if grasp_step is None and expert.holds_target(env):
                     grasp_step = step + 1

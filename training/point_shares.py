@@ -32,10 +32,8 @@ def actor_groups(env: gym.Env) -> Dict[int, str]:
     return groups
 
 
-def shares(obs: Dict, groups: Dict[int, str]) -> Dict[str, float]:
-    """Share of the valid, above-ground camera points on each group (others: "other")."""
-    cloud = obs["pointcloud"]
-    ids = cloud["Segmentation"][kept_points(cloud["xyzw"]), 1]  # actor-level ids
+def shares(ids: np.ndarray, groups: Dict[int, str]) -> Dict[str, float]:
+    """Share of the camera points (actor-level segmentation `ids`) on each group (others: "other")."""
     names = np.array([groups.get(int(i), "other") for i in ids])
     return {name: float(np.mean(names == name)) for name in sorted(set(groups.values()) | {"other"})}
 
@@ -45,21 +43,19 @@ def phase(env: gym.Env, expert: Expert) -> str:
     if not expert.holds_target(env):
         return "reach"
     if isinstance(expert, InsertionExpert):
-        along = (expert.goal_pose(env).inv() * expert.target(env).pose).p[0]  # slot frame x
-        if -LINE_UP_RANGE < along - expert.entrance(env) <= 0:
+        if -LINE_UP_RANGE < expert.slot_offset(env).p[0] - expert.entrance(env) <= 0:
             return "line-up"
     return "carry"
 
 
-def entrance_points(obs: Dict, groups: Dict[int, str], env: gym.Env, expert: InsertionExpert) -> float:
-    """Camera points (valid, above the ground) within `ENTRANCE_RADIUS` of the slot's entrance, on
-    neither the held object nor the robot. The entrance is the goal position for both insertion
-    tasks: inserted, the peg's centre and the charger's pin roots sit in the plane of the opening."""
-    cloud = obs["pointcloud"]
-    keep = kept_points(cloud["xyzw"])
-    ids = cloud["Segmentation"][keep, 1]
+def entrance_points(xyz: np.ndarray, ids: np.ndarray, groups: Dict[int, str], env: gym.Env,
+                    expert: InsertionExpert) -> float:
+    """Camera points (positions `xyz`, segmentation `ids`) within `ENTRANCE_RADIUS` of the slot's
+    entrance, on neither the held object nor the robot. The entrance is the goal position for both
+    insertion tasks: inserted, the peg's centre and the charger's pin roots sit in the plane of the
+    opening."""
     hidden = [i for i, name in groups.items() if name in (ROBOT, expert.target(env).name)]
-    near = np.linalg.norm(cloud["xyzw"][keep, :3] - expert.goal_pose(env).p, axis=1) < ENTRANCE_RADIUS
+    near = np.linalg.norm(xyz - expert.goal_pose(env).p, axis=1) < ENTRANCE_RADIUS
     return float(np.sum(near & ~np.isin(ids, hidden)))
 
 
@@ -86,12 +82,15 @@ def point_shares(env_id: str, seeds: List[int], max_steps: int = 200, every: int
             expert.reset(env)
             for step in range(max_steps):
                 if step % every == 0:
+                    cloud = obs["pointcloud"]
+                    keep = kept_points(cloud["xyzw"])  # what the agent samples from
+                    ids = cloud["Segmentation"][keep, 1]  # actor-level ids
                     current = phase(env, expert)
-                    samples[current].append(shares(obs, groups))
+                    samples[current].append(shares(ids, groups))
                     if current == "line-up":
-                        count = entrance_points(obs, groups, env, expert)
+                        count = entrance_points(cloud["xyzw"][keep, :3], ids, groups, env, expert)
                         near["cloud"].append(count)
-                        near["sampled"].append(count * spec.n_points / max(kept_points(obs["pointcloud"]["xyzw"]).sum(), 1))
+                        near["sampled"].append(count * spec.n_points / max(int(keep.sum()), 1))
                 obs, _, terminated, truncated, _ = env.step(expert.act(env))
                 if terminated or truncated:
                     break

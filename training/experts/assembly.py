@@ -41,6 +41,11 @@ class InsertionExpert(GraspExpert):
         center = (held * sapien.Pose([self.grasp_x(env), 0, 0])).p
         return grasp_pose(env, center, [axes[:, 1]], lean=(axes[:, 0], self.lean))
 
+    def slot_offset(self, env: gym.Env) -> sapien.Pose:
+        """The held object's pose in the slot frame (`goal_pose`): x along the slot axis (< 0: in
+        front of the inserted pose), y/z the lateral error."""
+        return self.goal_pose(env).inv() * self.target(env).pose
+
     def aligned(self, offset: sapien.Pose, slack: float = 1.0) -> bool:
         """Whether the slot-frame `offset` is within the tolerances (scaled by `slack`)."""
         return bool(np.all(np.abs(offset.p[1:]) < slack * self.lateral_tolerance)
@@ -48,7 +53,7 @@ class InsertionExpert(GraspExpert):
 
     def carry(self, env: gym.Env) -> np.ndarray:
         goal, held = self.goal_pose(env), self.target(env).pose
-        offset = goal.inv() * held  # x: along the slot axis, y/z: lateral error
+        offset = self.slot_offset(env)
         x, entrance = offset.p[0], self.entrance(env)
         error = offset.p[1:]
         lateral = -self.sag_gain * np.clip(error, -self.sag_range, self.sag_range)  # overshoot small errors
