@@ -47,3 +47,19 @@ def test_official_evaluator_runs_the_agent_from_another_weights_dir(tmp_path: Pa
     env = dict(os.environ, MS2AGENT_WEIGHTS_DIR=str(tmp_path / "weights"))
     metrics = run_official_evaluator(sys.executable, ROOT, tmp_path / "out", env)
     assert 0.0 <= metrics["success"] <= 1.0
+
+
+@pytest.mark.sim
+def test_evaluate_script_splits_episodes_over_processes_and_merges_them(tmp_path: Path) -> None:
+    ship_untrained(tmp_path / "weights")
+    env = dict(os.environ, MS2AGENT_WEIGHTS_DIR=str(tmp_path / "weights"), EVAL_WORKERS="2", EVAL_OUT=str(tmp_path))
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "evaluate.sh"), ENV_ID, "3", "1000000"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / ENV_ID
+    episodes = json.loads((out / "episode_results.json").read_text())
+    shards = [json.loads((out / "shard-{}".format(k) / "episode_results.json").read_text()) for k in range(2)]
+    assert list(episodes) == ["0", "1", "2"] and sorted(shards[0]) == ["0", "2"] and list(shards[1]) == ["1"]
+    assert episodes == dict(shards[0], **shards[1])
+    success = json.loads((out / "average_metrics.json").read_text())["success"]
+    assert "{}: success rate {:.3f} over 3 episodes".format(ENV_ID, success) in result.stdout
