@@ -22,7 +22,8 @@
 #                                                         updates (default 300; 0: all of them)
 #   STAGE1 STAGE2 PPO_SAMPLES PPO_BATCH PPO_LR INIT_LOG_STD
 #                                                         two-stage PPO (stage 2: batch x0.9, samples x0.875)
-#   EVAL_EPISODES                                         official evaluator episodes (seeds 1,000,000+)
+#   EVAL_EPISODES EVAL_WORKERS                            official evaluator episodes (seeds 1,000,000+),
+#                                                         split over EVAL_WORKERS processes (scripts/evaluate.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ENVS=("$@")

@@ -1,7 +1,9 @@
-"""The five asset-free tasks build and step in point-cloud mode on this machine."""
+"""The five asset-free tasks build and step in point-cloud mode on this machine, and each has a
+shipped policy (weights/) that acts in it."""
 import numpy as np
 import pytest
 
+from agent.policy import Policy, resolve
 from training.envs import make_env
 
 TASKS = ["PickCube-v0", "LiftCube-v0", "StackCube-v0", "PegInsertionSide-v0", "PlugCharger-v0"]
@@ -26,5 +28,23 @@ def test_pointcloud_env_resets_and_steps(env_id: str) -> None:
         valid = xyzw[:, 3] > 0.5
         assert valid.sum() > 1000
         assert np.abs(xyzw[valid, :3]).sum() > 0 and rgb[valid].max() > 0
+    finally:
+        env.close()
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("env_id", TASKS)
+def test_shipped_policy_acts_within_the_action_bounds(env_id: str) -> None:
+    task, _ = resolve(env_id)  # the shipped weights/ manifest
+    env = make_env(env_id, obs_mode=task.obs_mode, control_mode=task.control_mode)
+    try:
+        policy = Policy(env_id, env.observation_space, env.action_space)
+        obs, _ = env.reset(seed=0)
+        for _ in range(2):
+            action = policy.act(obs)
+            assert action.shape == env.action_space.shape and np.all(np.isfinite(action))
+            assert np.all(action >= env.action_space.low) and np.all(action <= env.action_space.high)
+            obs, *_ = env.step(action)
+        assert not policy.coped  # real observations need no fallback
     finally:
         env.close()
