@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
+import numpy as np
+
 
 def episode_config(env_id: str, episodes: int, first_seed: int, shard: int = 0, n_shards: int = 1) -> Dict[str, Any]:
     """The evaluator's config for shard `shard` of `n_shards`: episode ids shard, shard + n_shards, ..."""
@@ -35,9 +37,9 @@ def merge_results(shard_results: Sequence[Dict[str, Dict[str, Any]]]) -> Tuple[D
     if not episodes:
         raise ValueError("no evaluated episodes to merge")
     ordered = {key: episodes[key] for key in sorted(episodes, key=int)}
-    names = {name for metrics in ordered.values() for name in metrics}
-    means = {name: float(sum(float(m[name]) for m in ordered.values()) / len(ordered)) for name in sorted(names)}
-    return ordered, means
+    # the evaluator's own merge (BaseEvaluator.merge_result); imported here to keep `config` fast
+    from mani_skill2.utils.common import merge_dicts
+    return ordered, {name: float(np.mean(values)) for name, values in merge_dicts(ordered.values()).items()}
 
 
 def wilson_interval(rate: float, n: int, z: float = 1.96) -> Tuple[float, float]:
