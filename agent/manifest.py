@@ -6,7 +6,7 @@
         "file": "PickCube-v0.onnx",                      # relative to the weights directory
         "sha256": "<hex digest of the file>",
         "spec": {"n_points": 1200, "channels": 6, "state_size": 51, "action_size": 7},
-        "control_mode": "pd_ee_delta_pose", "obs_mode": "pointcloud",
+        "control_mode": "pd_ee_delta_pose", "obs_mode": "pointcloud", "voxel_size": 0.0,
         "provenance": {"command": "...", "stage": 2, "checkpoint": "...", "date": "YYYY-MM-DD",
                        "success": {"rate": 0.9, "episodes": 100, "seeds": "1000000-1000099"}}}}}
 
@@ -52,12 +52,13 @@ class ManifestEntry(NamedTuple):
     control_mode: str
     obs_mode: str
     provenance: Dict[str, Any]
+    voxel_size: float = 0.0  # the preprocessing's voxel side (agent.preprocessing); absent in older manifests: 0
 
     def to_json(self, directory: Path) -> Dict[str, Any]:
         """The entry as stored in the manifest of `directory`."""
         return {"file": self.path.relative_to(directory).as_posix(), "sha256": self.sha256,
                 "spec": self.spec._asdict(), "control_mode": self.control_mode,
-                "obs_mode": self.obs_mode, "provenance": self.provenance}
+                "obs_mode": self.obs_mode, "voxel_size": self.voxel_size, "provenance": self.provenance}
 
 
 def weights_dir() -> Path:
@@ -85,7 +86,7 @@ def parse_entry(env_id: str, raw: Dict[str, Any], directory: Path) -> ManifestEn
     if missing:
         raise ValueError("provenance lacks " + ", ".join(missing))
     return ManifestEntry(env_id, directory / file, str(raw["sha256"]), spec, str(raw["control_mode"]),
-                         str(raw["obs_mode"]), provenance)
+                         str(raw["obs_mode"]), provenance, float(raw.get("voxel_size", 0.0)))
 
 
 def read_manifest(directory: Path) -> Dict[str, ManifestEntry]:

@@ -79,9 +79,9 @@ def load_session(entry: ManifestEntry, threads: int = 1) -> ort.InferenceSession
 
 
 def register(directory: Path, env_id: str, model_file: Path, control_mode: str, obs_mode: str,
-             provenance: Dict[str, Any]) -> ManifestEntry:
+             provenance: Dict[str, Any], voxel_size: float = 0.0) -> ManifestEntry:
     """Add an exported model (a file inside `directory`) to the directory's manifest, spec read from the model."""
     entry = ManifestEntry(env_id, Path(model_file), file_sha256(model_file), model_spec(make_session(str(model_file))),
-                          control_mode, obs_mode, provenance)
+                          control_mode, obs_mode, provenance, voxel_size)
     write_entry(Path(directory), entry)
     return entry

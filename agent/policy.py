@@ -35,7 +35,7 @@ class ObservationWarning(RuntimeWarning):
 def required_keys(task: TaskSpec) -> List[str]:
     """The `group/key` observation entries the task's preprocessing reads."""
     keys = ["agent/qpos", "agent/qvel", "agent/base_pose", "extra/tcp_pose", "pointcloud/xyzw", "pointcloud/rgb"]
-    return keys + ["extra/goal_pos"] * bool(task.n_goal_points)
+    return keys + ["extra/goal_pos"] * bool(task.n_goal_points) + ["pointcloud/robot_seg"] * task.drops_robot
 
 
 def missing_keys(observation: Any, task: TaskSpec) -> List[str]:
@@ -62,10 +62,10 @@ def resolve(env_id: str, directory: Optional[Union[str, Path]] = None) -> Tuple[
     directory = weights_dir() if directory is None else Path(directory)
     entry = entry_for(env_id, read_manifest(directory), sorted(TASKS), directory / MANIFEST_NAME)
     task = TASKS[env_id]
-    declared = (entry.control_mode, entry.obs_mode, entry.spec.n_points, entry.spec.channels)
-    expected = (task.control_mode, task.obs_mode, task.total_points, CHANNELS)
+    declared = (entry.control_mode, entry.obs_mode, entry.spec.n_points, entry.spec.channels, entry.voxel_size)
+    expected = (task.control_mode, task.obs_mode, task.total_points, CHANNELS, task.voxel_size)
     if declared != expected:
-        raise WeightsError("{} declares {} (control mode, obs mode, points, channels) for {}, but the agent "
+        raise WeightsError("{} declares {} (control mode, obs mode, points, channels, voxel size) for {}, but the agent "
                            "runs it with {} (agent/registry.py)".format(directory / MANIFEST_NAME, declared,
                                                                         env_id, expected))
     return task, entry

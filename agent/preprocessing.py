@@ -1,14 +1,17 @@
 """ManiSkill2 point-cloud observation -> network inputs, as in the challenge winners' recipe.
 
 Pure numpy (Python 3.8), shared unchanged by the agent and by training:
-1. keep valid points (w > 0.5) above the ground (world z > 1e-4); rgb / 255;
-2. uniformly sample `n_points` of them (random subset, or all plus repeats when too few);
-3. express xyz in the task's frame (`ee`: the TCP frame, x' = R^T (x - p); `base`: the robot base);
-4. add `n_goal_points` green points around `extra.goal_pos` (jitter U(-1, 1) cm), same frame;
-5. state = qpos, qvel, base/TCP/goal positions (and TCP->goal) in the frame, remaining `extra`
+1. keep valid points (w > 0.5) above the ground (world z > 1e-4), and off the robot where the task
+   observes `pointcloud+robot_seg`; rgb / 255;
+2. where the task sets `voxel_size`, keep one random point per occupied voxel (uniform in space
+   instead of per camera pixel, so surfaces close to a camera stop taking most of the points);
+3. uniformly sample `n_points` of them (random subset, or all plus repeats when too few);
+4. express xyz in the task's frame (`ee`: the TCP frame, x' = R^T (x - p); `base`: the robot base);
+5. add `n_goal_points` green points around `extra.goal_pos` (jitter U(-1, 1) cm), same frame;
+6. state = qpos, qvel, base/TCP/goal positions (and TCP->goal) in the frame, remaining `extra`
    entries flattened.
 """
-from typing import Any, Dict, NamedTuple
+from typing import Any, Dict, NamedTuple, Optional
 
 import numpy as np
 
@@ -80,9 +83,24 @@ def state_size(observation_space: Any) -> int:
     return build_state(zeros("agent"), zeros("extra"), np.zeros(3), np.eye(3)).size
 
 
-def kept_points(xyzw: np.ndarray) -> np.ndarray:
-    """Mask of the camera points the network may see: valid (w > 0.5) and above the ground."""
-    return (xyzw[:, 3] > 0.5) & (xyzw[:, 2] > GROUND_Z)
+def kept_points(xyzw: np.ndarray, robot_seg: Optional[np.ndarray] = None) -> np.ndarray:
+    """Mask of the camera points the network may see: valid (w > 0.5), above the ground and, given
+    ManiSkill2's `robot_seg` mask, not on the robot."""
+    keep = (xyzw[:, 3] > 0.5) & (xyzw[:, 2] > GROUND_Z)
+    if robot_seg is not None:
+        keep &= ~np.asarray(robot_seg, dtype=bool).reshape(-1)
+    return keep
+
+
+def voxel_representatives(xyz: np.ndarray, voxel_size: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of one random point in each occupied cube of side `voxel_size` (m)."""
+    order = rng.permutation(len(xyz))
+    cells = np.floor(xyz[order] / voxel_size).astype(np.int64)
+    cells -= cells.min(axis=0)
+    span = cells.max(axis=0) + 1
+    keys = (cells[:, 0] * span[1] + cells[:, 1]) * span[2] + cells[:, 2]
+    _, first = np.unique(keys, return_index=True)
+    return order[first]
 
 
 def preprocess(obs: Dict[str, Any], spec: TaskSpec, rng: np.random.Generator) -> NetworkInput:
@@ -92,7 +110,10 @@ def preprocess(obs: Dict[str, Any], spec: TaskSpec, rng: np.random.Generator) ->
     pose = frame_pose(obs, spec.frame)
     origin, rotation = pose[:3], quaternion_to_matrix(pose[3:])
 
-    keep = np.flatnonzero(kept_points(xyzw))
+    robot_seg = obs["pointcloud"]["robot_seg"] if spec.drops_robot else None
+    keep = np.flatnonzero(kept_points(xyzw, robot_seg))
+    if spec.voxel_size and keep.size:
+        keep = keep[voxel_representatives(xyzw[keep, :3], spec.voxel_size, rng)]
     points = np.zeros((spec.total_points, 6), dtype=np.float32)
     if keep.size:
         chosen = keep[sample_indices(keep.size, spec.n_points, rng)]

@@ -17,10 +17,16 @@ class TaskSpec(NamedTuple):
     frame: str  # coordinate frame of points and positions: "ee" (end effector) or "base"
     assets: Tuple[str, ...]  # arguments of `python -m mani_skill2.utils.download_asset`
     needs_cuda: bool  # soft-body simulation (warp MPM) only runs on a CUDA GPU
+    voxel_size: float = 0.0  # m; > 0: one point per occupied voxel before sampling (see agent.preprocessing)
 
     @property
     def total_points(self) -> int:
         return self.n_points + self.n_goal_points
+
+    @property
+    def drops_robot(self) -> bool:
+        """Whether preprocessing drops the robot's points (the `pointcloud+robot_seg` observation)."""
+        return "robot_seg" in self.obs_mode
 
     @property
     def download_command(self) -> Optional[str]:

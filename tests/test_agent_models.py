@@ -58,14 +58,15 @@ def export_actor_critic(path: Path, state_size: int, action_size: int, n_points:
 
 
 def ship(directory: Path, env_id: str, model: bytes, spec: Optional[InputSpec] = None,
-         control_mode: str = "pd_ee_delta_pose", obs_mode: str = "pointcloud") -> ManifestEntry:
+         control_mode: str = "pd_ee_delta_pose", obs_mode: str = "pointcloud", voxel_size: float = 0.0
+         ) -> ManifestEntry:
     """Write `model` into `directory` and add it to the manifest (spec read from the model unless given)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "{}.onnx".format(env_id)
     path.write_bytes(model)
     if spec is None:
-        return register(directory, env_id, path, control_mode, obs_mode, PROVENANCE)
-    entry = ManifestEntry(env_id, path, file_sha256(path), spec, control_mode, obs_mode, PROVENANCE)
+        return register(directory, env_id, path, control_mode, obs_mode, PROVENANCE, voxel_size)
+    entry = ManifestEntry(env_id, path, file_sha256(path), spec, control_mode, obs_mode, PROVENANCE, voxel_size)
     write_entry(directory, entry)
     return entry
 
@@ -76,6 +77,7 @@ def test_register_reads_the_spec_from_the_model_and_round_trips(tmp_path: Path) 
     raw = json.loads((tmp_path / "manifest.json").read_text())["policies"]["PickCube-v0"]
     assert raw["file"] == "PickCube-v0.onnx" and raw["sha256"] == file_sha256(entry.path)
     assert raw["spec"] == {"n_points": 1200, "channels": 6, "state_size": 37, "action_size": 7}
+    assert raw["voxel_size"] == 0.0
     assert read_manifest(tmp_path) == {"PickCube-v0": entry}
 
 

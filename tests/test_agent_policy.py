@@ -1,4 +1,5 @@
 """agent.policy.Policy and user_solution.UserPolicy on small models and synthetic PickCube-v0 observations."""
+import json
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List
@@ -8,7 +9,8 @@ import pytest
 from gymnasium import spaces
 
 from agent.manifest import InputSpec, PolicyNotFoundError, WeightsError
-from agent.policy import ObservationError, ObservationWarning, Policy, resolve
+from agent.policy import ObservationError, ObservationWarning, Policy, missing_keys, resolve
+from agent.registry import TASKS
 from test_agent_models import ship, tiny_model
 from user_solution import UserPolicy
 
@@ -142,6 +144,7 @@ def test_wrong_shaped_model_is_named(tmp_path: Path) -> None:
     (InputSpec(1000, 6, 37, 7), {}, "1000"),
     (None, {"control_mode": "pd_joint_delta_pos"}, "pd_joint_delta_pos"),
     (None, {"obs_mode": "rgbd"}, "rgbd"),
+    (None, {"voxel_size": 0.005}, "0.005"),  # trained on another preprocessing
 ])
 def test_manifest_that_disagrees_with_the_registry_is_rejected(tmp_path: Path, spec: Any, kwargs: Dict[str, str],
                                                                message: str) -> None:
@@ -149,6 +152,21 @@ def test_manifest_that_disagrees_with_the_registry_is_rejected(tmp_path: Path, s
     with pytest.raises(WeightsError, match=message) as error:
         make_policy(tmp_path)
     assert "agent/registry.py" in str(error.value) and str(tmp_path / "manifest.json") in str(error.value)
+
+
+def test_a_task_that_drops_the_robot_needs_the_robot_mask() -> None:
+    task = TASKS[ENV_ID]._replace(obs_mode="pointcloud+robot_seg")
+    assert missing_keys(observation_space(), task) == ["pointcloud/robot_seg"]
+    assert missing_keys(observation_space(), TASKS[ENV_ID]) == []
+
+
+def test_manifest_without_voxel_size_means_plain_sampling(weights: Path) -> None:
+    manifest = weights / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    del raw["policies"][ENV_ID]["voxel_size"]  # written before the field existed
+    manifest.write_text(json.dumps(raw))
+    assert resolve(ENV_ID, weights)[1].voxel_size == 0.0
+    assert_valid_action(make_policy(weights).act(observation()))
 
 
 def test_env_whose_spaces_do_not_fit_the_model_is_rejected(weights: Path) -> None:

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from agent.preprocessing import GOAL_JITTER, preprocess, quaternion_to_matrix, sample_indices, state_size
+from agent.preprocessing import (GOAL_JITTER, kept_points, preprocess, quaternion_to_matrix, sample_indices, state_size,
+                                 voxel_representatives)
 from agent.registry import TASKS, get_task
 
 PICK = get_task("PickCube-v0")
@@ -13,14 +14,15 @@ def quaternion_about_z(angle: float) -> np.ndarray:
     return np.array([np.cos(angle / 2), 0.0, 0.0, np.sin(angle / 2)])
 
 
-def make_obs(xyzw: np.ndarray, rgb: np.ndarray, tcp_pose: np.ndarray, goal=None) -> dict:
+def make_obs(xyzw: np.ndarray, rgb: np.ndarray, tcp_pose: np.ndarray, goal=None, robot_seg=None) -> dict:
     extra = {"tcp_pose": tcp_pose}
     if goal is not None:
         extra["goal_pos"] = np.asarray(goal, dtype=np.float32)
     return {
         "agent": {"qpos": np.arange(9.0), "qvel": np.zeros(9), "base_pose": np.array([-0.6, 0, 0, 1, 0, 0, 0.0])},
         "extra": extra,
-        "pointcloud": {"xyzw": xyzw.astype(np.float32), "rgb": rgb.astype(np.uint8)},
+        "pointcloud": {"xyzw": xyzw.astype(np.float32), "rgb": rgb.astype(np.uint8),
+                       **({} if robot_seg is None else {"robot_seg": robot_seg})},
     }
 
 
@@ -53,6 +55,39 @@ def test_invalid_and_ground_points_are_dropped_and_count_is_exact() -> None:
     valid = {tuple(p) for p in xyz[2000:].astype(np.float32)}
     assert all(tuple(p) in valid for p in out.points[:, :3])
     assert len({tuple(p) for p in out.points[:, :3]}) == LIFT.n_points  # a subset without repeats
+
+
+def test_robot_seg_drops_the_robot_points_only_where_the_task_asks() -> None:
+    xyzw = np.array([[0.1, 0.0, 0.2, 1.0], [0.2, 0.0, 0.2, 1.0], [0.3, 0.0, 0.2, 1.0]])
+    robot = np.array([[True], [False], [True]])  # ManiSkill2's (N, 1) mask
+    assert kept_points(xyzw, robot).tolist() == [False, True, False]
+    obs = make_obs(xyzw, np.zeros((3, 3)), np.array([0, 0, 0, 1, 0, 0, 0.0]), robot_seg=robot)
+    dropping = preprocess(obs, LIFT._replace(obs_mode="pointcloud+robot_seg"), np.random.default_rng(0))
+    assert dropping.n_valid == 1 and np.allclose(dropping.points[:, 0], 0.2)
+    assert preprocess(obs, LIFT, np.random.default_rng(0)).n_valid == 3  # plain pointcloud: mask unused
+
+
+def test_voxel_representatives_keep_one_point_per_occupied_voxel() -> None:
+    rng = np.random.default_rng(0)
+    dense = rng.uniform(0.0, 0.01, (1000, 3))  # 1000 points in one 1 cm cube
+    sparse = np.array([[0.105, 0.0, 0.0], [0.2, 0.3, 0.005], [-0.3, 0.1, 0.2]])  # three more cubes
+    xyz = np.vstack([dense, sparse])
+    chosen = voxel_representatives(xyz, 0.01, rng)
+    assert len(chosen) == 4 and len(set(chosen.tolist())) == 4
+    assert sum(index < 1000 for index in chosen) == 1 and set(range(1000, 1003)) <= set(chosen.tolist())
+    again = voxel_representatives(xyz, 0.01, np.random.default_rng(1))
+    assert set(again.tolist()) & set(range(1000)) != set(chosen.tolist()) & set(range(1000))  # a random one
+
+
+def test_voxel_sampling_evens_out_point_density() -> None:
+    rng = np.random.default_rng(0)
+    near_camera = rng.uniform([0, 0, 0.1], [0.05, 0.05, 0.15], (20000, 3))  # small, densely seen
+    far = rng.uniform([0.3, 0.3, 0.1], [0.5, 0.5, 0.3], (2000, 3))  # large, sparsely seen
+    xyz = np.vstack([near_camera, far])
+    obs = make_obs(np.hstack([xyz, np.ones((len(xyz), 1))]), np.zeros((len(xyz), 3)), np.array([0, 0, 0, 1, 0, 0, 0.0]))
+    uniform = preprocess(obs, LIFT, np.random.default_rng(0)).points
+    voxel = preprocess(obs, LIFT._replace(voxel_size=0.01), np.random.default_rng(0)).points
+    assert np.mean(uniform[:, 0] > 0.2) < 0.15 and np.mean(voxel[:, 0] > 0.2) > 0.5
 
 
 def test_too_few_points_are_all_kept_and_repeated() -> None:

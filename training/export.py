@@ -149,6 +149,6 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     }
     entry = ManifestEntry(env_id, path, file_sha256(path),
                           InputSpec(spec.total_points, 6, state_size, len(model.action_scale)),
-                          spec.control_mode, spec.obs_mode, provenance)
+                          spec.control_mode, spec.obs_mode, provenance, spec.voxel_size)
     write_entry(weights_dir, entry)
     return {"onnx": str(path), "bytes": len(data), "max_abs_diff": difference, "provenance": provenance}
