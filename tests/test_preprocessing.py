@@ -154,3 +154,23 @@ def test_real_observation_matches_state_size() -> None:
         assert np.linalg.norm(out.points[: PICK.n_points, :3], axis=1).min() < 0.15
     finally:
         env.close()
+
+
+@pytest.mark.sim
+def test_real_robot_seg_observation_drops_the_robot_and_voxels_thin_the_cloud() -> None:
+    from training.envs import make_env
+
+    env = make_env("PegInsertionSide-v0", obs_mode="pointcloud+robot_seg")
+    try:
+        obs, _ = env.reset(seed=1)
+        spec = get_task("PegInsertionSide-v0")
+        robot = obs["pointcloud"]["robot_seg"].reshape(-1)
+        kept = kept_points(obs["pointcloud"]["xyzw"])
+        assert 0 < np.sum(kept & robot) < np.sum(kept)  # the robot is in view, and not all of it
+        counts = {name: preprocess(obs, variant, np.random.default_rng(0)).n_valid for name, variant in {
+            "plain": spec, "no robot": spec._replace(obs_mode="pointcloud+robot_seg"),
+            "no robot + voxel": spec._replace(obs_mode="pointcloud+robot_seg", voxel_size=0.005)}.items()}
+        assert counts["plain"] == np.sum(kept) and counts["no robot"] == np.sum(kept & ~robot)
+        assert counts["no robot + voxel"] < counts["no robot"]
+    finally:
+        env.close()
