@@ -19,7 +19,8 @@ Printed: held-out RMS error of the lateral offset (mm, the y/z the expert lines 
 needs ~1.5 mm for the peg, 0.4 mm for the charger), of the distance along the axis (mm) and of the
 angle (rad), the same for predicting the training mean (what no perception gives), and each variant's
 lateral error as a ratio to `uniform`'s in this run (to the mean's when `uniform` is not run), and the
-lateral error on the training states themselves (far below the held-out one: memorised, not read).
+lateral error on the training states themselves (far below the held-out one: memorised; near it and
+near the mean's: not learned at all).
 """
 import argparse
 import sys
