@@ -31,6 +31,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 from torch import nn
+from transforms3d.quaternions import quat2axangle
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,6 +42,7 @@ from training.envs import make_env  # noqa: E402
 from training.experts import make_expert  # noqa: E402
 from training.experts.assembly import InsertionExpert  # noqa: E402
 from training.networks import PointNet, mlp_head  # noqa: E402
+from training.point_shares import phase  # noqa: E402
 
 LINE_UP_RANGE = 0.08  # m in front of the entrance where a held object counts as lining up
 SEG_MODE = "pointcloud+robot_seg"
@@ -54,9 +56,8 @@ VARIANTS = {  # name -> TaskSpec fields for a voxel side
 
 def rotation_vector(q: np.ndarray) -> np.ndarray:
     """Axis x angle of a (w, x, y, z) quaternion, shortest way round."""
-    q = q if q[0] >= 0 else -q
-    sin = np.linalg.norm(q[1:])
-    return q[1:] * (2 * np.arctan2(sin, q[0]) / sin) if sin > 1e-12 else 2 * q[1:]
+    axis, angle = quat2axangle(q if q[0] >= 0 else -q)
+    return np.asarray(axis) * angle
 
 
 def compact(obs: Dict) -> Dict:
@@ -85,11 +86,10 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int) -> List[Tup
             expert.reset(env)
             for step in range(200):
                 action = expert.act(env)
-                if step % every == 0 and expert.holds_target(env):
+                if step % every == 0 and phase(env, expert, LINE_UP_RANGE) == "line-up":
                     offset = expert.slot_offset(env)
-                    if -LINE_UP_RANGE < offset.p[0] - expert.entrance(env) <= 0:
-                        target = np.concatenate([offset.p, rotation_vector(offset.q)])
-                        samples.append((seed, compact(obs), target.astype(np.float32)))
+                    target = np.concatenate([offset.p, rotation_vector(offset.q)])
+                    samples.append((seed, compact(obs), target.astype(np.float32)))
                 action = np.clip(action + rng.normal(0, noise, action.shape), -1, 1)
                 obs, _, terminated, truncated, _ = env.step(action)
                 if terminated or truncated:
@@ -188,10 +188,10 @@ def main() -> None:
 
     spec = get_task(args.env_id)
     variants = {name: spec._replace(**VARIANTS[name](args.voxel)) for name in args.variants.split(",")}
-    results = {"predict the mean": errors(np.broadcast_to(targets["train"].mean(axis=0), targets["test"].shape),
-                                          targets["test"])}
-    fit = {"predict the mean": errors(np.broadcast_to(targets["train"].mean(axis=0), targets["train"].shape),
-                                      targets["train"])["lateral_mm"]}
+    mean = {name: errors(np.broadcast_to(targets["train"].mean(axis=0), values.shape), values)
+            for name, values in targets.items()}
+    results = {"predict the mean": mean["test"]}
+    fit = {"predict the mean": mean["train"]["lateral_mm"]}
     for name, variant in variants.items():
         clock = time.time()
         rng = np.random.default_rng(1)

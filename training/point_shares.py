@@ -38,12 +38,13 @@ def shares(ids: np.ndarray, groups: Dict[int, str]) -> Dict[str, float]:
     return {name: float(np.mean(names == name)) for name in sorted(set(groups.values()) | {"other"})}
 
 
-def phase(env: gym.Env, expert: Expert) -> str:
-    """The expert's phase: "reach", "carry" or (insertion tasks) "line-up"."""
+def phase(env: gym.Env, expert: Expert, line_up_range: float = LINE_UP_RANGE) -> str:
+    """The expert's phase: "reach", "carry" or (insertion tasks, the held object within
+    `line_up_range` in front of its slot's entrance) "line-up"."""
     if not expert.holds_target(env):
         return "reach"
     if isinstance(expert, InsertionExpert):
-        if -LINE_UP_RANGE < expert.slot_offset(env).p[0] - expert.entrance(env) <= 0:
+        if -line_up_range < expert.slot_offset(env).p[0] - expert.entrance(env) <= 0:
             return "line-up"
     return "carry"
 
