@@ -18,3 +18,8 @@ def test_peg_insertion_points_fall_on_the_robot_the_peg_and_the_box() -> None:
         assert all(0 <= value["p10"] <= 1 for value in groups.values())
     near = summary["line-up"]["entrance_points"]
     assert 0 < near["sampled"]["mean"] < near["cloud"]["mean"]  # the agent keeps 1,200 of ~10,000 points
+
+
+def test_lean_is_refused_for_a_task_without_an_insertion_expert() -> None:
+    with pytest.raises(ValueError, match="insertion"):
+        point_shares("PickCube-v0", [0], lean=0.5)

@@ -299,12 +299,15 @@ def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
 def point_shares(env_id: str = typer.Argument(..., help=ENV_HELP),
                  episodes: int = typer.Option(4, help="number of expert episodes"),
                  first_seed: int = typer.Option(0, help="first episode seed"),
-                 every: int = typer.Option(4, help="sample every this many steps")) -> None:
+                 every: int = typer.Option(4, help="sample every this many steps"),
+                 lean: Optional[float] = typer.Option(None, help="insertion tasks: the expert's grasp lean "
+                                                      "towards the held object's head, rad (default: its own)")) -> None:
     """What a student sees of each object: shares of the camera points per actor, reaching, carrying and (insertion tasks) lining up, where it also counts the points at the slot entrance."""
     from training.point_shares import point_shares as run
 
     checked_expert(env_id)
-    typer.echo(json.dumps(run(env_id, list(range(first_seed, first_seed + episodes)), every=every), indent=2))
+    typer.echo(json.dumps(run(env_id, list(range(first_seed, first_seed + episodes)), every=every, lean=lean),
+                          indent=2))
 
 
 @app.command()

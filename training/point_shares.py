@@ -8,7 +8,7 @@ insertion tasks carrying ends with lining up (the held object within `LINE_UP_RA
 its slot's entrance), where the tool also counts the points near the entrance (`entrance_points`).
 Rendered with the official renderer and ManiSkill2's per-point actor segmentation.
 """
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -64,13 +64,19 @@ def summarise(values: List[float], digits: int) -> Dict[str, float]:
     return {"mean": round(float(np.mean(values)), digits), "p10": round(float(np.percentile(values, 10)), digits)}
 
 
-def point_shares(env_id: str, seeds: List[int], max_steps: int = 200, every: int = 4) -> Dict[str, Dict]:
+def point_shares(env_id: str, seeds: List[int], max_steps: int = 200, every: int = 4,
+                 lean: Optional[float] = None) -> Dict[str, Dict]:
     """Per phase ("reach", "carry", "line-up"): the number of states sampled (every `every` steps of
     the expert's episodes) and, per group seen in them, the mean share and its 10th percentile over
     those states. Line-up states also give `entrance_points`: how many camera points lie near the
-    entrance in the fused cloud ("cloud") and, in expectation, among the agent's `n_points` ("sampled")."""
+    entrance in the fused cloud ("cloud") and, in expectation, among the agent's `n_points` ("sampled").
+    `lean` (insertion tasks): the expert's grasp lean towards the held object's head, rad (None: its own)."""
     spec = get_task(env_id)
     expert = make_expert(env_id)
+    if lean is not None:
+        if not isinstance(expert, InsertionExpert):
+            raise ValueError("lean applies to the insertion tasks' experts, not {}".format(env_id))
+        expert.lean = lean
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    camera_cfgs={"add_segmentation": True})
     phases = ["reach", "carry"] + ["line-up"] * isinstance(expert, InsertionExpert)
