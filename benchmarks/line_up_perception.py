@@ -80,11 +80,9 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optio
             ) -> List[Tuple[int, Dict, np.ndarray]]:
     """(seed, compact observation, slot-frame target) for every `every`-th step of noisy expert
     episodes that is a line-up state (`lean`: the expert's grasp lean, rad; None: its own)."""
-    expert = make_expert(env_id)
+    expert = make_expert(env_id, lean)
     if not isinstance(expert, InsertionExpert):
         raise SystemExit("{} is not an insertion task".format(env_id))
-    if lean is not None:
-        expert.lean = lean
     spec = get_task(env_id)
     env = make_env(env_id, obs_mode=SEG_MODE, control_mode=spec.control_mode, fast_render=None)
     rng = np.random.default_rng(0)

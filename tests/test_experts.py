@@ -17,6 +17,13 @@ def test_unsupported_task_names_the_supported_ones() -> None:
     assert all(env_id in str(error.value) for env_id in EXPERTS)
 
 
+def test_lean_overrides_the_insertion_experts_grasp_and_is_refused_elsewhere() -> None:
+    assert make_expert("PegInsertionSide-v0", lean=0.5).lean == 0.5
+    assert make_expert("PegInsertionSide-v0").lean == 0.3  # the class default is left alone
+    with pytest.raises(ValueError, match="insertion"):
+        make_expert("PickCube-v0", lean=0.5)
+
+
 @pytest.mark.sim
 def test_pick_cube_expert_succeeds() -> None:
     result = evaluate_expert("PickCube-v0", n_episodes=3, first_seed=0)

@@ -1,7 +1,7 @@
 """Which expert solves which task."""
-from typing import Dict, Type
+from typing import Dict, Optional, Type
 
-from .assembly import PegInsertionSideExpert, PlugChargerExpert
+from .assembly import InsertionExpert, PegInsertionSideExpert, PlugChargerExpert
 from .base import Expert
 from .pick_place import LiftCubeExpert, PickCubeExpert, StackCubeExpert
 
@@ -14,8 +14,15 @@ EXPERTS: Dict[str, Type[Expert]] = {
 }
 
 
-def make_expert(env_id: str) -> Expert:
-    """A fresh expert for `env_id`; ValueError naming the supported tasks otherwise."""
+def make_expert(env_id: str, lean: Optional[float] = None) -> Expert:
+    """A fresh expert for `env_id`; ValueError naming the supported tasks otherwise. `lean` (insertion
+    tasks only, ValueError elsewhere): the grasp's lean towards the held object's head, rad, instead
+    of the expert's own."""
     if env_id not in EXPERTS:
         raise ValueError("No expert for {!r}; supported tasks: {}".format(env_id, ", ".join(sorted(EXPERTS))))
-    return EXPERTS[env_id]()
+    expert = EXPERTS[env_id]()
+    if lean is not None:
+        if not isinstance(expert, InsertionExpert):
+            raise ValueError("lean applies to the insertion tasks' experts, not {}".format(env_id))
+        expert.lean = lean
+    return expert
