@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/line_up_perception.py PegInsertionSide-v0 [--episodes 60] [--updates 3000]
         [--variants "uniform,voxel"] [--lean 0.5] [--fourier-octaves 7]
         # ~20 min per variant on 2 cores, after ~5 min of collection
+    .venv/bin/python benchmarks/line_up_perception.py PegInsertionSide-v0 --first-frame --episodes 3000
+        [--updates 4000]    # ~3 min of collection, ~25 min per variant
 
 The insertion students stall a few cm in front of the hole / receptacle, where the expert's labels
 depend on where the slot is relative to the held object. This measures the perception half of that
@@ -20,6 +22,10 @@ Two more knobs apply to every variant: `--lean` sets how far the expert's grippe
 held object's head (PegInsertionSide ships 0.3 rad; leaning more points the hand camera at the box
 face), and `--fourier-octaves K` feeds the PointNet sin/cos of each coordinate at K octaves (wavelengths
 50 cm down to 50 cm / 2^(K-1)) besides xyz and rgb, so its first layer can resolve mm-scale geometry.
+`--first-frame` asks instead how well the hole can be located before anything hides it: the states
+are the episodes' first observations (arm up, nothing between the box and the base camera; one per
+episode, so thousands of episodes), and the target is the TCP's position in the slot frame (where the
+slot is relative to the hand, which a policy remembering that view would need) and the slot's yaw.
 Printed: held-out RMS error of the lateral offset (mm, the y/z the expert lines up; the insertion
 needs ~1.5 mm for the peg, 0.4 mm for the charger), of the distance along the axis (mm) and of the
 angle (rad), the same for predicting the training mean (what no perception gives), and each variant's
@@ -81,8 +87,6 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optio
     """(seed, compact observation, slot-frame target) for every `every`-th step of noisy expert
     episodes that is a line-up state (`lean`: the expert's grasp lean, rad; None: its own)."""
     expert = make_expert(env_id, lean)
-    if not isinstance(expert, InsertionExpert):
-        raise SystemExit("{} is not an insertion task".format(env_id))
     spec = get_task(env_id)
     env = make_env(env_id, obs_mode=SEG_MODE, control_mode=spec.control_mode, fast_render=None)
     rng = np.random.default_rng(0)
@@ -102,6 +106,24 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optio
                 if terminated or truncated:
                     break
             print("seed {}: {} line-up states so far".format(seed, len(samples)), flush=True)
+    finally:
+        env.close()
+    return samples
+
+
+def collect_first_frames(env_id: str, seeds: List[int]) -> List[Tuple[int, Dict, np.ndarray]]:
+    """(seed, compact observation, target) for the first observation of each episode: the TCP's position
+    in the slot frame (`goal_pose`) and the slot's world rotation vector (a yaw; the TCP's rotation in
+    the slot frame is near half a turn, where rotation vectors flip)."""
+    spec = get_task(env_id)
+    env = make_env(env_id, obs_mode=SEG_MODE, control_mode=spec.control_mode, fast_render=None)
+    samples = []
+    try:
+        for seed in seeds:
+            obs, _ = env.reset(seed=seed)
+            goal = env.unwrapped.goal_pose
+            target = np.concatenate([(goal.inv() * env.unwrapped.tcp.pose).p, rotation_vector(goal.q)])
+            samples.append((seed, compact(obs), target.astype(np.float32)))
     finally:
         env.close()
     return samples
@@ -181,6 +203,8 @@ def main() -> None:
     parser.add_argument("--voxel", type=float, default=0.005, help="voxel side (m) of the voxel variants")
     parser.add_argument("--lean", type=float, help="the expert's grasp lean (rad; default: its own)")
     parser.add_argument("--fourier-octaves", type=int, default=0, help="sin/cos point features at this many octaves")
+    parser.add_argument("--first-frame", action="store_true",
+                        help="regress the slot's pose from each episode's first observation instead")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     args = parser.parse_args()
     unknown = set(args.variants.split(",")) - set(VARIANTS)
@@ -190,14 +214,19 @@ def main() -> None:
 
     started = time.time()
     seeds = list(range(args.first_seed, args.first_seed + args.episodes))
-    samples = collect(args.env_id, seeds, args.noise, args.every, args.lean)
+    if not isinstance(make_expert(args.env_id), InsertionExpert):
+        raise SystemExit("{} is not an insertion task".format(args.env_id))
+    if args.first_frame:
+        samples = collect_first_frames(args.env_id, seeds)
+    else:
+        samples = collect(args.env_id, seeds, args.noise, args.every, args.lean)
     test_seeds = set(seeds[int(round(len(seeds) * (1 - args.test_share))):])
     split = {name: [s for s in samples if (s[0] in test_seeds) == (name == "test")] for name in ("train", "test")}
     if not all(split.values()):
         raise SystemExit("no line-up states in the {} episodes: raise --episodes or change --test-share".format(
             " or ".join(name for name, rows in split.items() if not rows)))
     targets = {name: np.stack([s[2] for s in rows]) for name, rows in split.items()}
-    print("{} training / {} held-out line-up states from {} episodes, collected in {:.0f} s".format(
+    print("{} training / {} held-out states from {} episodes, collected in {:.0f} s".format(
         len(targets["train"]), len(targets["test"]), len(seeds), time.time() - started))
 
     spec = get_task(args.env_id)
