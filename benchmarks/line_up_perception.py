@@ -207,6 +207,8 @@ def main() -> None:
                         help="regress the slot's pose from each episode's first observation instead")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     args = parser.parse_args()
+    if args.first_frame and args.lean is not None:
+        parser.error("--lean sets the expert's grasp in the line-up states; --first-frame runs no expert")
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
         parser.error("unknown variants {} (choose from {})".format(", ".join(sorted(unknown)), ", ".join(VARIANTS)))

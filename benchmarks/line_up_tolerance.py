@@ -17,17 +17,15 @@ strategy's success as a ratio to `push` at the same error.
 """
 import argparse
 import time
-from typing import Dict, List
+from typing import Any, Dict
 
 import gymnasium as gym
 import numpy as np
 import sapien.core as sapien
 
-from training.envs import make_env
-from training.experts import make_expert
+from training.experts import evaluate_expert, make_expert
 from training.experts.assembly import InsertionExpert
 from training.experts.base import carry_action, rotation_angle
-from training.experts.rollout import CONTROL_MODE, run_episode
 
 PECK_PITCH = 0.004  # m between the spiral's turns (the peg's hole leaves 3 mm on each side)
 PECK_STEP = 0.002  # m along the spiral per probe
@@ -93,32 +91,28 @@ def main() -> None:
     if set(strategies) - set(STRATEGIES):
         parser.error("unknown strategies {}".format(", ".join(sorted(set(strategies) - set(STRATEGIES)))))
     errors = [float(value) for value in args.errors.split(",")]
-    seeds = range(args.first_seed, args.first_seed + args.episodes)
 
-    env = make_env(args.env_id, obs_mode="state", control_mode=CONTROL_MODE)
-    rows: Dict[str, Dict[float, List[Dict[str, float]]]] = {strategy: {} for strategy in strategies}
-    try:
-        for strategy in strategies:
-            for error in errors:
-                clock = time.time()
-                expert = erring_expert(args.env_id, error / 1000, strategy)
-                rows[strategy][error] = [run_episode(env, expert, seed) for seed in seeds]
-                print("{} at {} mm: success {:.3f} ({:.0f} s)".format(strategy, error, np.mean(
-                    [r["success"] for r in rows[strategy][error]]), time.time() - clock), flush=True)
-    finally:
-        env.close()
+    results: Dict[str, Dict[float, Dict[str, Any]]] = {strategy: {} for strategy in strategies}
+    for strategy in strategies:
+        for error in errors:
+            clock = time.time()
+            result = evaluate_expert(args.env_id, args.episodes, args.first_seed,
+                                     expert=erring_expert(args.env_id, error / 1000, strategy))
+            results[strategy][error] = result
+            print("{} at {} mm: success {:.3f} ({:.0f} s)".format(
+                strategy, error, result["success_rate"], time.time() - clock), flush=True)
 
-    print("\n{} episodes per cell (seeds {}-{})\n".format(args.episodes, seeds[0], seeds[-1]))
+    print("\n{} episodes per cell (seeds {}-{})\n".format(
+        args.episodes, args.first_seed, args.first_seed + args.episodes - 1))
     print("| strategy | lateral error (mm) | success | mean length | success vs push |")
     print("|---|---|---|---|---|")
     for strategy in strategies:
         for error in errors:
-            results = rows[strategy][error]
-            rate = float(np.mean([r["success"] for r in results]))
-            base = float(np.mean([r["success"] for r in rows["push"][error]])) if "push" in rows else float("nan")
+            result = results[strategy][error]
+            push = results.get("push", {}).get(error, {}).get("success_rate", 0.0)
             print("| {} | {:g} | {:.3f} | {:.0f} | {} |".format(
-                strategy, error, rate, np.mean([r["length"] for r in results]),
-                "{:.2f}x".format(rate / base) if base > 0 else "-"))
+                strategy, error, result["success_rate"], result["mean_length"],
+                "{:.2f}x".format(result["success_rate"] / push) if push > 0 else "-"))
 
 
 if __name__ == "__main__":

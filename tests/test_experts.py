@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from training.envs import make_env
-from training.experts import EXPERTS, evaluate_expert, make_expert, record_demos
+from training.experts import EXPERTS, Expert, evaluate_expert, make_expert, record_demos
 
 
 def test_unsupported_task_names_the_supported_ones() -> None:
@@ -29,6 +29,19 @@ def test_pick_cube_expert_succeeds() -> None:
     result = evaluate_expert("PickCube-v0", n_episodes=3, first_seed=0)
     assert result["success_rate"] == 1.0
     assert 0 < result["mean_length"] < 200
+
+
+class Idle(Expert):
+    def act(self, env) -> np.ndarray:
+        return np.zeros(7, dtype=np.float32)
+
+
+@pytest.mark.sim
+def test_evaluate_expert_runs_the_expert_it_is_given() -> None:
+    """An expert that never moves fails where the task's own succeeds (seed 0, see above)."""
+    result = evaluate_expert("PickCube-v0", n_episodes=1, first_seed=0, expert=Idle())
+    assert result["success_rate"] == 0.0 and result["failed_seeds"] == [0]
+    assert result["mean_length"] == 200
 
 
 @pytest.mark.sim

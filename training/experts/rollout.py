@@ -1,6 +1,6 @@
 """Running experts: success-rate evaluation and demonstration recording."""
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import gymnasium as gym
 from mani_skill2.utils.wrappers import RecordEpisode
@@ -27,11 +27,13 @@ def run_episode(env: gym.Env, expert: Expert, seed: int) -> Dict[str, float]:
 
 
 def evaluate_expert(env_id: str, n_episodes: int, first_seed: int = 0, obs_mode: str = "state",
-                    progress: bool = False) -> Dict[str, Any]:
-    """Success rate, mean episode length and failed seeds of the expert on seeds
-    first_seed .. first_seed + n_episodes - 1 (`progress`: print one line per episode)."""
+                    progress: bool = False, expert: Optional[Expert] = None) -> Dict[str, Any]:
+    """Success rate, mean episode length and failed seeds of the expert (`expert`, default the
+    task's own) on seeds first_seed .. first_seed + n_episodes - 1 (`progress`: print one line per
+    episode)."""
     env = make_env(env_id, obs_mode=obs_mode, control_mode=CONTROL_MODE)
-    expert = make_expert(env_id)
+    if expert is None:
+        expert = make_expert(env_id)
     results = []
     try:
         for seed in range(first_seed, first_seed + n_episodes):
