@@ -5,6 +5,8 @@
         # ~20 min per variant on 2 cores, after ~5 min of collection
     .venv/bin/python benchmarks/line_up_perception.py PegInsertionSide-v0 --first-frame --episodes 3000
         [--updates 4000]    # ~3 min of collection, ~25 min per variant
+    .venv/bin/python benchmarks/line_up_perception.py PegInsertionSide-v0 --close-look 0.1 --episodes 3000
+        [--look-jitter 0.02] [--updates 4000]    # the same, from the hand camera 10 cm in front of the slot
 
 The insertion students stall a few cm in front of the hole / receptacle, where the expert's labels
 depend on where the slot is relative to the held object. This measures the perception half of that
@@ -26,6 +28,9 @@ face), and `--fourier-octaves K` feeds the PointNet sin/cos of each coordinate a
 are the episodes' first observations (arm up, nothing between the box and the base camera; one per
 episode, so thousands of episodes), and the target is the TCP's position in the slot frame (where the
 slot is relative to the hand, which a policy remembering that view would need) and the slot's yaw.
+`--close-look DISTANCE` does the same for a closer view: the arm is put (by inverse kinematics, no
+simulation steps) where the hand camera looks straight at the slot's entrance face from DISTANCE m,
+give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its own.
 Printed: held-out RMS error of the lateral offset (mm, the y/z the expert lines up; the insertion
 needs ~1.5 mm for the peg, 0.4 mm for the charger), of the distance along the axis (mm) and of the
 angle (rad), the same for predicting the training mean (what no perception gives), and each variant's
@@ -37,18 +42,22 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
+import gymnasium as gym
 import numpy as np
+import sapien.core as sapien
 import torch
 from torch import nn
-from transforms3d.quaternions import quat2axangle
+from transforms3d.axangles import axangle2mat
+from transforms3d.quaternions import mat2quat, quat2axangle
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.preprocessing import kept_points, preprocess  # noqa: E402
 from agent.registry import TaskSpec, get_task  # noqa: E402
+from training.demos import current_observation  # noqa: E402
 from training.envs import make_env  # noqa: E402
 from training.experts import make_expert  # noqa: E402
 from training.experts.assembly import InsertionExpert  # noqa: E402
@@ -56,6 +65,8 @@ from training.networks import PointNet, mlp_head  # noqa: E402
 from training.point_shares import phase  # noqa: E402
 
 LONGEST_WAVELENGTH = 0.5  # m, of the Fourier features (`--fourier-octaves`)
+LOOK_ANGLE_JITTER = 0.1  # rad, largest turn of the camera away from looking straight at the slot (`--close-look`)
+LOOK_CAMERA = "hand_camera"
 LINE_UP_RANGE = 0.08  # m in front of the entrance where a held object counts as lining up
 SEG_MODE = "pointcloud+robot_seg"
 VARIANTS = {  # name -> TaskSpec fields for a voxel side
@@ -111,21 +122,63 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optio
     return samples
 
 
-def collect_first_frames(env_id: str, seeds: List[int]) -> List[Tuple[int, Dict, np.ndarray]]:
-    """(seed, compact observation, target) for the first observation of each episode: the TCP's position
-    in the slot frame (`goal_pose`) and the slot's world rotation vector (a yaw; the TCP's rotation in
-    the slot frame is near half a turn, where rotation vectors flip)."""
+def look_at_slot(env: gym.Env, distance: float, jitter: float, rng: np.random.Generator) -> bool:
+    """Put the arm, by inverse kinematics and without simulating, where the hand camera looks along the
+    slot axis at the entrance face (slot-frame x = 0) from `distance` in front of it, its image upright,
+    the camera shifted by U(-jitter, jitter) m along each slot axis and turned by up to
+    `LOOK_ANGLE_JITTER`; False (the arm unmoved) where inverse kinematics finds no such pose."""
+    unwrapped = env.unwrapped
+    slot = unwrapped.goal_pose
+    axis = slot.to_transformation_matrix()[:3, 0]
+    left = np.cross([0.0, 0.0, 1.0], axis)
+    left /= np.linalg.norm(left)
+    rotation = axangle2mat(*random_turn(rng)) @ np.stack([axis, left, np.cross(axis, left)], axis=1)
+    position = (slot * sapien.Pose(np.array([-distance, 0.0, 0.0]) + rng.uniform(-jitter, jitter, 3))).p
+    camera = sapien.Pose(position, mat2quat(rotation))
+    tcp = unwrapped.tcp.pose
+    camera_in_tcp = tcp.inv() * unwrapped._cameras[LOOK_CAMERA].camera.get_pose()
+    robot = unwrapped.agent.robot
+    arm = unwrapped.agent.controller.controllers["arm"]
+    joints = arm.compute_ik(robot.pose.inv() * camera * camera_in_tcp.inv())
+    if joints is None:
+        return False
+    qpos = robot.get_qpos()
+    qpos[arm.joint_indices] = joints
+    robot.set_qpos(qpos)
+    return True
+
+
+def random_turn(rng: np.random.Generator) -> Tuple[np.ndarray, float]:
+    """(axis, angle) of a rotation about a uniformly random axis by U(0, LOOK_ANGLE_JITTER)."""
+    axis = rng.normal(size=3)
+    return axis / np.linalg.norm(axis), float(rng.uniform(0, LOOK_ANGLE_JITTER))
+
+
+def collect_views(env_id: str, seeds: List[int], look: Optional[Tuple[float, float]] = None
+                  ) -> List[Tuple[int, Dict, np.ndarray]]:
+    """(seed, compact observation, target) for one view per episode: its first observation, or with
+    `look=(distance, jitter)` the view from `look_at_slot` (episodes where the arm cannot reach it are
+    left out). The target is the TCP's position in the slot frame (`goal_pose`; where the slot is
+    relative to the hand, which a policy remembering that view would need) and the slot's world rotation
+    vector (a yaw; the TCP's rotation in the slot frame is near half a turn, where rotation vectors flip)."""
     spec = get_task(env_id)
     env = make_env(env_id, obs_mode=SEG_MODE, control_mode=spec.control_mode, fast_render=None)
+    rng = np.random.default_rng(0)
     samples = []
     try:
         for seed in seeds:
             obs, _ = env.reset(seed=seed)
+            if look is not None:
+                if not look_at_slot(env, *look, rng):
+                    continue
+                obs = current_observation(env)
             goal = env.unwrapped.goal_pose
             target = np.concatenate([(goal.inv() * env.unwrapped.tcp.pose).p, rotation_vector(goal.q)])
             samples.append((seed, compact(obs), target.astype(np.float32)))
     finally:
         env.close()
+    if look is not None:
+        print("the arm reached the look pose in {} of {} episodes".format(len(samples), len(seeds)))
     return samples
 
 
@@ -135,6 +188,7 @@ class Regressor(nn.Module):
 
     def __init__(self, state_size: int, fourier_octaves: int = 0) -> None:
         super().__init__()
+        self.state_size, self.fourier_octaves = state_size, fourier_octaves
         self.register_buffer("frequencies", 2 * np.pi / LONGEST_WAVELENGTH * 2.0 ** torch.arange(fourier_octaves))
         self.pointnet = PointNet(in_channels=6 + 6 * fourier_octaves)
         self.head = mlp_head(self.pointnet.out_features + state_size, 6)
@@ -153,14 +207,25 @@ def inputs(observations: List[Dict], spec: TaskSpec, draws: int, rng: np.random.
             np.stack([[net.state for net in row] for row in nets]))
 
 
-def train_and_score(train: Tuple[np.ndarray, np.ndarray, np.ndarray], test: Tuple[np.ndarray, np.ndarray, np.ndarray],
-                    updates: int, batch_size: int, seed: int, fourier_octaves: int = 0
-                    ) -> Tuple[np.ndarray, np.ndarray]:
-    """Predictions of a regressor trained on `train` (points, states, targets): on the training states
-    (their first preprocessing) and on the held-out ones."""
+class SlotEstimator(NamedTuple):
+    """A trained regressor with the target normalisation it predicts in."""
+    model: Regressor
+    mean: np.ndarray
+    std: np.ndarray
+
+    def predict(self, points: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """Targets for a batch of network inputs, points (B, N, C) and states (B, S)."""
+        self.model.eval()
+        with torch.no_grad():
+            return self.model(torch.from_numpy(points), torch.from_numpy(states)).numpy() * self.std + self.mean
+
+
+def train_regressor(points: np.ndarray, states: np.ndarray, targets: np.ndarray, updates: int,
+                    batch_size: int, seed: int, fourier_octaves: int = 0) -> SlotEstimator:
+    """Adam on the MSE of normalised targets, cosine-annealed, over `draws` preprocessings per state:
+    points (O, D, N, C), states (O, D, S), targets (O, 6)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    points, states, targets = train
     mean, std = targets.mean(axis=0), targets.std(axis=0) + 1e-6
     normalised = torch.from_numpy((targets - mean) / std)
     model = Regressor(states.shape[-1], fourier_octaves)
@@ -175,10 +240,23 @@ def train_and_score(train: Tuple[np.ndarray, np.ndarray, np.ndarray], test: Tupl
         loss.backward()
         optimizer.step()
         schedule.step()
-    model.eval()
-    with torch.no_grad():
-        return tuple(model(torch.from_numpy(part[0][:, 0]), torch.from_numpy(part[1][:, 0])).numpy() * std + mean
-                     for part in (train, test))
+    return SlotEstimator(model, mean, std)
+
+
+def save_estimator(estimator: SlotEstimator, spec: TaskSpec, path: Path) -> None:
+    """Save a trained regressor with the preprocessing it was trained on (`load_estimator` reads it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = estimator.model
+    torch.save({"state_dict": model.state_dict(), "state_size": model.state_size, "fourier_octaves": model.fourier_octaves,
+                "mean": estimator.mean, "std": estimator.std, "spec": spec._asdict()}, path)
+
+
+def load_estimator(path: Path) -> Tuple[SlotEstimator, TaskSpec]:
+    """A regressor saved by `--save`, with the preprocessing it was trained on."""
+    saved = torch.load(path, weights_only=False)
+    model = Regressor(saved["state_size"], saved["fourier_octaves"])
+    model.load_state_dict(saved["state_dict"])
+    return SlotEstimator(model, saved["mean"], saved["std"]), TaskSpec(**saved["spec"])
 
 
 def errors(prediction: np.ndarray, target: np.ndarray) -> Dict[str, float]:
@@ -205,10 +283,17 @@ def main() -> None:
     parser.add_argument("--fourier-octaves", type=int, default=0, help="sin/cos point features at this many octaves")
     parser.add_argument("--first-frame", action="store_true",
                         help="regress the slot's pose from each episode's first observation instead")
+    parser.add_argument("--close-look", type=float, metavar="DISTANCE",
+                        help="like --first-frame, but the view of the hand camera from DISTANCE m in front of the slot")
+    parser.add_argument("--look-jitter", type=float, default=0.02,
+                        help="m, largest shift of the --close-look camera along each slot axis")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="save each variant's regressor as DIR/<variant>.pt")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     args = parser.parse_args()
-    if args.first_frame and args.lean is not None:
-        parser.error("--lean sets the expert's grasp in the line-up states; --first-frame runs no expert")
+    if (args.first_frame or args.close_look) and args.lean is not None:
+        parser.error("--lean sets the expert's grasp in the line-up states; --first-frame and --close-look run no expert")
+    if args.first_frame and args.close_look:
+        parser.error("--first-frame and --close-look are two different views: choose one")
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
         parser.error("unknown variants {} (choose from {})".format(", ".join(sorted(unknown)), ", ".join(VARIANTS)))
@@ -218,8 +303,8 @@ def main() -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.episodes))
     if not isinstance(make_expert(args.env_id), InsertionExpert):
         raise SystemExit("{} is not an insertion task".format(args.env_id))
-    if args.first_frame:
-        samples = collect_first_frames(args.env_id, seeds)
+    if args.first_frame or args.close_look:
+        samples = collect_views(args.env_id, seeds, (args.close_look, args.look_jitter) if args.close_look else None)
     else:
         samples = collect(args.env_id, seeds, args.noise, args.every, args.lean)
     test_seeds = set(seeds[int(round(len(seeds) * (1 - args.test_share))):])
@@ -242,8 +327,10 @@ def main() -> None:
         rng = np.random.default_rng(1)
         train = inputs([s[1] for s in split["train"]], variant, args.draws, rng) + (targets["train"],)
         test = inputs([s[1] for s in split["test"]], variant, 1, rng) + (targets["test"],)
-        fitted, prediction = train_and_score(train, test, args.updates, args.batch_size, seed=0,
-                                              fourier_octaves=args.fourier_octaves)
+        estimator = train_regressor(*train, args.updates, args.batch_size, seed=0, fourier_octaves=args.fourier_octaves)
+        fitted, prediction = (estimator.predict(part[0][:, 0], part[1][:, 0]) for part in (train, test))
+        if args.save:
+            save_estimator(estimator, variant, args.save / "{}.pt".format(name.replace(" ", "_")))
         results[name] = errors(prediction, targets["test"])
         fit[name] = errors(fitted, targets["train"])["lateral_mm"]
         print("{}: held-out {}, training-state lateral {:.1f} mm ({:.0f} s)".format(

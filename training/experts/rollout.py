@@ -27,11 +27,12 @@ def run_episode(env: gym.Env, expert: Expert, seed: int) -> Dict[str, float]:
 
 
 def evaluate_expert(env_id: str, n_episodes: int, first_seed: int = 0, obs_mode: str = "state",
-                    progress: bool = False, expert: Optional[Expert] = None) -> Dict[str, Any]:
+                    progress: bool = False, expert: Optional[Expert] = None,
+                    fast_render: Optional[bool] = False) -> Dict[str, Any]:
     """Success rate, mean episode length and failed seeds of the expert (`expert`, default the
     task's own) on seeds first_seed .. first_seed + n_episodes - 1 (`progress`: print one line per
-    episode)."""
-    env = make_env(env_id, obs_mode=obs_mode, control_mode=CONTROL_MODE)
+    episode; `fast_render`: as in `make_env`, for camera observation modes)."""
+    env = make_env(env_id, obs_mode=obs_mode, control_mode=CONTROL_MODE, fast_render=fast_render)
     if expert is None:
         expert = make_expert(env_id)
     results = []
