@@ -7,6 +7,8 @@
         [--updates 4000]    # ~3 min of collection, ~25 min per variant
     .venv/bin/python benchmarks/line_up_perception.py PegInsertionSide-v0 --close-look 0.1 --episodes 3000
         [--look-jitter 0.02] [--updates 4000]    # the same, from the hand camera 10 cm in front of the slot
+    .venv/bin/python benchmarks/line_up_perception.py PegInsertionSide-v0 --grasp --variants uniform
+        # how the peg is held, read in the line-up states
 
 The insertion students stall a few cm in front of the hole / receptacle, where the expert's labels
 depend on where the slot is relative to the held object. This measures the perception half of that
@@ -31,6 +33,9 @@ slot is relative to the hand, which a policy remembering that view would need) a
 `--close-look DISTANCE` does the same for a closer view: the arm is put (by inverse kinematics, no
 simulation steps) where the hand camera looks straight at the slot's entrance face from DISTANCE m,
 give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its own.
+`--grasp` keeps the line-up states but regresses the other half of the line-up, how the object is
+held: the TCP's position in the object's frame (lateral: off the object's axis) and the object's axis
+in the TCP frame. With the slot placed by a close look, this is what a policy must still read.
 Printed: held-out RMS error of the lateral offset (mm, the y/z the expert lines up; the insertion
 needs ~1.5 mm for the peg, 0.4 mm for the charger), of the distance along the axis (mm) and of the
 angle (rad), the same for predicting the training mean (what no perception gives), and each variant's
@@ -42,7 +47,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -93,10 +98,24 @@ def compact(obs: Dict) -> Dict:
             "extra": {key: np.asarray(value) for key, value in obs["extra"].items()}}
 
 
-def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optional[float] = None
+def slot_target(env: gym.Env, expert: InsertionExpert) -> np.ndarray:
+    """The held object's pose in the slot frame: position, rotation vector."""
+    offset = expert.slot_offset(env)
+    return np.concatenate([offset.p, rotation_vector(offset.q)])
+
+
+def grasp_target(env: gym.Env, expert: InsertionExpert) -> np.ndarray:
+    """How the object is held: the TCP's position in the object's frame (x along its axis, y/z off
+    it) and the object's axis in the TCP frame (a unit vector: differences are angles, no flips)."""
+    held, tcp = expert.target(env).pose, env.unwrapped.tcp.pose
+    return np.concatenate([(held.inv() * tcp).p, (tcp.inv() * held).to_transformation_matrix()[:3, 0]])
+
+
+def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optional[float] = None,
+            target: Callable[[gym.Env, InsertionExpert], np.ndarray] = slot_target
             ) -> List[Tuple[int, Dict, np.ndarray]]:
-    """(seed, compact observation, slot-frame target) for every `every`-th step of noisy expert
-    episodes that is a line-up state (`lean`: the expert's grasp lean, rad; None: its own)."""
+    """(seed, compact observation, `target`) for every `every`-th step of noisy expert episodes that
+    is a line-up state (`lean`: the expert's grasp lean, rad; None: its own)."""
     expert = make_expert(env_id, lean)
     spec = get_task(env_id)
     env = make_env(env_id, obs_mode=SEG_MODE, control_mode=spec.control_mode, fast_render=None)
@@ -109,9 +128,7 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optio
             for step in range(200):
                 action = expert.act(env)
                 if step % every == 0 and phase(env, expert, LINE_UP_RANGE) == "line-up":
-                    offset = expert.slot_offset(env)
-                    target = np.concatenate([offset.p, rotation_vector(offset.q)])
-                    samples.append((seed, compact(obs), target.astype(np.float32)))
+                    samples.append((seed, compact(obs), target(env, expert).astype(np.float32)))
                 action = np.clip(action + rng.normal(0, noise, action.shape), -1, 1)
                 obs, _, terminated, truncated, _ = env.step(action)
                 if terminated or truncated:
@@ -287,11 +304,15 @@ def main() -> None:
                         help="like --first-frame, but the view of the hand camera from DISTANCE m in front of the slot")
     parser.add_argument("--look-jitter", type=float, default=0.02,
                         help="m, largest shift of the --close-look camera along each slot axis")
+    parser.add_argument("--grasp", action="store_true",
+                        help="regress how the object is held (TCP in the object frame, object axis) instead of the slot")
     parser.add_argument("--save", type=Path, metavar="DIR", help="save each variant's regressor as DIR/<variant>.pt")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     args = parser.parse_args()
     if (args.first_frame or args.close_look) and args.lean is not None:
         parser.error("--lean sets the expert's grasp in the line-up states; --first-frame and --close-look run no expert")
+    if args.grasp and (args.first_frame or args.close_look):
+        parser.error("--grasp reads the line-up states; --first-frame and --close-look hold nothing")
     if args.first_frame and args.close_look:
         parser.error("--first-frame and --close-look are two different views: choose one")
     unknown = set(args.variants.split(",")) - set(VARIANTS)
@@ -306,7 +327,7 @@ def main() -> None:
     if args.first_frame or args.close_look:
         samples = collect_views(args.env_id, seeds, (args.close_look, args.look_jitter) if args.close_look else None)
     else:
-        samples = collect(args.env_id, seeds, args.noise, args.every, args.lean)
+        samples = collect(args.env_id, seeds, args.noise, args.every, args.lean, grasp_target if args.grasp else slot_target)
     test_seeds = set(seeds[int(round(len(seeds) * (1 - args.test_share))):])
     split = {name: [s for s in samples if (s[0] in test_seeds) == (name == "test")] for name in ("train", "test")}
     if not all(split.values()):
