@@ -72,6 +72,7 @@ from training.point_shares import phase  # noqa: E402
 LONGEST_WAVELENGTH = 0.5  # m, of the Fourier features (`--fourier-octaves`)
 LOOK_ANGLE_JITTER = 0.1  # rad, largest turn of the camera away from looking straight at the slot (`--close-look`)
 LOOK_CAMERA = "hand_camera"
+PROGRESS_EVERY = 500  # updates between progress lines
 LINE_UP_RANGE = 0.08  # m in front of the entrance where a held object counts as lining up
 SEG_MODE = "pointcloud+robot_seg"
 VARIANTS = {  # name -> TaskSpec fields for a voxel side
@@ -248,7 +249,7 @@ def train_regressor(points: np.ndarray, states: np.ndarray, targets: np.ndarray,
     model = Regressor(states.shape[-1], fourier_octaves)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, updates, eta_min=1e-5)
-    for _ in range(updates):
+    for update in range(1, updates + 1):
         index = rng.integers(0, len(points), batch_size)
         draw = rng.integers(0, points.shape[1], batch_size)
         prediction = model(torch.from_numpy(points[index, draw]), torch.from_numpy(states[index, draw]))
@@ -257,6 +258,8 @@ def train_regressor(points: np.ndarray, states: np.ndarray, targets: np.ndarray,
         loss.backward()
         optimizer.step()
         schedule.step()
+        if update % PROGRESS_EVERY == 0:
+            print("  update {}/{}: loss {:.4f}".format(update, updates, float(loss)), flush=True)
     return SlotEstimator(model, mean, std)
 
 
