@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 [--episodes 40]
         [--errors 0,2,4,6] [--strategies push,peck]    # ~10 min here for the defaults
-    .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 --estimator runs/probe/uniform.pt
+    .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 --estimator runs/probe/close_look/uniform.pt
         [--close-look 0.1] [--look-jitter 0.02]    # the slot estimate read from a close look instead
 
 The point-cloud students read the hole's lateral position no better than ~6 mm
@@ -36,7 +36,7 @@ from transforms3d.axangles import axangle2mat
 from transforms3d.quaternions import mat2quat
 
 from agent.preprocessing import preprocess
-from line_up_perception import SEG_MODE, SlotEstimator, load_estimator, look_at_slot
+from line_up_perception import SEG_MODE, load_estimator, look_at_slot
 from training.demos import current_observation
 from training.experts import evaluate_expert, make_expert
 from training.experts.assembly import InsertionExpert
@@ -152,7 +152,6 @@ def main() -> None:
             else:  # the same observations and renderer as the regressor's training views
                 result = evaluate_expert(args.env_id, args.episodes, args.first_seed, obs_mode=SEG_MODE,
                                          expert=expert, fast_render=None)
-            if read_slot is not None:
                 error = 1000 * float(np.sqrt(np.mean(np.square(read_slot.errors))))
                 print("{} of {} episodes found no reachable look pose".format(read_slot.unreached, args.episodes))
             results[strategy][error] = result
