@@ -7,6 +7,7 @@
         "sha256": "<hex digest of the file>",
         "spec": {"n_points": 1200, "channels": 6, "state_size": 51, "action_size": 7},
         "control_mode": "pd_ee_delta_pose", "obs_mode": "pointcloud", "voxel_size": 0.0,
+        "slot_reader": {"file": "...", "sha256": "...", "spec": {...}, "look_step": 30},  # looking policies only
         "provenance": {"command": "...", "stage": 2, "checkpoint": "...", "date": "YYYY-MM-DD",
                        "success": {"rate": 0.9, "episodes": 100, "seeds": "1000000-1000099"}}}}}
 
@@ -16,7 +17,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Union
 
 WEIGHTS_DIR_VARIABLE = "MS2AGENT_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -44,6 +45,18 @@ class InputSpec(NamedTuple):
     action_size: int
 
 
+class SlotReaderEntry(NamedTuple):
+    """A looking policy's slot reader (agent.slot_memory): the ONNX regressor and the step it reads at."""
+    path: Path  # the ONNX file
+    sha256: str
+    spec: InputSpec  # action_size: the reading's size
+    look_step: int
+
+    def to_json(self, directory: Path) -> Dict[str, Any]:
+        return {"file": self.path.relative_to(directory).as_posix(), "sha256": self.sha256,
+                "spec": self.spec._asdict(), "look_step": self.look_step}
+
+
 class ManifestEntry(NamedTuple):
     env_id: str
     path: Path  # the ONNX file
@@ -53,12 +66,16 @@ class ManifestEntry(NamedTuple):
     obs_mode: str
     provenance: Dict[str, Any]
     voxel_size: float = 0.0  # the preprocessing's voxel side (agent.preprocessing); absent in older manifests: 0
+    slot_reader: Optional[SlotReaderEntry] = None  # a looking policy's slot reader; absent: none
 
     def to_json(self, directory: Path) -> Dict[str, Any]:
         """The entry as stored in the manifest of `directory`."""
-        return {"file": self.path.relative_to(directory).as_posix(), "sha256": self.sha256,
-                "spec": self.spec._asdict(), "control_mode": self.control_mode,
-                "obs_mode": self.obs_mode, "voxel_size": self.voxel_size, "provenance": self.provenance}
+        raw = {"file": self.path.relative_to(directory).as_posix(), "sha256": self.sha256,
+               "spec": self.spec._asdict(), "control_mode": self.control_mode,
+               "obs_mode": self.obs_mode, "voxel_size": self.voxel_size, "provenance": self.provenance}
+        if self.slot_reader is not None:
+            raw["slot_reader"] = self.slot_reader.to_json(directory)
+        return raw
 
 
 def weights_dir() -> Path:
@@ -74,19 +91,32 @@ def file_sha256(path: Union[str, Path]) -> str:
     return sha256_hex(Path(path).read_bytes())
 
 
-def parse_entry(env_id: str, raw: Dict[str, Any], directory: Path) -> ManifestEntry:
-    """One manifest entry, checked for completeness (KeyError/TypeError/ValueError otherwise)."""
+def _relative_file(raw: Dict[str, Any], directory: Path) -> Path:
     file = Path(raw["file"])
     if file.is_absolute() or ".." in file.parts:
         raise ValueError("'file' must be relative to the weights directory, got {!r}".format(raw["file"]))
-    spec = InputSpec(**{field: int(raw["spec"][field]) for field in InputSpec._fields})
+    return directory / file
+
+
+def _input_spec(raw: Dict[str, Any]) -> InputSpec:
+    return InputSpec(**{field: int(raw["spec"][field]) for field in InputSpec._fields})
+
+
+def parse_entry(env_id: str, raw: Dict[str, Any], directory: Path) -> ManifestEntry:
+    """One manifest entry, checked for completeness (KeyError/TypeError/ValueError otherwise)."""
+    path, spec = _relative_file(raw, directory), _input_spec(raw)
     provenance = dict(raw["provenance"])
     missing = [key for key in PROVENANCE_KEYS if key not in provenance]
     missing += ["success." + key for key in SUCCESS_KEYS if key not in (provenance.get("success") or {})]
     if missing:
         raise ValueError("provenance lacks " + ", ".join(missing))
-    return ManifestEntry(env_id, directory / file, str(raw["sha256"]), spec, str(raw["control_mode"]),
-                         str(raw["obs_mode"]), provenance, float(raw.get("voxel_size", 0.0)))
+    reader = raw.get("slot_reader")
+    slot_reader = None if reader is None else SlotReaderEntry(
+        _relative_file(reader, directory), str(reader["sha256"]), _input_spec(reader), int(reader["look_step"]))
+    if slot_reader is not None and slot_reader.look_step < 1:
+        raise ValueError("slot_reader.look_step must be >= 1, got {}".format(slot_reader.look_step))
+    return ManifestEntry(env_id, path, str(raw["sha256"]), spec, str(raw["control_mode"]),
+                         str(raw["obs_mode"]), provenance, float(raw.get("voxel_size", 0.0)), slot_reader)
 
 
 def read_manifest(directory: Path) -> Dict[str, ManifestEntry]:

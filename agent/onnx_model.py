@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Sequence, Union
 
 import onnxruntime as ort
 
-from agent.manifest import InputSpec, ManifestEntry, WeightsError, file_sha256, sha256_hex, write_entry
+from agent.manifest import InputSpec, ManifestEntry, SlotReaderEntry, WeightsError, file_sha256, sha256_hex, write_entry
 
 INPUT_NAMES = ("points", "state")
 OUTPUT_NAME = "action"
@@ -45,34 +45,38 @@ def _fixed_dims(name: str, shape: Sequence[Any], rank: int) -> List[int]:
     return dims
 
 
-def model_spec(session: ort.InferenceSession) -> InputSpec:
-    """The input spec a session's model implements; ValueError if it is not a policy's interface."""
+def model_spec(session: ort.InferenceSession, output: str = OUTPUT_NAME) -> InputSpec:
+    """The input spec a session's model implements (`action_size`: the size of `output`); ValueError if
+    it is not a policy's (or slot reader's) interface."""
     inputs: Dict[str, Any] = {node.name: node.shape for node in session.get_inputs()}
     outputs: Dict[str, Any] = {node.name: node.shape for node in session.get_outputs()}
-    if sorted(inputs) != sorted(INPUT_NAMES) or OUTPUT_NAME not in outputs:
+    if sorted(inputs) != sorted(INPUT_NAMES) or output not in outputs:
         raise ValueError("inputs {} and outputs {}, expected inputs {} and output {!r}".format(
-            sorted(inputs), sorted(outputs), list(INPUT_NAMES), OUTPUT_NAME))
+            sorted(inputs), sorted(outputs), list(INPUT_NAMES), output))
     n_points, channels = _fixed_dims("points", inputs["points"], 3)
     (state_size,) = _fixed_dims("state", inputs["state"], 2)
-    (action_size,) = _fixed_dims(OUTPUT_NAME, outputs[OUTPUT_NAME], 2)
+    (action_size,) = _fixed_dims(output, outputs[output], 2)
     return InputSpec(n_points, channels, state_size, action_size)
 
 
-def load_session(entry: ManifestEntry, threads: int = 1) -> ort.InferenceSession:
-    """The entry's model, after checking its checksum and its interface against the manifest."""
+def load_session(entry: Union[ManifestEntry, SlotReaderEntry], threads: int = 1, output: str = OUTPUT_NAME
+                 ) -> ort.InferenceSession:
+    """The entry's model (a policy; with `output=READING_NAME` a slot reader), after checking its
+    checksum and its interface against the manifest."""
+    what = "policy" if output == OUTPUT_NAME else "slot reader"
     try:
         data = entry.path.read_bytes()
     except OSError as error:
-        raise WeightsError("Cannot read the {} policy {}: {}".format(entry.env_id, entry.path, error)) from None
+        raise WeightsError("Cannot read the {} {}: {}".format(what, entry.path, error)) from None
     digest = sha256_hex(data)
     if digest != entry.sha256:
         raise WeightsError("Checksum mismatch for {}: the manifest says sha256 {}, the file has {} "
                            "(re-export it or update the manifest).".format(entry.path, entry.sha256, digest))
     try:
         session = make_session(data, threads)
-        spec = model_spec(session)
+        spec = model_spec(session, output)
     except Exception as error:  # onnxruntime's errors share no base class besides Exception
-        raise WeightsError("{} is not a usable ONNX policy: {}".format(entry.path, error)) from error
+        raise WeightsError("{} is not a usable ONNX {}: {}".format(entry.path, what, error)) from error
     if spec != entry.spec:
         raise WeightsError("{} implements {}, but the manifest declares {}".format(entry.path, spec, entry.spec))
     return session

@@ -10,14 +10,16 @@ import os
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from agent.manifest import MANIFEST_NAME, ManifestEntry, WeightsError, entry_for, read_manifest, weights_dir
+from agent.manifest import (MANIFEST_NAME, InputSpec, ManifestEntry, SlotReaderEntry, WeightsError, entry_for,
+                            read_manifest, weights_dir)
 from agent.onnx_model import OUTPUT_NAME, load_session
 from agent.preprocessing import NetworkInput, preprocess, state_size
-from agent.registry import TASKS, TaskSpec
+from agent.registry import TASKS, TaskSpec, looking, reader_spec
+from agent.slot_memory import READING_NAME, READING_SIZE, SlotMemory
 
 THREADS_VARIABLE = "MS2AGENT_ORT_THREADS"
 CHANNELS = 6  # xyz + rgb per point (agent.preprocessing)
@@ -35,7 +37,8 @@ class ObservationWarning(RuntimeWarning):
 def required_keys(task: TaskSpec) -> List[str]:
     """The `group/key` observation entries the task's preprocessing reads."""
     keys = ["agent/qpos", "agent/qvel", "agent/base_pose", "extra/tcp_pose", "pointcloud/xyzw", "pointcloud/rgb"]
-    return keys + ["extra/goal_pos"] * bool(task.n_goal_points) + ["pointcloud/robot_seg"] * task.drops_robot
+    env_goal = bool(task.n_goal_points) and not task.look_step  # a looking policy's goal is its own reading
+    return keys + ["extra/goal_pos"] * env_goal + ["pointcloud/robot_seg"] * task.drops_robot
 
 
 def missing_keys(observation: Any, task: TaskSpec) -> List[str]:
@@ -61,7 +64,7 @@ def resolve(env_id: str, directory: Optional[Union[str, Path]] = None) -> Tuple[
     """The task and its manifest entry, consistent with each other; errors name what is missing."""
     directory = weights_dir() if directory is None else Path(directory)
     entry = entry_for(env_id, read_manifest(directory), sorted(TASKS), directory / MANIFEST_NAME)
-    task = TASKS[env_id]
+    task = TASKS[env_id] if entry.slot_reader is None else looking(TASKS[env_id], entry.slot_reader.look_step)
     declared = (entry.control_mode, entry.obs_mode, entry.spec.n_points, entry.spec.channels, entry.voxel_size)
     expected = (task.control_mode, task.obs_mode, task.total_points, CHANNELS, task.voxel_size)
     if declared != expected:
@@ -90,12 +93,33 @@ def _is_finite(network_input: NetworkInput) -> bool:
     return bool(np.isfinite(network_input.points).all() and np.isfinite(network_input.state).all())
 
 
+Reader = Callable[[Dict[str, Any], np.random.Generator], np.ndarray]  # (raw observation, rng) -> reading
+
+
+def reader(entry: SlotReaderEntry, spec: TaskSpec, observation_space: Any, threads: Optional[int] = None) -> Reader:
+    """A slot reader's `read(observation, rng) -> reading` (`spec`: its preprocessing), checked against
+    the env's observation space."""
+    session = load_session(entry, threads or int(os.environ.get(THREADS_VARIABLE, "1")), READING_NAME)
+    expected = InputSpec(spec.total_points, CHANNELS, state_size(observation_space), READING_SIZE)
+    if entry.spec != expected:
+        raise WeightsError("{} declares {}, but a {} slot reader takes and gives {}".format(
+            entry.path, entry.spec, spec.env_id, expected))
+
+    def read(observation: Dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+        network_input = preprocess(observation, spec, rng)
+        return session.run([READING_NAME], {"points": network_input.points[None], "state": network_input.state[None]})[0][0]
+
+    return read
+
+
 class Policy:
     """A task's shipped policy: `act(observation) -> action` (float32, within the action bounds).
 
     `weights`: directory holding `manifest.json` (default `$MS2AGENT_WEIGHTS_DIR` or `weights/`);
     `threads`: onnxruntime intra-op threads (default `$MS2AGENT_ORT_THREADS` or 1);
     `seed`: preprocessing RNG seed, restored by every `reset()`.
+    A looking policy (its manifest entry has a `slot_reader`) counts the steps since `reset()`, reads the
+    slot at its look step and remembers it (agent.slot_memory): call `reset()` at every episode start.
     """
 
     def __init__(self, env_id: str, observation_space: Any, action_space: Any,
@@ -105,7 +129,7 @@ class Policy:
         missing = missing_keys(observation_space, self.task)
         if missing:
             raise observation_error(self.task, observation_space, missing)
-        env_sizes = (state_size(observation_space), tuple(action_space.shape))
+        env_sizes = (state_size(observation_space, self.task), tuple(action_space.shape))
         if env_sizes != (self.entry.spec.state_size, (self.entry.spec.action_size,)):
             raise WeightsError("{} takes a state of size {} and gives actions of shape ({},), but the {} env has "
                                "state size {} and action shape {}".format(
@@ -116,14 +140,22 @@ class Policy:
         self.neutral = np.clip(np.zeros_like(self.low), self.low, self.high)
         self.seed = seed
         self.coped: Counter = Counter()  # bad observations handled, by kind
+        self.memory = None
+        if self.entry.slot_reader is not None:
+            read = reader(self.entry.slot_reader, reader_spec(self.task), observation_space, threads)
+            self.memory = SlotMemory(lambda observation: read(observation, self._rng), self.entry.slot_reader.look_step)
         self.reset()
 
     def reset(self, seed: Optional[int] = None) -> None:
-        """Start an episode: reseed preprocessing (with `seed`, else the policy's seed)."""
+        """Start an episode: reseed preprocessing (with `seed`, else the policy's seed), forget the slot."""
         self._rng = np.random.default_rng(self.seed if seed is None else seed)
+        if self.memory is not None:
+            self.memory.reset()
 
     def act(self, observation: Dict[str, Any]) -> np.ndarray:
         """The policy's deterministic action for one raw observation."""
+        if self.memory is not None:
+            observation = self.memory.remember(observation)
         network_input = self.network_input(observation)
         if network_input.n_valid == 0:
             return self._fallback("empty", "the point cloud has no valid points above the ground")

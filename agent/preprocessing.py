@@ -10,12 +10,15 @@ Pure numpy (Python 3.8), shared unchanged by the agent and by training:
 5. add `n_goal_points` green points around `extra.goal_pos` (jitter U(-1, 1) cm), same frame;
 6. state = qpos, qvel, base/TCP/goal positions (and TCP->goal) in the frame, remaining `extra`
    entries flattened.
+A looking task's goal is the slot its policy read and remembers (`agent.slot_memory` adds it to the
+observation first).
 """
 from typing import Any, Dict, NamedTuple, Optional
 
 import numpy as np
 
 from agent.registry import TaskSpec
+from agent.slot_memory import with_slot
 
 GROUND_Z = 1e-4
 GOAL_JITTER = 0.01
@@ -75,12 +78,16 @@ def build_state(agent: Dict[str, Any], extra: Dict[str, Any], origin: np.ndarray
     return np.concatenate([np.ravel(part) for part in parts]).astype(np.float32)
 
 
-def state_size(observation_space: Any) -> int:
-    """Length of the state vector for an env's (gymnasium Dict) observation space."""
+def state_size(observation_space: Any, spec: Optional[TaskSpec] = None) -> int:
+    """Length of the state vector for an env's (gymnasium Dict) observation space; a looking `spec`'s
+    observations also carry the remembered slot (agent.slot_memory)."""
     def zeros(group: str) -> Dict[str, np.ndarray]:
         return {key: np.zeros(observation_space[group][key].shape) for key in observation_space[group].keys()}
 
-    return build_state(zeros("agent"), zeros("extra"), np.zeros(3), np.eye(3)).size
+    extra = zeros("extra")
+    if spec is not None and spec.look_step:
+        extra = with_slot({"extra": extra}, np.zeros(3), np.zeros(3))["extra"]
+    return build_state(zeros("agent"), extra, np.zeros(3), np.eye(3)).size
 
 
 def kept_points(xyzw: np.ndarray, robot_seg: Optional[np.ndarray] = None) -> np.ndarray:

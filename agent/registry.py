@@ -18,6 +18,8 @@ class TaskSpec(NamedTuple):
     assets: Tuple[str, ...]  # arguments of `python -m mani_skill2.utils.download_asset`
     needs_cuda: bool  # soft-body simulation (warp MPM) only runs on a CUDA GPU
     voxel_size: float = 0.0  # m; > 0: one point per occupied voxel before sampling (see agent.preprocessing)
+    look_step: int = 0  # > 0: a slot reader reads the slot at this step and the policy remembers it
+    # as its goal (agent.slot_memory); set by `looking`
 
     @property
     def total_points(self) -> int:
@@ -35,14 +37,29 @@ class TaskSpec(NamedTuple):
         return " && ".join(commands) or None
 
 
+GOAL_POINTS = 50  # green points around the goal, where a task has one
+
+
+def looking(spec: TaskSpec, look_step: int) -> TaskSpec:
+    """`spec` for a policy that reads its slot at `look_step` (agent.slot_memory) and sees it as a goal."""
+    if look_step < 1:
+        raise ValueError("look_step must be >= 1, got {}".format(look_step))
+    return spec._replace(n_points=spec.total_points - GOAL_POINTS, n_goal_points=GOAL_POINTS, look_step=look_step)
+
+
+def reader_spec(spec: TaskSpec) -> TaskSpec:
+    """The preprocessing of a task's slot reader: all points from the camera, no goal, no look."""
+    return spec._replace(n_points=spec.total_points, n_goal_points=0, look_step=0)
+
+
 ARM = "pd_ee_delta_pose"
 MOBILE = "base_pd_joint_vel_arm_pd_ee_delta_pose"
 
 
 def _rigid(env_id: str, goal: bool = False, assets: Tuple[str, ...] = (), control_mode: str = ARM,
            frame: str = "ee") -> TaskSpec:
-    return TaskSpec(env_id, "rigid", "ppo", control_mode, "pointcloud", 1150 if goal else 1200,
-                    50 if goal else 0, frame, assets, False)
+    return TaskSpec(env_id, "rigid", "ppo", control_mode, "pointcloud", 1200 - GOAL_POINTS * goal,
+                    GOAL_POINTS * goal, frame, assets, False)
 
 
 def _soft(env_id: str, assets: Tuple[str, ...] = ()) -> TaskSpec:

@@ -32,7 +32,8 @@ episode, so thousands of episodes), and the target is the TCP's position in the 
 slot is relative to the hand, which a policy remembering that view would need) and the slot's yaw.
 `--close-look DISTANCE` does the same for a closer view: the arm is put (by inverse kinematics, no
 simulation steps) where the hand camera looks straight at the slot's entrance face from DISTANCE m,
-give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its own.
+give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its own
+(`--look-pitch`: looking down at the face at that angle, which keeps the wrist off the table).
 `--grasp` keeps the line-up states but regresses the other half of the line-up, how the object is
 held: the TCP's position in the object's frame (lateral: off the object's axis) and the object's axis
 in the TCP frame. With the slot placed by a close look, this is what a policy must still read.
@@ -47,15 +48,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
-import sapien.core as sapien
 import torch
-from torch import nn
 from transforms3d.axangles import axangle2mat
-from transforms3d.quaternions import mat2quat, quat2axangle
+from transforms3d.quaternions import quat2axangle
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,14 +64,11 @@ from agent.registry import TaskSpec, get_task  # noqa: E402
 from training.demos import current_observation  # noqa: E402
 from training.envs import make_env  # noqa: E402
 from training.experts import make_expert  # noqa: E402
-from training.experts.assembly import InsertionExpert  # noqa: E402
-from training.networks import PointNet, mlp_head  # noqa: E402
+from training.experts.assembly import InsertionExpert, look_camera_pose, tcp_for_camera  # noqa: E402
 from training.point_shares import phase  # noqa: E402
+from training.slot_reader import save_estimator, train_regressor  # noqa: E402
 
-LONGEST_WAVELENGTH = 0.5  # m, of the Fourier features (`--fourier-octaves`)
 LOOK_ANGLE_JITTER = 0.1  # rad, largest turn of the camera away from looking straight at the slot (`--close-look`)
-LOOK_CAMERA = "hand_camera"
-PROGRESS_EVERY = 500  # updates between progress lines
 LINE_UP_RANGE = 0.08  # m in front of the entrance where a held object counts as lining up
 SEG_MODE = "pointcloud+robot_seg"
 VARIANTS = {  # name -> TaskSpec fields for a voxel side
@@ -140,24 +136,17 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optio
     return samples
 
 
-def look_at_slot(env: gym.Env, distance: float, jitter: float, rng: np.random.Generator) -> bool:
-    """Put the arm, by inverse kinematics and without simulating, where the hand camera looks along the
-    slot axis at the entrance face (slot-frame x = 0) from `distance` in front of it, its image upright,
-    the camera shifted by U(-jitter, jitter) m along each slot axis and turned by up to
-    `LOOK_ANGLE_JITTER`; False (the arm unmoved) where inverse kinematics finds no such pose."""
+def look_at_slot(env: gym.Env, distance: float, pitch: float, jitter: float, rng: np.random.Generator) -> bool:
+    """Put the arm, by inverse kinematics and without simulating, where the hand camera looks at the slot
+    from `distance` in front of it, tilted `pitch` rad down (`look_camera_pose`), shifted by U(-jitter, jitter) m along each slot
+    axis and turned by up to `LOOK_ANGLE_JITTER`; False (the arm unmoved) where inverse kinematics finds
+    no such pose."""
     unwrapped = env.unwrapped
-    slot = unwrapped.goal_pose
-    axis = slot.to_transformation_matrix()[:3, 0]
-    left = np.cross([0.0, 0.0, 1.0], axis)
-    left /= np.linalg.norm(left)
-    rotation = axangle2mat(*random_turn(rng)) @ np.stack([axis, left, np.cross(axis, left)], axis=1)
-    position = (slot * sapien.Pose(np.array([-distance, 0.0, 0.0]) + rng.uniform(-jitter, jitter, 3))).p
-    camera = sapien.Pose(position, mat2quat(rotation))
-    tcp = unwrapped.tcp.pose
-    camera_in_tcp = tcp.inv() * unwrapped._cameras[LOOK_CAMERA].camera.get_pose()
+    turn = axangle2mat(*random_turn(rng))
+    camera = look_camera_pose(unwrapped.goal_pose, distance, pitch, rng.uniform(-jitter, jitter, 3), turn)
     robot = unwrapped.agent.robot
     arm = unwrapped.agent.controller.controllers["arm"]
-    joints = arm.compute_ik(robot.pose.inv() * camera * camera_in_tcp.inv())
+    joints = arm.compute_ik(robot.pose.inv() * tcp_for_camera(env, camera))
     if joints is None:
         return False
     qpos = robot.get_qpos()
@@ -172,10 +161,10 @@ def random_turn(rng: np.random.Generator) -> Tuple[np.ndarray, float]:
     return axis / np.linalg.norm(axis), float(rng.uniform(0, LOOK_ANGLE_JITTER))
 
 
-def collect_views(env_id: str, seeds: List[int], look: Optional[Tuple[float, float]] = None
+def collect_views(env_id: str, seeds: List[int], look: Optional[Tuple[float, float, float]] = None
                   ) -> List[Tuple[int, Dict, np.ndarray]]:
     """(seed, compact observation, target) for one view per episode: its first observation, or with
-    `look=(distance, jitter)` the view from `look_at_slot` (episodes where the arm cannot reach it are
+    `look=(distance, pitch, jitter)` the view from `look_at_slot` (episodes where the arm cannot reach it are
     left out). The target is the TCP's position in the slot frame (`goal_pose`; where the slot is
     relative to the hand, which a policy remembering that view would need) and the slot's world rotation
     vector (a yaw; the TCP's rotation in the slot frame is near half a turn, where rotation vectors flip)."""
@@ -200,83 +189,12 @@ def collect_views(env_id: str, seeds: List[int], look: Optional[Tuple[float, flo
     return samples
 
 
-class Regressor(nn.Module):
-    """The policy's network shape with a 6-D output: PointNet feature + state -> MLP; with
-    `fourier_octaves` > 0 each point also carries sin/cos of its coordinates at that many octaves."""
-
-    def __init__(self, state_size: int, fourier_octaves: int = 0) -> None:
-        super().__init__()
-        self.state_size, self.fourier_octaves = state_size, fourier_octaves
-        self.register_buffer("frequencies", 2 * np.pi / LONGEST_WAVELENGTH * 2.0 ** torch.arange(fourier_octaves))
-        self.pointnet = PointNet(in_channels=6 + 6 * fourier_octaves)
-        self.head = mlp_head(self.pointnet.out_features + state_size, 6)
-
-    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        angles = (points[..., :3].unsqueeze(-1) * self.frequencies).flatten(-2)
-        encoded = torch.cat([points, angles.sin(), angles.cos()], dim=-1)
-        return self.head(torch.cat([self.pointnet(encoded), state], dim=-1))
-
-
 def inputs(observations: List[Dict], spec: TaskSpec, draws: int, rng: np.random.Generator
            ) -> Tuple[np.ndarray, np.ndarray]:
     """`draws` independent preprocessings of every observation: points (O, D, N, 6), states (O, D, S)."""
     nets = [[preprocess(obs, spec, rng) for _ in range(draws)] for obs in observations]
     return (np.stack([[net.points for net in row] for row in nets]),
             np.stack([[net.state for net in row] for row in nets]))
-
-
-class SlotEstimator(NamedTuple):
-    """A trained regressor with the target normalisation it predicts in."""
-    model: Regressor
-    mean: np.ndarray
-    std: np.ndarray
-
-    def predict(self, points: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """Targets for a batch of network inputs, points (B, N, C) and states (B, S)."""
-        self.model.eval()
-        with torch.no_grad():
-            return self.model(torch.from_numpy(points), torch.from_numpy(states)).numpy() * self.std + self.mean
-
-
-def train_regressor(points: np.ndarray, states: np.ndarray, targets: np.ndarray, updates: int,
-                    batch_size: int, seed: int, fourier_octaves: int = 0) -> SlotEstimator:
-    """Adam on the MSE of normalised targets, cosine-annealed, over `draws` preprocessings per state:
-    points (O, D, N, C), states (O, D, S), targets (O, 6)."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    mean, std = targets.mean(axis=0), targets.std(axis=0) + 1e-6
-    normalised = torch.from_numpy((targets - mean) / std)
-    model = Regressor(states.shape[-1], fourier_octaves)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, updates, eta_min=1e-5)
-    for update in range(1, updates + 1):
-        index = rng.integers(0, len(points), batch_size)
-        draw = rng.integers(0, points.shape[1], batch_size)
-        prediction = model(torch.from_numpy(points[index, draw]), torch.from_numpy(states[index, draw]))
-        loss = (prediction - normalised[index]).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if update % PROGRESS_EVERY == 0:
-            print("  update {}/{}: loss {:.4f}".format(update, updates, float(loss)), flush=True)
-    return SlotEstimator(model, mean, std)
-
-
-def save_estimator(estimator: SlotEstimator, spec: TaskSpec, path: Path) -> None:
-    """Save a trained regressor with the preprocessing it was trained on (`load_estimator` reads it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = estimator.model
-    torch.save({"state_dict": model.state_dict(), "state_size": model.state_size, "fourier_octaves": model.fourier_octaves,
-                "mean": estimator.mean, "std": estimator.std, "spec": spec._asdict()}, path)
-
-
-def load_estimator(path: Path) -> Tuple[SlotEstimator, TaskSpec]:
-    """A regressor saved by `--save`, with the preprocessing it was trained on."""
-    saved = torch.load(path, weights_only=False)
-    model = Regressor(saved["state_size"], saved["fourier_octaves"])
-    model.load_state_dict(saved["state_dict"])
-    return SlotEstimator(model, saved["mean"], saved["std"]), TaskSpec(**saved["spec"])
 
 
 def errors(prediction: np.ndarray, target: np.ndarray) -> Dict[str, float]:
@@ -305,6 +223,8 @@ def main() -> None:
                         help="regress the slot's pose from each episode's first observation instead")
     parser.add_argument("--close-look", type=float, metavar="DISTANCE",
                         help="like --first-frame, but the view of the hand camera from DISTANCE m in front of the slot")
+    parser.add_argument("--look-pitch", type=float, default=0.0,
+                        help="rad the --close-look view is tilted downwards (the expert's look_pitch)")
     parser.add_argument("--look-jitter", type=float, default=0.02,
                         help="m, largest shift of the --close-look camera along each slot axis")
     parser.add_argument("--grasp", action="store_true",
@@ -328,7 +248,7 @@ def main() -> None:
     if not isinstance(make_expert(args.env_id), InsertionExpert):
         raise SystemExit("{} is not an insertion task".format(args.env_id))
     if args.first_frame or args.close_look:
-        samples = collect_views(args.env_id, seeds, (args.close_look, args.look_jitter) if args.close_look else None)
+        samples = collect_views(args.env_id, seeds, (args.close_look, args.look_pitch, args.look_jitter) if args.close_look else None)
     else:
         samples = collect(args.env_id, seeds, args.noise, args.every, args.lean, grasp_target if args.grasp else slot_target)
     test_seeds = set(seeds[int(round(len(seeds) * (1 - args.test_share))):])

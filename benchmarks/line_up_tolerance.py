@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 [--episodes 40]
         [--errors 0,2,4,6] [--strategies push,peck]    # ~10 min here for the defaults
     .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 --estimator runs/probe/close_look/uniform.pt
-        [--close-look 0.1] [--look-jitter 0.02]    # the slot estimate read from a close look instead
+        [--look-steps 45]    # the slot read by the slot reader after a look phase instead (~10 min for 20 episodes)
 
 The point-cloud students read the hole's lateral position no better than ~6 mm
 (`benchmarks/line_up_perception.py`). This measures what precision would be enough: the privileged
@@ -14,12 +14,12 @@ error. Strategies at the slot:
 - `peck` (a search by touch): once the held object's head is at the slot face, back off a little,
   step along an Archimedean spiral around the estimate (`PECK_PITCH` between turns, `PECK_STEP`
   per probe), and push in again, until it enters.
-With `--estimator FILE` (a regressor saved by `line_up_perception.py --close-look D --save DIR`) the
-estimate is not off by a fixed distance but read from the points: at each episode's start the arm is
-put where the hand camera looks at the slot from `--close-look` m (as `line_up_perception.py` does:
-by inverse kinematics, give or take `--look-jitter`), the regressor places the slot from that one view,
-and the arm is put back where it started; the expert then runs on that estimate. Its row's "lateral
-error" is the estimate's RMS lateral error over the episodes.
+With `--estimator FILE` (a slot reader saved by `line_up_perception.py --close-look 0.1 --save DIR`) the
+estimate is not off by a fixed distance but read from the points, as a looking policy would: the expert
+spends its first `--look-steps` steps bringing the hand camera 10 cm in front of the slot (its look
+phase, on the true slot), the reader (exported to ONNX, run on onnxruntime by the agent's
+`agent.slot_memory` code) reads the slot from the view there, and the expert grasps and inserts on that
+reading. Its row's "lateral error" is the readings' RMS lateral error over the episodes.
 Printed: a markdown table of success rate and mean episode length per error and strategy, and each
 strategy's success as a ratio to `push` at the same error.
 """
@@ -32,17 +32,19 @@ import gymnasium as gym
 import numpy as np
 import sapien.core as sapien
 
-from transforms3d.axangles import axangle2mat
+from mani_skill2.utils.sapien_utils import vectorize_pose
 from transforms3d.quaternions import mat2quat
 
+from agent.onnx_model import make_session
 from agent.preprocessing import preprocess
-from line_up_perception import SEG_MODE, load_estimator, look_at_slot
+from agent.slot_memory import READING_NAME, slot_from_reading
+from line_up_perception import SEG_MODE
 from training.demos import current_observation
 from training.experts import evaluate_expert, make_expert
 from training.experts.assembly import InsertionExpert
 from training.experts.base import carry_action, rotation_angle
+from training.slot_reader import load_estimator, reader_onnx
 
-LOOK_ATTEMPTS = 5  # look poses (each with fresh jitter) tried before an episode goes without an estimate
 PECK_PITCH = 0.004  # m between the spiral's turns (the peg's hole leaves 3 mm on each side)
 PECK_STEP = 0.002  # m along the spiral per probe
 PECK_BACKOFF = 0.002  # m in front of the face that each probe starts from
@@ -72,51 +74,54 @@ def peck(expert: InsertionExpert, env: gym.Env) -> np.ndarray:
 
 
 class ReadSlot:
-    """Where a close-look regressor places the slot: look (by inverse kinematics), read, put the arm back."""
+    """Where the slot reader places the slot, read once per episode after the expert's look phase, by the
+    agent's code: the reader exported to ONNX on onnxruntime, `agent.slot_memory.slot_from_reading`."""
 
-    def __init__(self, path: Path, distance: float, jitter: float) -> None:
-        (self.estimator, self.spec), self.distance, self.jitter = load_estimator(path), distance, jitter
-        self.errors = []  # lateral error (m) of each estimate
-        self.unreached = 0  # episodes where no look pose was reachable
+    def __init__(self, path: Path) -> None:
+        estimator, self.spec = load_estimator(path)
+        self.session = make_session(reader_onnx(estimator, self.spec.total_points))
+        self.errors = []  # lateral error (m) of each reading
 
-    def __call__(self, env: gym.Env) -> Optional[sapien.Pose]:
-        """The estimated slot pose (`goal_pose`), or None where the arm cannot reach the look pose."""
-        rng = np.random.default_rng(int(env.unwrapped._episode_seed))
-        robot = env.unwrapped.agent.robot
-        start = robot.get_qpos()
-        if not any(look_at_slot(env, self.distance, self.jitter, rng) for _ in range(LOOK_ATTEMPTS)):
-            self.unreached += 1
-            return None
-        net = preprocess(current_observation(env), self.spec, rng)
-        tcp = env.unwrapped.tcp.pose
-        robot.set_qpos(start)
-        prediction = self.estimator.predict(net.points[None], net.state[None])[0]
-        rotation = axangle2mat(prediction[3:], np.linalg.norm(prediction[3:])) if np.any(prediction[3:]) else np.eye(3)
-        slot = sapien.Pose(tcp.p - rotation @ prediction[:3], mat2quat(rotation))
+    def __call__(self, env: gym.Env) -> sapien.Pose:
+        """The slot pose (`goal_pose`) read from the current view."""
+        net = preprocess(current_observation(env), self.spec, np.random.default_rng(int(env.unwrapped._episode_seed)))
+        reading = self.session.run([READING_NAME], {"points": net.points[None], "state": net.state[None]})[0][0]
+        position, axis = slot_from_reading(reading, vectorize_pose(env.unwrapped.tcp.pose))
+        slot = sapien.Pose(position, mat2quat(slot_rotation(axis)))
         self.errors.append(float(np.linalg.norm((env.unwrapped.goal_pose.inv() * slot).p[1:])))
         return slot
 
 
-def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[ReadSlot] = None) -> InsertionExpert:
+def slot_rotation(axis: np.ndarray) -> np.ndarray:
+    """The rotation of a slot frame with x along `axis` and y horizontal (the slots here stand upright)."""
+    left = np.cross([0.0, 0.0, 1.0], axis)
+    left /= np.linalg.norm(left)
+    return np.stack([axis, left, np.cross(axis, left)], axis=1)
+
+
+def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[ReadSlot] = None,
+                  look_steps: int = 0) -> InsertionExpert:
     """The task's insertion expert with its slot estimate `error` m off laterally (direction drawn
-    per episode from its seed), or where `read_slot` places it (no estimate: it stays put), acting
-    with `strategy`."""
+    per episode from its seed), or, with `read_slot`, where that reads it after a look phase of
+    `look_steps` steps (on the true slot), acting with `strategy`."""
     base = type(make_expert(env_id))
     if not issubclass(base, InsertionExpert):
         raise SystemExit("{} is not an insertion task".format(env_id))
 
     class Erring(base):  # type: ignore[misc, valid-type]
         def reset(self, env: gym.Env) -> None:
+            super().reset(env)
+            self.look_steps = look_steps
             direction = np.random.default_rng(int(env.unwrapped._episode_seed)).uniform(0, 2 * np.pi)
             shift = error * np.array([np.cos(direction), np.sin(direction)])
-            self.slot = super().goal_pose(env) * sapien.Pose([0.0, *shift]) if read_slot is None else read_slot(env)
+            self.slot = None if read_slot is not None else super().goal_pose(env) * sapien.Pose([0.0, *shift])
 
         def goal_pose(self, env: gym.Env) -> sapien.Pose:
-            return self.slot
+            return super().goal_pose(env) if self.slot is None else self.slot
 
         def act(self, env: gym.Env) -> np.ndarray:
-            if self.slot is None:  # no estimate: stay put
-                return np.zeros(env.action_space.shape, dtype=np.float32)
+            if read_slot is not None and self.steps == self.look_steps:
+                self.slot = read_slot(env)
             if strategy == "peck" and self.holds_target(env):
                 return peck(self, env)
             return super().act(env)
@@ -132,9 +137,9 @@ def main() -> None:
     parser.add_argument("--errors", default="0,2,4,6", help="comma-separated lateral errors, mm")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of "
                         + ", ".join(STRATEGIES))
-    parser.add_argument("--estimator", type=Path, help="read the slot with this close-look regressor instead of --errors")
-    parser.add_argument("--close-look", type=float, default=0.1, help="m from the slot to the camera (--estimator)")
-    parser.add_argument("--look-jitter", type=float, default=0.02, help="m, as in line_up_perception.py (--estimator)")
+    parser.add_argument("--estimator", type=Path, help="read the slot with this slot reader (`line_up_perception.py "
+                        "--close-look D --save DIR`) after a look phase instead of --errors")
+    parser.add_argument("--look-steps", type=int, default=45, help="steps of the expert's look phase (--estimator)")
     args = parser.parse_args()
     strategies = args.strategies.split(",")
     if set(strategies) - set(STRATEGIES):
@@ -145,15 +150,14 @@ def main() -> None:
     for strategy in strategies:
         for error in errors:
             clock = time.time()
-            read_slot = None if args.estimator is None else ReadSlot(args.estimator, args.close_look, args.look_jitter)
-            expert = erring_expert(args.env_id, error / 1000, strategy, read_slot)
+            read_slot = None if args.estimator is None else ReadSlot(args.estimator)
+            expert = erring_expert(args.env_id, error / 1000, strategy, read_slot, args.look_steps)
             if read_slot is None:
                 result = evaluate_expert(args.env_id, args.episodes, args.first_seed, expert=expert)
-            else:  # the same observations and renderer as the regressor's training views
+            else:  # the same observations and renderer as the reader's training views
                 result = evaluate_expert(args.env_id, args.episodes, args.first_seed, obs_mode=SEG_MODE,
                                          expert=expert, fast_render=None)
                 error = 1000 * float(np.sqrt(np.mean(np.square(read_slot.errors))))
-                print("{} of {} episodes found no reachable look pose".format(read_slot.unreached, args.episodes))
             results[strategy][error] = result
             print("{} at {:.1f} mm: success {:.3f} ({:.0f} s)".format(
                 strategy, error, result["success_rate"], time.time() - clock), flush=True)

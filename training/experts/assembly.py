@@ -2,13 +2,41 @@
 import gymnasium as gym
 import numpy as np
 import sapien.core as sapien
+from transforms3d.quaternions import mat2quat
 
-from .base import GraspExpert, carry_action, grasp_pose, rotation_angle
+from .base import OPEN, GraspExpert, carry_action, grasp_pose, pose_action, rotation_angle, tcp_pose
+
+LOOK_CAMERA = "hand_camera"
+
+
+def look_camera_pose(slot: sapien.Pose, distance: float, pitch: float = 0.0, shift: np.ndarray = np.zeros(3),
+                     turn: np.ndarray = np.eye(3)) -> sapien.Pose:
+    """The camera pose that looks at slot-frame x = 0 from `distance`, along the slot's x axis tilted
+    `pitch` rad downwards, image upright (camera x forward, y horizontal), moved by `shift` (slot frame,
+    m) and turned by the world rotation matrix `turn`."""
+    axis = slot.to_transformation_matrix()[:3, 0]
+    left = np.cross([0.0, 0.0, 1.0], axis)
+    left /= np.linalg.norm(left)
+    up = np.cross(axis, left)
+    forward = np.cos(pitch) * axis - np.sin(pitch) * up
+    rotation = turn @ np.stack([forward, left, np.cross(forward, left)], axis=1)
+    return sapien.Pose(slot.p - distance * forward + slot.to_transformation_matrix()[:3, :3] @ shift, mat2quat(rotation))
+
+
+def tcp_for_camera(env: gym.Env, camera: sapien.Pose) -> sapien.Pose:
+    """The TCP pose that puts the hand camera (`LOOK_CAMERA`) at the world pose `camera` (from its mount:
+    the rendered camera pose is only updated when the scene renders)."""
+    unwrapped = env.unwrapped
+    mounted = unwrapped._cameras[LOOK_CAMERA]
+    camera_in_tcp = unwrapped.tcp.pose.inv() * mounted.actor.pose * sapien.Pose(mounted.camera_cfg.p, mounted.camera_cfg.q)
+    return camera * camera_in_tcp.inv()
 
 
 class InsertionExpert(GraspExpert):
     """Grasp an object, hold it in front of its slot (`goal_pose`: the object's pose when fully
-    inserted) aligned with the slot's x axis, then push it in along that axis."""
+    inserted) aligned with the slot's x axis, then push it in along that axis. With `look_steps` > 0
+    it first spends that many steps bringing the hand camera `look_distance` in front of the slot,
+    looking at it (`look_camera_pose`), gripper open: where a policy reads the slot (agent.slot_memory)."""
 
     grasp_angle_tolerance = 0.25  # rad: the fingers close across the object's width and still hold it
     # this far off in yaw, and point-cloud students stall above it while correcting a few degrees
@@ -23,6 +51,32 @@ class InsertionExpert(GraspExpert):
     sag_gain = 1.0  # lateral errors are overshot by this factor, cancelling the sag of the loaded arm
     sag_range = 0.005  # m, largest lateral error that is overshot
     lean = 0.0  # rad the gripper leans towards the object's x axis (the insertion direction)
+    look_steps = 0  # steps of the look phase at the start of each episode (0: none)
+    look_distance = 0.1  # m from the slot to the hand camera in the look phase
+    look_pitch = 0.0  # rad the look is tilted downwards (the wrist stays off the table)
+
+    def reset(self, env: gym.Env) -> None:
+        self.steps = 0
+
+    def act(self, env: gym.Env) -> np.ndarray:
+        self.steps += 1
+        if self.steps <= self.look_steps:
+            return self.look(env)
+        return super().act(env)
+
+    look_floor = 0.03  # m, lowest TCP height in the look pose: the hand camera sits above the TCP, and a
+    # lower TCP puts the fingers on the table; the look is raised by up to `look_jitter` to keep it
+    look_jitter = 0.02  # m, the slot reader tolerates the camera this far off the look pose along each axis
+    look_hover = 0.06  # m above the look pose that the hand aims at while still turning (keeps it off the peg)
+    look_turned = 0.3  # rad, orientation error below which the hand descends onto the look pose
+
+    def look(self, env: gym.Env) -> np.ndarray:
+        """Move the hand camera towards the look pose (hovering above it until turned), gripper open."""
+        target = tcp_for_camera(env, look_camera_pose(self.goal_pose(env), self.look_distance, self.look_pitch))
+        raised = float(np.clip(self.look_floor - target.p[2], 0.0, self.look_jitter))
+        if rotation_angle(target.inv() * tcp_pose(env)) > self.look_turned:
+            raised += self.look_hover
+        return pose_action(env, sapien.Pose(target.p + [0.0, 0.0, raised], target.q), OPEN)
 
     def grasp_x(self, env: gym.Env) -> float:
         """Object-frame x of the grasp centre; the fingers close along the object's y axis."""

@@ -1,0 +1,69 @@
+"""Remembering where an insertion task's slot is, read once from a close look.
+
+PegInsertionSide's and PlugCharger's observations do not say where the hole / receptacle is, and the
+clouds a policy sees while holding the peg place it no better than ~6 mm. From the hand camera ~10 cm
+in front of it, a slot reader (a PointNet regressor, `training.slot_reader`) places it to ~2.4 mm.
+A looking policy brings the hand camera there first; at step `look_step` of each episode the reader
+reads the slot from that observation, and from then on every observation carries the remembered slot
+as `extra.goal_pos` (the slot frame's origin, world) and `extra.goal_axis` (its x axis, the insertion
+direction), which preprocessing turns into goal points and state. Before the read both are zeros.
+
+A reading is the TCP's position in the slot frame (3) and the slot's world rotation vector (3).
+Pure numpy (Python 3.8).
+"""
+from typing import Any, Callable, Dict, Tuple
+
+import numpy as np
+
+READING_SIZE = 6
+READING_NAME = "reading"  # the exported reader's output
+SLOT_KEYS = ("goal_pos", "goal_axis")
+
+
+def rotation_vector_to_matrix(vector: np.ndarray) -> np.ndarray:
+    """Rotation matrix of an axis x angle vector (Rodrigues)."""
+    vector = np.asarray(vector, dtype=np.float64)
+    angle = float(np.linalg.norm(vector))
+    if angle < 1e-12:
+        return np.eye(3)
+    x, y, z = vector / angle
+    cross = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+
+
+def slot_from_reading(reading: np.ndarray, tcp_pose: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The slot's world origin and x axis from a reading taken with the TCP at `tcp_pose` (p, wxyz)."""
+    reading = np.asarray(reading, dtype=np.float64)
+    rotation = rotation_vector_to_matrix(reading[3:])
+    return np.asarray(tcp_pose[:3], dtype=np.float64) - rotation @ reading[:3], rotation[:, 0]
+
+
+def with_slot(observation: Dict[str, Any], position: np.ndarray, axis: np.ndarray) -> Dict[str, Any]:
+    """A shallow copy of `observation` whose `extra` carries the slot (`SLOT_KEYS`)."""
+    extra = dict(observation["extra"], goal_pos=np.asarray(position, np.float32), goal_axis=np.asarray(axis, np.float32))
+    return dict(observation, extra=extra)
+
+
+class SlotMemory:
+    """Reads the slot at step `look_step` of an episode (`read`: raw observation -> reading) and adds
+    it to that observation and every later one; `reset()` at every episode start."""
+
+    def __init__(self, read: Callable[[Dict[str, Any]], np.ndarray], look_step: int) -> None:
+        if look_step < 0:
+            raise ValueError("look_step must be >= 0, got {}".format(look_step))
+        self.read, self.look_step = read, look_step
+        self.reset()
+
+    def reset(self) -> None:
+        self.step = 0
+        self.position, self.axis = np.zeros(3), np.zeros(3)
+
+    def remember(self, observation: Dict[str, Any]) -> Dict[str, Any]:
+        """`observation` with the remembered slot (zeros before the read); reads it at `look_step`."""
+        if self.step == self.look_step:
+            reading = np.asarray(self.read(observation), dtype=np.float64).reshape(READING_SIZE)
+            tcp = np.asarray(observation["extra"]["tcp_pose"], dtype=np.float64)
+            if np.isfinite(reading).all() and np.isfinite(tcp).all():  # else the slot stays unread (zeros)
+                self.position, self.axis = slot_from_reading(reading, tcp)
+        self.step += 1
+        return with_slot(observation, self.position, self.axis)

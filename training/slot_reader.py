@@ -1,0 +1,119 @@
+"""The slot reader: a PointNet regressor that places an insertion task's slot from one close look.
+
+PegInsertionSide's and PlugCharger's observations do not say where the hole / receptacle is. From the
+hand camera ~10 cm in front of it, the policy's network shape (PointNet + state MLP) with a 6-D
+output places it to ~2.4 mm (`benchmarks/line_up_perception.py --close-look 0.1`). Its reading is the
+TCP's position in the slot frame (`goal_pose`) and the slot's world rotation vector, the layout
+`agent.slot_memory` turns back into a slot pose. Trained by `line_up_perception.py --save`, exported
+to ONNX by `export_slot_reader` for the agent.
+"""
+import io
+from pathlib import Path
+from typing import NamedTuple, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from agent.onnx_model import INPUT_NAMES
+from agent.registry import TaskSpec
+from agent.slot_memory import READING_NAME
+from training.networks import PointNet, mlp_head
+
+LONGEST_WAVELENGTH = 0.5  # m, of the Fourier point features (`fourier_octaves`)
+PROGRESS_EVERY = 500  # updates between progress lines
+
+
+class Regressor(nn.Module):
+    """The policy's network shape with a 6-D output: PointNet feature + state -> MLP; with
+    `fourier_octaves` > 0 each point also carries sin/cos of its coordinates at that many octaves
+    (wavelengths LONGEST_WAVELENGTH down to LONGEST_WAVELENGTH / 2^(octaves-1))."""
+
+    def __init__(self, state_size: int, fourier_octaves: int = 0) -> None:
+        super().__init__()
+        self.state_size, self.fourier_octaves = state_size, fourier_octaves
+        self.register_buffer("frequencies", 2 * np.pi / LONGEST_WAVELENGTH * 2.0 ** torch.arange(fourier_octaves))
+        self.pointnet = PointNet(in_channels=6 + 6 * fourier_octaves)
+        self.head = mlp_head(self.pointnet.out_features + state_size, 6)
+
+    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        angles = (points[..., :3].unsqueeze(-1) * self.frequencies).flatten(-2)
+        encoded = torch.cat([points, angles.sin(), angles.cos()], dim=-1)
+        return self.head(torch.cat([self.pointnet(encoded), state], dim=-1))
+
+
+class SlotEstimator(NamedTuple):
+    """A trained regressor with the target normalisation it predicts in."""
+    model: Regressor
+    mean: np.ndarray
+    std: np.ndarray
+
+    def predict(self, points: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """Targets for a batch of network inputs, points (B, N, C) and states (B, S)."""
+        self.model.eval()
+        with torch.no_grad():
+            return self.model(torch.from_numpy(points), torch.from_numpy(states)).numpy() * self.std + self.mean
+
+
+def train_regressor(points: np.ndarray, states: np.ndarray, targets: np.ndarray, updates: int,
+                    batch_size: int, seed: int, fourier_octaves: int = 0) -> SlotEstimator:
+    """Adam on the MSE of normalised targets, cosine-annealed, over `draws` preprocessings per state:
+    points (O, D, N, C), states (O, D, S), targets (O, 6)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    mean, std = targets.mean(axis=0), targets.std(axis=0) + 1e-6
+    normalised = torch.from_numpy((targets - mean) / std)
+    model = Regressor(states.shape[-1], fourier_octaves)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, updates, eta_min=1e-5)
+    for update in range(1, updates + 1):
+        index = rng.integers(0, len(points), batch_size)
+        draw = rng.integers(0, points.shape[1], batch_size)
+        prediction = model(torch.from_numpy(points[index, draw]), torch.from_numpy(states[index, draw]))
+        loss = (prediction - normalised[index]).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if update % PROGRESS_EVERY == 0:
+            print("  update {}/{}: loss {:.4f}".format(update, updates, float(loss)), flush=True)
+    return SlotEstimator(model, mean, std)
+
+
+def save_estimator(estimator: SlotEstimator, spec: TaskSpec, path: Path) -> None:
+    """Save a trained regressor with the preprocessing it was trained on (`load_estimator` reads it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = estimator.model
+    torch.save({"state_dict": model.state_dict(), "state_size": model.state_size, "fourier_octaves": model.fourier_octaves,
+                "mean": estimator.mean, "std": estimator.std, "spec": spec._asdict()}, path)
+
+
+def load_estimator(path: Path) -> Tuple[SlotEstimator, TaskSpec]:
+    """A regressor saved by `save_estimator`, with the preprocessing it was trained on."""
+    saved = torch.load(path, weights_only=False)
+    model = Regressor(saved["state_size"], saved["fourier_octaves"])
+    model.load_state_dict(saved["state_dict"])
+    return SlotEstimator(model, saved["mean"], saved["std"]), TaskSpec(**saved["spec"])
+
+
+class _Reading(nn.Module):
+    """The regressor with its normalisation undone: network inputs -> reading."""
+
+    def __init__(self, estimator: SlotEstimator) -> None:
+        super().__init__()
+        self.model = estimator.model
+        self.register_buffer("mean", torch.as_tensor(estimator.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(estimator.std, dtype=torch.float32))
+
+    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.model(points, state) * self.std + self.mean
+
+
+def reader_onnx(estimator: SlotEstimator, n_points: int) -> bytes:
+    """The estimator as ONNX (opset 17): `points` (B, n_points, 6), `state` (B, S) -> `reading` (B, 6)."""
+    buffer = io.BytesIO()
+    example = (torch.zeros(1, n_points, 6), torch.zeros(1, estimator.model.state_size))
+    torch.onnx.export(_Reading(estimator).eval(), example, buffer, input_names=list(INPUT_NAMES),
+                      output_names=[READING_NAME], opset_version=17, dynamo=False,
+                      dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, READING_NAME)})
+    return buffer.getvalue()
