@@ -223,8 +223,8 @@ def main() -> None:
                         help="regress the slot's pose from each episode's first observation instead")
     parser.add_argument("--close-look", type=float, metavar="DISTANCE",
                         help="like --first-frame, but the view of the hand camera from DISTANCE m in front of the slot")
-    parser.add_argument("--look-pitch", type=float, default=0.0,
-                        help="rad the --close-look view is tilted downwards (the expert's look_pitch)")
+    parser.add_argument("--look-pitch", type=float, default=InsertionExpert.look_pitch,
+                        help="rad the --close-look view is tilted downwards (default: the experts' look phase's)")
     parser.add_argument("--look-jitter", type=float, default=0.02,
                         help="m, largest shift of the --close-look camera along each slot axis")
     parser.add_argument("--grasp", action="store_true",

@@ -33,7 +33,6 @@ import numpy as np
 import sapien.core as sapien
 
 from mani_skill2.utils.sapien_utils import vectorize_pose
-from transforms3d.quaternions import mat2quat
 
 from agent.onnx_model import make_session
 from agent.preprocessing import preprocess
@@ -41,7 +40,7 @@ from agent.slot_memory import READING_NAME, slot_from_reading
 from line_up_perception import SEG_MODE
 from training.demos import current_observation
 from training.experts import evaluate_expert, make_expert
-from training.experts.assembly import InsertionExpert
+from training.experts.assembly import InsertionExpert, slot_pose
 from training.experts.base import carry_action, rotation_angle
 from training.slot_reader import load_estimator, reader_onnx
 
@@ -86,17 +85,9 @@ class ReadSlot:
         """The slot pose (`goal_pose`) read from the current view."""
         net = preprocess(current_observation(env), self.spec, np.random.default_rng(int(env.unwrapped._episode_seed)))
         reading = self.session.run([READING_NAME], {"points": net.points[None], "state": net.state[None]})[0][0]
-        position, axis = slot_from_reading(reading, vectorize_pose(env.unwrapped.tcp.pose))
-        slot = sapien.Pose(position, mat2quat(slot_rotation(axis)))
+        slot = slot_pose(*slot_from_reading(reading, vectorize_pose(env.unwrapped.tcp.pose)))
         self.errors.append(float(np.linalg.norm((env.unwrapped.goal_pose.inv() * slot).p[1:])))
         return slot
-
-
-def slot_rotation(axis: np.ndarray) -> np.ndarray:
-    """The rotation of a slot frame with x along `axis` and y horizontal (the slots here stand upright)."""
-    left = np.cross([0.0, 0.0, 1.0], axis)
-    left /= np.linalg.norm(left)
-    return np.stack([axis, left, np.cross(axis, left)], axis=1)
 
 
 def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[ReadSlot] = None,
@@ -114,14 +105,12 @@ def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[
             self.look_steps = look_steps
             direction = np.random.default_rng(int(env.unwrapped._episode_seed)).uniform(0, 2 * np.pi)
             shift = error * np.array([np.cos(direction), np.sin(direction)])
-            self.slot = None if read_slot is not None else super().goal_pose(env) * sapien.Pose([0.0, *shift])
-
-        def goal_pose(self, env: gym.Env) -> sapien.Pose:
-            return super().goal_pose(env) if self.slot is None else self.slot
+            if read_slot is None:
+                self.reading = env.unwrapped.goal_pose * sapien.Pose([0.0, *shift])
 
         def act(self, env: gym.Env) -> np.ndarray:
             if read_slot is not None and self.steps == self.look_steps:
-                self.slot = read_slot(env)
+                self.reading = read_slot(env)
             if strategy == "peck" and self.holds_target(env):
                 return peck(self, env)
             return super().act(env)

@@ -76,7 +76,8 @@ def _ppo_run(env_id: str, stages: List[int], *, run_dir: Optional[Path], resume:
              max_episode_steps: Optional[int], freeze_pointnet: bool, force: bool = False,
              stage1_iterations: int = 0, stage2_iterations: int = 0, stage2_batch_factor: float = 0.9,
              stage2_samples_factor: float = 0.875, init_from: Optional[Path] = None,
-             init_log_std: Optional[float] = None, start_from: Optional[Path] = None) -> None:
+             init_log_std: Optional[float] = None, start_from: Optional[Path] = None,
+             slot_reader: Optional[Path] = None) -> None:
     from training.ppo import PPOConfig
     from training.run_dir import RunDirectoryError
     from training.two_stage import RunConfig, TwoStageRun
@@ -88,7 +89,7 @@ def _ppo_run(env_id: str, stages: List[int], *, run_dir: Optional[Path], resume:
                        stage2_batch_factor=stage2_batch_factor, stage2_samples_factor=stage2_samples_factor,
                        n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed,
                        init_from=str(init_from) if init_from else None, init_log_std=init_log_std,
-                       max_episode_steps=max_episode_steps)
+                       max_episode_steps=max_episode_steps, slot_reader=str(slot_reader) if slot_reader else None)
     try:
         run = TwoStageRun(run_dir or RUNS / env_id / "ppo", config, resume=resume, force=force)
         result = run.run(stages, start_from=start_from)
@@ -119,6 +120,9 @@ SEED = typer.Option(0, help="random seed")
 FREEZE = typer.Option(False, "--freeze-pointnet", help="keep the PointNet fixed and train the heads only "
                       "(for --init-from a distilled student: the untrained critic would otherwise rewrite its features)")
 MAX_STEPS = typer.Option(None, help="cut episodes shorter than the task's time limit (quick trials)")
+SLOT_READER = typer.Option(None, help="a looking policy (insertion tasks): this exported slot reader "
+                           "(`ms2agent export-slot-reader`) reads the slot at its look step and the policy sees it as "
+                           "its goal")
 
 
 @app.command()
@@ -127,12 +131,12 @@ def train(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Pa
           batch_size: int = BATCH, lr: float = LR, eval_episodes: int = EVAL_EPISODES,
           workers: Optional[int] = WORKERS, init_from: Optional[Path] = INIT_FROM,
           init_log_std: Optional[float] = INIT_LOG_STD, freeze_pointnet: bool = FREEZE, seed: int = SEED,
-          max_episode_steps: Optional[int] = MAX_STEPS) -> None:
+          max_episode_steps: Optional[int] = MAX_STEPS, slot_reader: Optional[Path] = SLOT_READER) -> None:
     """Stage 1: PPO with the paper's settings, evaluated and checkpointed every iteration."""
     _ppo_run(env_id, [1], run_dir=run_dir, resume=resume, force=force, stage1_iterations=iterations,
              samples_per_iteration=samples_per_iteration, batch_size=batch_size, lr=lr,
              eval_episodes=eval_episodes, workers=workers, init_from=init_from, init_log_std=init_log_std,
-             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps)
+             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps, slot_reader=slot_reader)
 
 
 @app.command()
@@ -143,13 +147,14 @@ def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
              samples_per_iteration: int = SAMPLES, batch_size: int = BATCH, lr: float = LR,
              batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
              eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS, freeze_pointnet: bool = FREEZE,
-             seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
+             seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS,
+             slot_reader: Optional[Path] = SLOT_READER) -> None:
     """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
     _ppo_run(env_id, [2], run_dir=run_dir, resume=resume, stage2_iterations=iterations,
              samples_per_iteration=samples_per_iteration, batch_size=batch_size, lr=lr,
              stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor, eval_episodes=eval_episodes,
              workers=workers, start_from=from_checkpoint, freeze_pointnet=freeze_pointnet, seed=seed,
-             max_episode_steps=max_episode_steps)
+             max_episode_steps=max_episode_steps, slot_reader=slot_reader)
 
 
 @app.command("two-stage")
@@ -159,14 +164,15 @@ def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optiona
               lr: float = LR, batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
               eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
               init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD,
-              freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS) -> None:
+              freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS,
+              slot_reader: Optional[Path] = SLOT_READER) -> None:
     """Both stages in one command; the result is the best stage-2 checkpoint, or stage 1's if never beaten
     (with --init-from, stage 1's candidates include the initialisation itself, as iteration 0)."""
     _ppo_run(env_id, [1, 2], run_dir=run_dir, resume=resume, force=force, stage1_iterations=stage1_iterations,
              stage2_iterations=stage2_iterations, samples_per_iteration=samples_per_iteration,
              batch_size=batch_size, lr=lr, stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor,
              eval_episodes=eval_episodes, workers=workers, init_from=init_from, init_log_std=init_log_std,
-             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps)
+             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps, slot_reader=slot_reader)
 
 
 @app.command()
@@ -189,7 +195,7 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
                 "give each round more scenes"),
             init_from: Optional[Path] = typer.Option(None, help="continue from this student: a checkpoint or an "
                                                      "exported weights/ENV.onnx (every round is then DAgger)"),
-            workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
+            slot_reader: Optional[Path] = SLOT_READER, workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
     result.json names the round with the best selection success."""
     from training.distill import DistillConfig, distill as run_distill
@@ -202,7 +208,8 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
                                train_points=train_points, lr=lr, loss=loss, final_lr_factor=final_lr_factor,
                                expert_noise=expert_noise, n_workers=workers or os.cpu_count() or 1,
                                eval_episodes=eval_episodes, collect_episode_steps=collect_episode_steps,
-                               seed=seed, init_from=str(init_from) if init_from else None)
+                               seed=seed, init_from=str(init_from) if init_from else None,
+                               slot_reader=str(slot_reader) if slot_reader else None)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
@@ -217,7 +224,7 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
              episodes: int = typer.Option(100, help="number of episodes"),
              first_seed: int = typer.Option(1_000_000, help="seeds first_seed .. first_seed+episodes-1 "
                                             "(1,000,000+ are never used in training)"),
-             workers: Optional[int] = WORKERS) -> None:
+             slot_reader: Optional[Path] = SLOT_READER, workers: Optional[int] = WORKERS) -> None:
     """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
     from training.checkpoints import model_from_checkpoint
     from training.evaluation import evaluate as run_evaluate, torch_actor
@@ -225,7 +232,8 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
 
     get_task(env_id)
     # Reported success rates come from the official renderer, not the fast training path.
-    with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, fast_render=False) as envs:
+    with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, fast_render=False,
+                    slot_reader=str(slot_reader) if slot_reader else None) as envs:
         metrics = run_evaluate(torch_actor(model_from_checkpoint(checkpoint)), envs, episodes)
     typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
 
@@ -234,12 +242,32 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
 def export(env_id: str = typer.Argument(..., help=ENV_HELP),
            checkpoint: Path = typer.Argument(..., help="checkpoint to export (e.g. the checkpoint in result.json)"),
            weights_dir: Path = typer.Option(Path("weights"), help="where the ONNX file and manifest go"),
-           command: str = typer.Option("", help="training command recorded as provenance")) -> None:
+           command: str = typer.Option("", help="training command recorded as provenance"),
+           slot_reader: Optional[Path] = typer.Option(None, help="the slot reader a looking policy was trained with "
+                                                      "(copied into --weights-dir)")) -> None:
     """Export to ONNX (opset 17), check parity with torch on real observations, update the manifest."""
     from training.export import export_checkpoint
 
     get_task(env_id)
-    typer.echo(json.dumps(export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown"), indent=2))
+    typer.echo(json.dumps(export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader),
+                          indent=2))
+
+
+@app.command("export-slot-reader")
+def export_slot_reader(estimator: Path = typer.Argument(..., help="a slot reader saved by benchmarks/line_up_perception.py "
+                                                         "--close-look 0.1 --save DIR (DIR/uniform.pt)"),
+                       out: Path = typer.Argument(..., help="the ONNX file to write, e.g. runs/ENV_ID/slot_reader.onnx"),
+                       look_step: int = typer.Option(30, min=1, help="the step at which a looking policy reads the "
+                                                     "slot (the expert's look phase lasts that many steps)")) -> None:
+    """Export a slot reader to ONNX for looking policies (--slot-reader of distill, train, evaluate, export)."""
+    from training.slot_reader import export_slot_reader as run_export
+
+    try:
+        entry = run_export(estimator, out, look_step)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    typer.echo(json.dumps({"onnx": str(entry.path), "sha256": entry.sha256, "spec": entry.spec._asdict(),
+                           "look_step": entry.look_step}, indent=2))
 
 
 @app.command()

@@ -12,7 +12,8 @@ student to ship or fine-tune: the round with the highest selection success (the 
 equals, as it saw the most data).
 `init_from` continues from an earlier student (a checkpoint, or a shipped `weights/ENV.onnx` when
 its run directory is gone): the model starts from it and every round, round 0 included, is DAgger
-driven by the student.
+driven by the student. `slot_reader` distils a looking student (see `training.vec_env`): the expert
+labels a look phase first, and the student sees the slot it read as its goal.
 
 Learning, not simulation, is the cost on a CPU (a 1200-point PointNet update costs ~11 ms per
 sample on 2 cores). `train_points` trains on a random subset of each stored cloud (camera and goal
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agent.registry import get_task
+from agent.registry import GOAL_POINTS, get_task
 from training.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
 from training.networks import ActorCritic
@@ -58,6 +59,7 @@ class DistillConfig:
     collect_episode_steps: Optional[int] = None  # time limit of the collection episodes (None: the task's)
     seed: int = 0
     init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
+    slot_reader: Optional[str] = None  # a looking student: this exported slot reader (training.slot_reader)
 
     def __post_init__(self) -> None:
         checked_loss(self.loss)
@@ -167,7 +169,8 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
     rng = np.random.default_rng(config.seed)
     records_file = run_dir / "distill_records.json"
     records = json.loads(records_file.read_text()) if records_file.exists() else []
-    selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_SEEDS)
+    n_goal_points = GOAL_POINTS if config.slot_reader else get_task(config.env_id).n_goal_points
+    selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_SEEDS, slot_reader=config.slot_reader)
     try:
         model = ActorCritic(selection.state_size, len(selection.action_low), selection.action_low, selection.action_high)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -188,7 +191,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                 student = torch_actor(model) if student_drives else None
                 limit = {} if config.collect_episode_steps is None else {"max_episode_steps": config.collect_episode_steps}
                 with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_SEEDS + 1_000_000 * (k + 1),
-                                with_expert=True, **limit) as workers:
+                                with_expert=True, slot_reader=config.slot_reader, **limit) as workers:
                     data = collect(workers, config.samples_per_round, student, config.expert_noise, rng)
                 np.savez(data_dir / "round{}.tmp.npz".format(k), **data)
                 os.replace(data_dir / "round{}.tmp.npz".format(k), shard)
@@ -197,8 +200,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
             behaviour_success = float(np.mean(finished)) if student_drives and finished.size else float("nan")
             data = load_rounds(data_dir, k + 1)
             loss = behaviour_cloning(model, data, config.updates_per_round, config.batch_size, optimizer, rng,
-                                     config.train_points, get_task(config.env_id).n_goal_points, config.final_lr_factor,
-                                     config.loss)
+                                     config.train_points, n_goal_points, config.final_lr_factor, config.loss)
             trained = time.time()
             metrics = evaluate(torch_actor(model), selection, config.eval_episodes)
             record = {"round": k, "samples": len(data["label"]),

@@ -8,7 +8,7 @@ and torch actions differ by at most `tolerance`. The manifest entry records sha2
 import datetime
 import io
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import onnx
@@ -18,10 +18,12 @@ from torch import nn
 
 from agent.manifest import InputSpec, ManifestEntry, file_sha256, write_entry
 from agent.preprocessing import preprocess
-from agent.registry import get_task
+from agent.registry import TaskSpec, get_task, looking
+from agent.slot_memory import with_slot
 from training.checkpoints import load_checkpoint, model_from_checkpoint
 from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME
 from training.networks import ActorCritic, PointNet, mlp_head
+from training.slot_reader import reader_entry
 
 OPSET = 17
 
@@ -94,19 +96,25 @@ def actor_weights_from_onnx(path: Path) -> Dict[str, torch.Tensor]:
     return state
 
 
-def real_inputs(env_id: str, n_steps: int = 8, seed: int = 0) -> List[Any]:
-    """Network inputs from a short random-action episode of the real task."""
+def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> List[Any]:
+    """Network inputs (preprocessed as `spec`) from a short random-action episode of the real task; a
+    looking spec's observations carry a made-up slot (1 dm ahead of the TCP)."""
     from training.envs import make_env
 
-    spec = get_task(env_id)
-    env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode)
+    env = make_env(spec.env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode)
     rng = np.random.default_rng(seed)
+
+    def network_input(obs: Dict[str, Any]) -> Any:
+        if spec.look_step:
+            obs = with_slot(obs, np.asarray(obs["extra"]["tcp_pose"][:3]) + [0.0, 0.1, 0.0], np.array([0.0, 1.0, 0.0]))
+        return preprocess(obs, spec, rng)
+
     try:
         obs, _ = env.reset(seed=seed)
-        inputs = [preprocess(obs, spec, rng)]
+        inputs = [network_input(obs)]
         for _ in range(n_steps - 1):
             obs, *_ = env.step(env.action_space.sample())
-            inputs.append(preprocess(obs, spec, rng))
+            inputs.append(network_input(obs))
         return inputs
     finally:
         env.close()
@@ -126,17 +134,24 @@ def check_parity(model: ActorCritic, onnx_model: bytes, inputs: List[Any], toler
     return difference
 
 
-def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command: str) -> Dict[str, Any]:
-    """Write `weights_dir/ENV.onnx` and its manifest entry; returns a summary."""
-    spec = get_task(env_id)
+def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command: str,
+                      slot_reader: Optional[Path] = None) -> Dict[str, Any]:
+    """Write `weights_dir/ENV.onnx` and its manifest entry (a looking policy's `slot_reader` is copied
+    next to it as `ENV.slot_reader.onnx`); returns a summary."""
+    reader = None if slot_reader is None else reader_entry(slot_reader)
+    spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step)
     model = model_from_checkpoint(checkpoint)
     record = load_checkpoint(checkpoint).get("record", {})
     state_size = model.critic[0].in_features - model.pointnet.out_features
     data = onnx_bytes(ExportedActor(model), spec.total_points, state_size)
-    difference = check_parity(model, data, real_inputs(env_id))
+    difference = check_parity(model, data, real_inputs(spec))
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = weights_dir / "{}.onnx".format(env_id)
     path.write_bytes(data)
+    if reader is not None:
+        copy = weights_dir / "{}.slot_reader.onnx".format(env_id)
+        copy.write_bytes(reader.path.read_bytes())
+        reader = reader._replace(path=copy)
     episodes = int(record.get("episodes", 0))
     provenance = {
         "command": command,
@@ -149,6 +164,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     }
     entry = ManifestEntry(env_id, path, file_sha256(path),
                           InputSpec(spec.total_points, 6, state_size, len(model.action_scale)),
-                          spec.control_mode, spec.obs_mode, provenance, spec.voxel_size)
+                          spec.control_mode, spec.obs_mode, provenance, spec.voxel_size, reader)
     write_entry(weights_dir, entry)
-    return {"onnx": str(path), "bytes": len(data), "max_abs_diff": difference, "provenance": provenance}
+    return {"onnx": str(path), "bytes": len(data), "max_abs_diff": difference, "provenance": provenance,
+            "slot_reader": None if reader is None else str(reader.path)}

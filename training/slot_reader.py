@@ -5,21 +5,25 @@ hand camera ~10 cm in front of it, the policy's network shape (PointNet + state 
 output places it to ~2.4 mm (`benchmarks/line_up_perception.py --close-look 0.1`). Its reading is the
 TCP's position in the slot frame (`goal_pose`) and the slot's world rotation vector, the layout
 `agent.slot_memory` turns back into a slot pose. Trained by `line_up_perception.py --save`, exported
-to ONNX by `export_slot_reader` for the agent.
+to ONNX by `export_slot_reader` (`ms2agent export-slot-reader`) with the step at which a looking policy
+reads (ONNX metadata `look_step`): that file is all training and export need to know about the look.
 """
 import io
 from pathlib import Path
 from typing import NamedTuple, Tuple
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
-from agent.onnx_model import INPUT_NAMES
-from agent.registry import TaskSpec
+from agent.manifest import SlotReaderEntry, file_sha256
+from agent.onnx_model import INPUT_NAMES, make_session, model_spec
+from agent.registry import TaskSpec, get_task, reader_spec
 from agent.slot_memory import READING_NAME
 from training.networks import PointNet, mlp_head
 
+LOOK_STEP_KEY = "look_step"  # ONNX metadata: the step at which a looking policy reads the slot
 LONGEST_WAVELENGTH = 0.5  # m, of the Fourier point features (`fourier_octaves`)
 PROGRESS_EVERY = 500  # updates between progress lines
 
@@ -109,11 +113,39 @@ class _Reading(nn.Module):
         return self.model(points, state) * self.std + self.mean
 
 
-def reader_onnx(estimator: SlotEstimator, n_points: int) -> bytes:
-    """The estimator as ONNX (opset 17): `points` (B, n_points, 6), `state` (B, S) -> `reading` (B, 6)."""
+def reader_onnx(estimator: SlotEstimator, n_points: int, look_step: int = 0) -> bytes:
+    """The estimator as ONNX (opset 17): `points` (B, n_points, 6), `state` (B, S) -> `reading` (B, 6),
+    with `look_step` in its metadata."""
     buffer = io.BytesIO()
     example = (torch.zeros(1, n_points, 6), torch.zeros(1, estimator.model.state_size))
     torch.onnx.export(_Reading(estimator).eval(), example, buffer, input_names=list(INPUT_NAMES),
                       output_names=[READING_NAME], opset_version=17, dynamo=False,
                       dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, READING_NAME)})
-    return buffer.getvalue()
+    model = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(model, {LOOK_STEP_KEY: str(look_step)})
+    return model.SerializeToString()
+
+
+def export_slot_reader(estimator_path: Path, out: Path, look_step: int) -> SlotReaderEntry:
+    """Write a saved estimator as an ONNX slot reader that reads at `look_step`; ValueError if it was
+    trained on another preprocessing than its task's slot reader uses (`reader_spec`)."""
+    if look_step < 1:
+        raise ValueError("look_step must be >= 1, got {}".format(look_step))
+    estimator, spec = load_estimator(estimator_path)
+    expected = reader_spec(get_task(spec.env_id))
+    if spec != expected:
+        raise ValueError("{} was trained on {}, but the slot reader preprocesses as {}".format(
+            estimator_path, spec, expected))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(reader_onnx(estimator, spec.total_points, look_step))
+    return reader_entry(out)
+
+
+def reader_entry(path: Path) -> SlotReaderEntry:
+    """The manifest entry of an exported slot reader (its look step from its metadata)."""
+    session = make_session(str(path))
+    metadata = session.get_modelmeta().custom_metadata_map
+    if LOOK_STEP_KEY not in metadata:
+        raise ValueError("{} is not an exported slot reader (no {!r} metadata); export one with "
+                         "`ms2agent export-slot-reader`".format(path, LOOK_STEP_KEY))
+    return SlotReaderEntry(Path(path), file_sha256(path), model_spec(session, READING_NAME), int(metadata[LOOK_STEP_KEY]))

@@ -44,9 +44,11 @@ class RunConfig:
     init_from: Optional[str] = None  # checkpoint whose "model" initialises stage 1 (e.g. a distilled student)
     init_log_std: Optional[float] = None  # exploration log-std after init_from (a student's is untrained)
     max_episode_steps: Optional[int] = None  # shorter episodes than the task's limit (quick tests)
+    slot_reader: Optional[str] = None  # a looking policy: this exported slot reader (training.slot_reader)
 
     def env_kwargs(self) -> Dict:
-        return {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
+        limit = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
+        return {"slot_reader": self.slot_reader, **limit}
 
     def stage_ppo(self, stage: int) -> PPOConfig:
         """PPO settings of a stage: stage 2 scales batch size and samples per iteration."""

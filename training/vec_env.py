@@ -6,15 +6,21 @@ episode ends (seeds `first_seed + worker + k * n_workers`), and can also return 
 expert's action for every observation (DAgger labels). On software Vulkan each worker renders
 with one lavapipe thread (`LP_NUM_THREADS=1`), which is faster than sharing threads, and, unless
 `fast_render=False` is passed, with `training.fast_render`'s light meshes and one-pass shader.
+With `slot_reader` (an exported slot reader, `training.slot_reader`) the policy looks: each worker
+remembers the slot read at the reader's look step (agent.slot_memory, as the agent does), and the
+expert starts with a look phase of that many steps and then acts on the reading.
 """
 import multiprocessing as mp
 import os
+from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional
 
 import numpy as np
 
+from agent.policy import reader
 from agent.preprocessing import preprocess, state_size
-from agent.registry import get_task
+from agent.registry import get_task, looking, reader_spec
+from agent.slot_memory import SlotMemory
 
 
 class Step(NamedTuple):
@@ -32,7 +38,7 @@ class Step(NamedTuple):
 
 
 def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, with_expert: bool,
-            env_kwargs: Dict) -> None:
+            slot_reader: Optional[str], env_kwargs: Dict) -> None:
     os.environ.setdefault("LP_NUM_THREADS", "1")
     from training.envs import make_env
 
@@ -40,14 +46,25 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
     env_kwargs = {"fast_render": None, **env_kwargs}  # on software Vulkan unless the caller overrides
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    reward_mode="dense", **env_kwargs)
+    rng = np.random.default_rng(first_seed + worker)
+    memory = None
+    if slot_reader is not None:
+        from training.slot_reader import reader_entry
+
+        entry = reader_entry(Path(slot_reader))
+        read = reader(entry, reader_spec(spec), env.observation_space)
+        spec = looking(spec, entry.look_step)
+        memory = SlotMemory(lambda observation: read(observation, rng), entry.look_step)
     expert = None
     if with_expert:
         from training.experts import make_expert
+        from training.experts.assembly import slot_pose
 
         expert = make_expert(env_id)
-    rng = np.random.default_rng(first_seed + worker)
+        if memory is not None:
+            expert.look_steps = memory.look_step
     episode = 0
-    conn.send((state_size(env.observation_space), env.action_space.low, env.action_space.high))
+    conn.send((state_size(env.observation_space, spec), env.action_space.low, env.action_space.high))
 
     def reset():
         nonlocal episode
@@ -55,9 +72,15 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
         episode += 1
         if expert is not None:
             expert.reset(env)
+        if memory is not None:
+            memory.reset()
         return obs
 
     def observe(obs):
+        if memory is not None:
+            obs = memory.remember(obs)
+            if expert is not None and memory.axis.any():  # the slot was read: the expert acts on the reading
+                expert.reading = slot_pose(memory.position, memory.axis)
         net = preprocess(obs, spec, rng)
         label = expert.act(env) if expert is not None else None
         return net.points, net.state, label
@@ -90,7 +113,7 @@ class EnvWorkers:
     """`n_workers` envs of one task stepping in parallel processes; call `reset()` first."""
 
     def __init__(self, env_id: str, n_workers: int, first_seed: int = 0, with_expert: bool = False,
-                 **env_kwargs) -> None:
+                 slot_reader: Optional[str] = None, **env_kwargs) -> None:
         context = mp.get_context("spawn")
         self.n_workers = n_workers
         self.connections = []
@@ -98,7 +121,8 @@ class EnvWorkers:
         for worker in range(n_workers):
             parent, child = context.Pipe()
             process = context.Process(target=_worker, daemon=True,
-                                      args=(child, env_id, worker, n_workers, first_seed, with_expert, env_kwargs))
+                                      args=(child, env_id, worker, n_workers, first_seed, with_expert, slot_reader,
+                                            env_kwargs))
             process.start()
             child.close()
             self.connections.append(parent)
