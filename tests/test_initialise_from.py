@@ -39,6 +39,21 @@ def test_exported_actor_loads_back_into_the_network(tmp_path: Path, trained: boo
     assert all(torch.equal(a, b) for a, b in zip(critic_before, target.critic.parameters()))  # not exported
 
 
+def test_a_looking_network_starts_from_a_policy_that_does_not_look(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = ActorCritic(31, 7, [-1.0] * 7, [1.0] * 7)
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    target = ActorCritic(40, 7, [-1.0] * 7, [1.0] * 7)
+    initialise_from(target, export(source, tmp_path / "policy.onnx"))
+    points, state = torch.randn(3, 1200, 6), torch.randn(3, 31)
+    slot = torch.randn(3, 9)  # goal, TCP -> goal, goal axis: inserted before the trailing TCP pose
+    with torch.no_grad():
+        torch.testing.assert_close(target(points, torch.cat([state[:, :24], slot, state[:, 24:]], dim=1)),
+                                   source(points, state), rtol=1e-6, atol=1e-6)
+
+
 def test_a_foreign_onnx_file_is_refused(tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 

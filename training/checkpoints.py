@@ -47,18 +47,36 @@ def model_checkpoint(model: ActorCritic, **extra: Any) -> Dict[str, Any]:
     return {"model": model.state_dict(), "model_spec": spec, **extra}
 
 
+SLOT_STATE_SIZE = 9  # state entries a remembered slot adds: its position, TCP -> slot, its axis
+TCP_POSE_SIZE = 7  # the state's last entries (agent.preprocessing.build_state)
+
+
+def with_slot_columns(weight: torch.Tensor) -> torch.Tensor:
+    """A first layer's weight (out, features + state) with zero columns for a remembered slot's state
+    entries, where `build_state` puts them for the insertion tasks (whose only other `extra` entry is
+    the TCP pose): just before the trailing TCP pose. The wider layer computes what the narrow one did."""
+    zeros = weight.new_zeros(weight.shape[0], SLOT_STATE_SIZE)
+    return torch.cat([weight[:, :-TCP_POSE_SIZE], zeros, weight[:, -TCP_POSE_SIZE:]], dim=1)
+
+
 def initialise_from(model: ActorCritic, path: Path) -> None:
     """Load `path` into `model`: a checkpoint's whole model, or an exported ONNX policy's PointNet and
     actor (`weights/ENV.onnx`, so training can continue from a shipped policy when its run directory is
     gone); the ONNX file holds no critic or log-std, so those keep their fresh initialisation (the
-    action bounds come from the task, as for any new model)."""
+    action bounds come from the task, as for any new model). A looking model (`--slot-reader`) may start
+    from an insertion policy that does not look: the slot's state entries start with zero weights."""
     path = Path(path)
     if path.suffix != ".onnx":
         model.load_state_dict(load_checkpoint(path)["model"])
         return
     from training.export import actor_weights_from_onnx
 
-    missing, unexpected = model.load_state_dict(actor_weights_from_onnx(path), strict=False)
+    weights = actor_weights_from_onnx(path)
+    first = "actor.0.weight"
+    added = model.actor[0].in_features - weights[first].shape[1]
+    if added == SLOT_STATE_SIZE:  # a policy that does not look, for its looking version
+        weights[first] = with_slot_columns(weights[first])
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     absent = [key for key in missing
               if not key.startswith("critic.") and key not in ("log_std", "action_center", "action_scale")]
     if absent or unexpected:
