@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/line_up_perception.py PegInsertionSide-v0 --first-frame --episodes 3000
         [--updates 4000]    # ~3 min of collection, ~25 min per variant
     .venv/bin/python benchmarks/line_up_perception.py PegInsertionSide-v0 --close-look 0.1 --episodes 3000
-        [--look-jitter 0.02] [--updates 4000]    # the same, from the hand camera 10 cm in front of the slot
+        [--look-pitch 0.6] [--look-jitter 0.02] [--updates 4000] [--save DIR]    # from the hand camera 10 cm from the slot
     .venv/bin/python benchmarks/line_up_perception.py PegInsertionSide-v0 --grasp --variants uniform
         # how the peg is held, read in the line-up states
 
@@ -31,9 +31,10 @@ are the episodes' first observations (arm up, nothing between the box and the ba
 episode, so thousands of episodes), and the target is the TCP's position in the slot frame (where the
 slot is relative to the hand, which a policy remembering that view would need) and the slot's yaw.
 `--close-look DISTANCE` does the same for a closer view: the arm is put (by inverse kinematics, no
-simulation steps) where the hand camera looks straight at the slot's entrance face from DISTANCE m,
-give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its own
-(`--look-pitch`: looking down at the face at that angle, which keeps the wrist off the table).
+simulation steps) where the hand camera looks at the slot's entrance face from DISTANCE m, tilted
+`--look-pitch` rad downwards (default: the experts' look phase's 0.6, which keeps the wrist off the
+table), give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its
+own. With `--save DIR`, `ms2agent export-slot-reader DIR/uniform.pt` makes it a looking policy's reader.
 `--grasp` keeps the line-up states but regresses the other half of the line-up, how the object is
 held: the TCP's position in the object's frame (lateral: off the object's axis) and the object's axis
 in the TCP frame. With the slot placed by a close look, this is what a policy must still read.

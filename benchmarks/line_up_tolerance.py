@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 [--episodes 40]
         [--errors 0,2,4,6] [--strategies push,peck]    # ~10 min here for the defaults
-    .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 --estimator runs/probe/close_look/uniform.pt
-        [--look-steps 45]    # the slot read by the slot reader after a look phase instead (~10 min for 20 episodes)
+    .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 --slot-reader runs/PegInsertionSide-v0/slot_reader.onnx
+        # the slot read by a slot reader after a look phase instead (~10 min for 20 episodes)
 
 The point-cloud students read the hole's lateral position no better than ~6 mm
 (`benchmarks/line_up_perception.py`). This measures what precision would be enough: the privileged
@@ -14,12 +14,11 @@ error. Strategies at the slot:
 - `peck` (a search by touch): once the held object's head is at the slot face, back off a little,
   step along an Archimedean spiral around the estimate (`PECK_PITCH` between turns, `PECK_STEP`
   per probe), and push in again, until it enters.
-With `--estimator FILE` (a slot reader saved by `line_up_perception.py --close-look 0.1 --save DIR`) the
-estimate is not off by a fixed distance but read from the points, as a looking policy would: the expert
-spends its first `--look-steps` steps bringing the hand camera 10 cm in front of the slot (its look
-phase, on the true slot), the reader (exported to ONNX, run on onnxruntime by the agent's
-`agent.slot_memory` code) reads the slot from the view there, and the expert grasps and inserts on that
-reading. Its row's "lateral error" is the readings' RMS lateral error over the episodes.
+With `--slot-reader FILE` (`ms2agent export-slot-reader`) the estimate is not off by a fixed distance
+but read from the points, as a looking policy reads it: the expert spends the reader's look step
+bringing the hand camera to the look pose (its look phase, on the true slot), the reader reads the slot
+from the view there with the agent's code, and the expert grasps and inserts on that reading. Its
+row's "lateral error" is the readings' RMS lateral error over the episodes.
 Printed: a markdown table of success rate and mean episode length per error and strategy, and each
 strategy's success as a ratio to `push` at the same error.
 """
@@ -34,15 +33,15 @@ import sapien.core as sapien
 
 from mani_skill2.utils.sapien_utils import vectorize_pose
 
-from agent.onnx_model import make_session
-from agent.preprocessing import preprocess
-from agent.slot_memory import READING_NAME, slot_from_reading
+from agent.policy import reader
+from agent.registry import get_task, reader_spec
+from agent.slot_memory import slot_from_reading
 from line_up_perception import SEG_MODE
 from training.demos import current_observation
 from training.experts import evaluate_expert, make_expert
 from training.experts.assembly import InsertionExpert, slot_pose
 from training.experts.base import carry_action, rotation_angle
-from training.slot_reader import load_estimator, reader_onnx
+from training.slot_reader import reader_entry
 
 PECK_PITCH = 0.004  # m between the spiral's turns (the peg's hole leaves 3 mm on each side)
 PECK_STEP = 0.002  # m along the spiral per probe
@@ -73,28 +72,29 @@ def peck(expert: InsertionExpert, env: gym.Env) -> np.ndarray:
 
 
 class ReadSlot:
-    """Where the slot reader places the slot, read once per episode after the expert's look phase, by the
-    agent's code: the reader exported to ONNX on onnxruntime, `agent.slot_memory.slot_from_reading`."""
+    """Where a slot reader places the slot, read once per episode after the expert's look phase, by the
+    agent's code (`agent.policy.reader` on onnxruntime, `agent.slot_memory.slot_from_reading`)."""
 
     def __init__(self, path: Path) -> None:
-        estimator, self.spec = load_estimator(path)
-        self.session = make_session(reader_onnx(estimator, self.spec.total_points))
+        self.entry = reader_entry(path)
+        self.read = None  # built on the first call, against the env's observation space
         self.errors = []  # lateral error (m) of each reading
 
     def __call__(self, env: gym.Env) -> sapien.Pose:
         """The slot pose (`goal_pose`) read from the current view."""
-        net = preprocess(current_observation(env), self.spec, np.random.default_rng(int(env.unwrapped._episode_seed)))
-        reading = self.session.run([READING_NAME], {"points": net.points[None], "state": net.state[None]})[0][0]
+        if self.read is None:
+            self.read = reader(self.entry, reader_spec(get_task(env.unwrapped.spec.id)), env.observation_space)
+        rng = np.random.default_rng(int(env.unwrapped._episode_seed))
+        reading = self.read(current_observation(env), rng)
         slot = slot_pose(*slot_from_reading(reading, vectorize_pose(env.unwrapped.tcp.pose)))
         self.errors.append(float(np.linalg.norm((env.unwrapped.goal_pose.inv() * slot).p[1:])))
         return slot
 
 
-def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[ReadSlot] = None,
-                  look_steps: int = 0) -> InsertionExpert:
+def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[ReadSlot] = None) -> InsertionExpert:
     """The task's insertion expert with its slot estimate `error` m off laterally (direction drawn
-    per episode from its seed), or, with `read_slot`, where that reads it after a look phase of
-    `look_steps` steps (on the true slot), acting with `strategy`."""
+    per episode from its seed), or, with `read_slot`, where that reads it after a look phase (on the
+    true slot) of its reader's look step, acting with `strategy`."""
     base = type(make_expert(env_id))
     if not issubclass(base, InsertionExpert):
         raise SystemExit("{} is not an insertion task".format(env_id))
@@ -102,7 +102,7 @@ def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[
     class Erring(base):  # type: ignore[misc, valid-type]
         def reset(self, env: gym.Env) -> None:
             super().reset(env)
-            self.look_steps = look_steps
+            self.look_steps = 0 if read_slot is None else read_slot.entry.look_step
             direction = np.random.default_rng(int(env.unwrapped._episode_seed)).uniform(0, 2 * np.pi)
             shift = error * np.array([np.cos(direction), np.sin(direction)])
             if read_slot is None:
@@ -126,21 +126,20 @@ def main() -> None:
     parser.add_argument("--errors", default="0,2,4,6", help="comma-separated lateral errors, mm")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of "
                         + ", ".join(STRATEGIES))
-    parser.add_argument("--estimator", type=Path, help="read the slot with this slot reader (`line_up_perception.py "
-                        "--close-look D --save DIR`) after a look phase instead of --errors")
-    parser.add_argument("--look-steps", type=int, default=45, help="steps of the expert's look phase (--estimator)")
+    parser.add_argument("--slot-reader", type=Path, help="an exported slot reader (`ms2agent export-slot-reader`): "
+                        "the expert looks for its look step, then acts on the slot it reads, instead of --errors")
     args = parser.parse_args()
     strategies = args.strategies.split(",")
     if set(strategies) - set(STRATEGIES):
         parser.error("unknown strategies {}".format(", ".join(sorted(set(strategies) - set(STRATEGIES)))))
-    errors = [float(value) for value in args.errors.split(",")] if args.estimator is None else [0.0]
+    errors = [float(value) for value in args.errors.split(",")] if args.slot_reader is None else [0.0]
 
     results: Dict[str, Dict[float, Dict[str, Any]]] = {strategy: {} for strategy in strategies}
     for strategy in strategies:
         for error in errors:
             clock = time.time()
-            read_slot = None if args.estimator is None else ReadSlot(args.estimator)
-            expert = erring_expert(args.env_id, error / 1000, strategy, read_slot, args.look_steps)
+            read_slot = None if args.slot_reader is None else ReadSlot(args.slot_reader)
+            expert = erring_expert(args.env_id, error / 1000, strategy, read_slot)
             if read_slot is None:
                 result = evaluate_expert(args.env_id, args.episodes, args.first_seed, expert=expert)
             else:  # the same observations and renderer as the reader's training views
