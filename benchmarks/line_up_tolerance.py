@@ -1,7 +1,7 @@
 """How far off can an insertion expert's estimate of the slot be before it stops inserting?
 
     .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 [--episodes 40]
-        [--errors 0,2,4,6] [--strategies push,peck]    # ~10 min here for the defaults
+        [--errors 0,2,4,6] [--strategies push,peck] [--look-steps 30]    # ~10 min here for the defaults
     .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 --slot-reader runs/PegInsertionSide-v0/slot_reader.onnx
         # the slot read by a slot reader after a look phase instead (~10 min for 20 episodes)
 
@@ -91,10 +91,11 @@ class ReadSlot:
         return slot
 
 
-def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[ReadSlot] = None) -> InsertionExpert:
+def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[ReadSlot] = None,
+                  look_steps: int = 0) -> InsertionExpert:
     """The task's insertion expert with its slot estimate `error` m off laterally (direction drawn
-    per episode from its seed), or, with `read_slot`, where that reads it after a look phase (on the
-    true slot) of its reader's look step, acting with `strategy`."""
+    per episode from its seed) after a look phase of `look_steps`, or, with `read_slot`, where that
+    reads it after a look phase (on the true slot) of its reader's look step, acting with `strategy`."""
     base = type(make_expert(env_id))
     if not issubclass(base, InsertionExpert):
         raise SystemExit("{} is not an insertion task".format(env_id))
@@ -102,7 +103,7 @@ def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[
     class Erring(base):  # type: ignore[misc, valid-type]
         def reset(self, env: gym.Env) -> None:
             super().reset(env)
-            self.look_steps = 0 if read_slot is None else read_slot.entry.look_step
+            self.look_steps = look_steps if read_slot is None else read_slot.entry.look_step
             direction = np.random.default_rng(int(env.unwrapped._episode_seed)).uniform(0, 2 * np.pi)
             shift = error * np.array([np.cos(direction), np.sin(direction)])
             if read_slot is None:
@@ -126,6 +127,7 @@ def main() -> None:
     parser.add_argument("--errors", default="0,2,4,6", help="comma-separated lateral errors, mm")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of "
                         + ", ".join(STRATEGIES))
+    parser.add_argument("--look-steps", type=int, default=0, help="with --errors: a look phase of this many steps first")
     parser.add_argument("--slot-reader", type=Path, help="an exported slot reader (`ms2agent export-slot-reader`): "
                         "the expert looks for its look step, then acts on the slot it reads, instead of --errors")
     args = parser.parse_args()
@@ -139,7 +141,7 @@ def main() -> None:
         for error in errors:
             clock = time.time()
             read_slot = None if args.slot_reader is None else ReadSlot(args.slot_reader)
-            expert = erring_expert(args.env_id, error / 1000, strategy, read_slot)
+            expert = erring_expert(args.env_id, error / 1000, strategy, read_slot, args.look_steps)
             if read_slot is None:
                 result = evaluate_expert(args.env_id, args.episodes, args.first_seed, expert=expert)
             else:  # the same observations and renderer as the reader's training views
