@@ -31,9 +31,10 @@ def ship_untrained(weights: Path, env_id: str = ENV_ID) -> None:
     register(weights, env_id, path, task.control_mode, task.obs_mode, PROVENANCE)
 
 
-def run_official_evaluator(python: str, cwd: Path, out: Path, env: Dict[str, str], episodes: int = 1) -> Dict:
-    """`python -m mani_skill2.evaluation.run_evaluation` on ENV_ID; its average metrics."""
-    command = [python, "-m", "mani_skill2.evaluation.run_evaluation", "-e", ENV_ID, "-o", str(out),
+def run_official_evaluator(python: str, cwd: Path, out: Path, env: Dict[str, str], episodes: int = 1,
+                           env_id: str = ENV_ID) -> Dict:
+    """`python -m mani_skill2.evaluation.run_evaluation` on `env_id`; its average metrics."""
+    command = [python, "-m", "mani_skill2.evaluation.run_evaluation", "-e", env_id, "-o", str(out),
                "-n", str(episodes)]
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -46,6 +47,26 @@ def test_official_evaluator_runs_the_agent_from_another_weights_dir(tmp_path: Pa
     ship_untrained(tmp_path / "weights")
     env = dict(os.environ, MS2AGENT_WEIGHTS_DIR=str(tmp_path / "weights"))
     metrics = run_official_evaluator(sys.executable, ROOT, tmp_path / "out", env)
+    assert 0.0 <= metrics["success"] <= 1.0
+
+
+@pytest.mark.sim
+def test_official_evaluator_runs_a_looking_policy(tmp_path: Path) -> None:
+    import torch
+
+    from agent.manifest import read_manifest, write_entry
+    from training.slot_reader import Regressor, SlotEstimator, export_slot_reader, save_estimator
+
+    env_id, weights = "PegInsertionSide-v0", tmp_path / "weights"
+    torch.manual_seed(0)
+    save_estimator(SlotEstimator(Regressor(31), [0.0] * 6, [1.0] * 6), get_task(env_id), tmp_path / "uniform.pt")
+    reader = export_slot_reader(tmp_path / "uniform.pt", weights / "{}.slot_reader.onnx".format(env_id), look_step=5)
+    export_actor_critic(weights / "{}.onnx".format(env_id), 40, 7)  # 31 + the remembered slot's 9
+    entry = register(weights, env_id, weights / "{}.onnx".format(env_id), "pd_ee_delta_pose", "pointcloud", PROVENANCE)
+    write_entry(weights, entry._replace(slot_reader=reader))
+    assert read_manifest(weights)[env_id].slot_reader == reader
+    env = dict(os.environ, MS2AGENT_WEIGHTS_DIR=str(weights))
+    metrics = run_official_evaluator(sys.executable, ROOT, tmp_path / "out", env, env_id=env_id)
     assert 0.0 <= metrics["success"] <= 1.0
 
 
