@@ -34,3 +34,14 @@ def test_insertion_student_is_measured_in_front_of_the_slot() -> None:
     slot = record["closest_to_slot"]
     assert set(slot) == {"along", "lateral", "angle", "entrance"}
     assert -1 < slot["along"] < slot["entrance"] < 0 and 0 <= slot["lateral"] < 1  # in front of the hole
+
+
+@pytest.mark.sim
+def test_a_looking_student_is_measured_where_it_read_the_slot() -> None:
+    """The shipped student started as a looking one (zero weights on the slot) does not look: its camera is
+    far from the look pose when the shipped slot reader reads, and the reading is off."""
+    reader = ROOT / "weights" / "PegInsertionSide-v0.slot_reader.onnx"
+    [record] = diagnose("PegInsertionSide-v0", ROOT / "weights" / "PegInsertionSide-v0.onnx", [2_000_000],
+                        max_steps=32, slot_reader=reader)
+    assert set(record["look_offset"]) == {"distance", "angle"} and record["look_offset"]["distance"] > 0.05
+    assert set(record["reading_error"]) == {"along", "lateral", "angle", "entrance"}

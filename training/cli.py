@@ -314,12 +314,13 @@ def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
 def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
              student: Path = typer.Argument(..., help="student checkpoint (.pt) or exported weights/ENV.onnx"),
              episodes: int = typer.Option(4, help="number of episodes"),
-             first_seed: int = typer.Option(2_000_000, help="first episode seed (default: the selection seeds)")) -> None:
+             first_seed: int = typer.Option(2_000_000, help="first episode seed (default: the selection seeds)"),
+             slot_reader: Optional[Path] = SLOT_READER) -> None:
     """Where a student fails: per episode, its grasp, closest approach and distance from the expert's labels."""
     from training.diagnose import diagnose as run
 
     checked_expert(env_id)
-    for record in run(env_id, student, list(range(first_seed, first_seed + episodes))):
+    for record in run(env_id, student, list(range(first_seed, first_seed + episodes)), slot_reader=slot_reader):
         typer.echo(json.dumps(record))
 
 

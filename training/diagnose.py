@@ -7,10 +7,14 @@ never grasps and ends hovering a constant height above the grasp pose has stalle
 cancels the expert's label (see README, "Privileged experts and distillation").
 For the insertion tasks the carry is measured too: the held object's closest approach to its
 inserted pose after the grasp, in the slot frame (how far in front of the hole it stopped).
+A looking student (`slot_reader`) is run as the agent runs it, and each record adds how far its hand
+camera was from the look pose when it read (`look_offset`: m, rad) and how far the slot it read is
+from the true one (`reading_error`); its expert labels follow the reading, as in training.
 """
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import gymnasium as gym
 import numpy as np
 import sapien.core as sapien
 
@@ -20,9 +24,10 @@ from training.checkpoints import initialise_from
 from training.envs import make_env
 from training.evaluation import torch_actor
 from training.experts import make_expert
-from training.experts.assembly import InsertionExpert
+from training.experts.assembly import LOOK_CAMERA, InsertionExpert, look_camera_pose, slot_pose
 from training.experts.base import rotation_angle, tcp_pose
 from training.networks import ActorCritic
+from training.slot_reader import looking_memory
 
 
 def pose_error(offset: sapien.Pose) -> Dict[str, float]:
@@ -44,7 +49,16 @@ def nearer(best: Optional[sapien.Pose], candidate: sapien.Pose) -> sapien.Pose:
     return candidate if best is None or np.linalg.norm(candidate.p) < np.linalg.norm(best.p) else best
 
 
-def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200) -> List[Dict[str, Any]]:
+def look_offset(env: gym.Env, expert: InsertionExpert) -> Dict[str, float]:
+    """How far the hand camera is from the expert's look pose (on the true slot): distance (m), angle (rad)."""
+    mounted = env.unwrapped._cameras[LOOK_CAMERA]
+    camera = mounted.actor.pose * sapien.Pose(mounted.camera_cfg.p, mounted.camera_cfg.q)
+    offset = look_camera_pose(env.unwrapped.goal_pose, expert.look_distance, expert.look_pitch).inv() * camera
+    return {"distance": round(float(np.linalg.norm(offset.p)), 4), "angle": round(rotation_angle(offset), 3)}
+
+
+def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
+             slot_reader: Optional[Path] = None) -> List[Dict[str, Any]]:
     """One record per seed: success, steps, first grasp step, closest approach to the grasp pose
     before grasping (distance, height above it, lateral and angle error there; m, rad), and the
     mean absolute difference between its actions and the expert's labels (all 7 dimensions), over
@@ -55,7 +69,12 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
     expert = make_expert(env_id)  # every expert grasps first (training.experts.base.GraspExpert)
     inserts = isinstance(expert, InsertionExpert)
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=None)
-    model = ActorCritic(state_size(env.observation_space), env.action_space.shape[0],
+    rng = np.random.default_rng(0)
+    memory = None
+    if slot_reader is not None:
+        spec, memory = looking_memory(slot_reader, spec, env.observation_space, lambda: rng)
+        expert.look_steps = memory.look_step
+    model = ActorCritic(state_size(env.observation_space, spec), env.action_space.shape[0],
                         env.action_space.low, env.action_space.high)
     initialise_from(model, student)
     actor = torch_actor(model)
@@ -66,14 +85,23 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
             rng = np.random.default_rng(seed)
             expert.reset(env)
             grasp_step, closest, nearest_slot, errors, success = None, None, None, [], False
+            looked: Dict[str, Any] = {}
+            if memory is not None:
+                memory.reset()
             for step in range(max_steps):
+                if memory is not None:
+                    obs = memory.remember(obs)
+                    if step == memory.look_step:
+                        expert.reading = slot_pose(memory.position, memory.axis) if memory.axis.any() else None
+                        looked = {"look_offset": look_offset(env, expert), "reading_error": None if expert.reading is None
+                                  else slot_error(env.unwrapped.goal_pose.inv() * expert.reading, 0.0)}
                 net = preprocess(obs, spec, rng)
                 action = actor(net.points[None], net.state[None])[0]
                 errors.append(float(np.mean(np.abs(action - expert.act(env)))))
                 if grasp_step is None:
                     closest = nearer(closest, expert.grasp_pose(env).inv() * tcp_pose(env))  # z < 0: above
-                elif inserts:  # x < 0: in front of the slot
-                    nearest_slot = nearer(nearest_slot, expert.slot_offset(env))
+                elif inserts:  # x < 0: in front of the (true) slot
+                    nearest_slot = nearer(nearest_slot, env.unwrapped.goal_pose.inv() * expert.target(env).pose)
                 obs, _, terminated, truncated, info = env.step(action)
                 if grasp_step is None and expert.holds_target(env):
                     grasp_step = step + 1
@@ -88,7 +116,7 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200)
             if inserts:
                 record["closest_to_slot"] = (None if nearest_slot is None
                                              else slot_error(nearest_slot, expert.entrance(env)))
-            records.append(record)
+            records.append({**record, **looked})
     finally:
         env.close()
     return records

@@ -10,7 +10,7 @@ reads (ONNX metadata `look_step`): that file is all training and export need to 
 """
 import io
 from pathlib import Path
-from typing import NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import numpy as np
 import onnx
@@ -19,8 +19,9 @@ from torch import nn
 
 from agent.manifest import SlotReaderEntry, file_sha256
 from agent.onnx_model import INPUT_NAMES, make_session, model_spec
-from agent.registry import TaskSpec, get_task, reader_spec
-from agent.slot_memory import READING_NAME
+from agent.policy import reader
+from agent.registry import TaskSpec, get_task, looking, reader_spec
+from agent.slot_memory import READING_NAME, SlotMemory
 from training.networks import PointNet, mlp_head
 
 LOOK_STEP_KEY = "look_step"  # ONNX metadata: the step at which a looking policy reads the slot
@@ -149,3 +150,12 @@ def reader_entry(path: Path) -> SlotReaderEntry:
         raise ValueError("{} is not an exported slot reader (no {!r} metadata); export one with "
                          "`ms2agent export-slot-reader`".format(path, LOOK_STEP_KEY))
     return SlotReaderEntry(Path(path), file_sha256(path), model_spec(session, READING_NAME), int(metadata[LOOK_STEP_KEY]))
+
+
+def looking_memory(slot_reader: Path, spec: TaskSpec, observation_space: Any,
+                   rng: Callable[[], np.random.Generator]) -> Tuple[TaskSpec, SlotMemory]:
+    """The looking version of `spec` and a slot memory reading with an exported slot reader, as the
+    agent builds them (`rng()`: the preprocessing RNG in use when it reads)."""
+    entry = reader_entry(slot_reader)
+    read = reader(entry, reader_spec(spec), observation_space)
+    return looking(spec, entry.look_step), SlotMemory(lambda observation: read(observation, rng()), entry.look_step)

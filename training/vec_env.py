@@ -17,10 +17,8 @@ from typing import Dict, List, NamedTuple, Optional
 
 import numpy as np
 
-from agent.policy import reader
 from agent.preprocessing import preprocess, state_size
-from agent.registry import get_task, looking, reader_spec
-from agent.slot_memory import SlotMemory
+from agent.registry import get_task
 
 
 class Step(NamedTuple):
@@ -49,12 +47,9 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
     rng = np.random.default_rng(first_seed + worker)
     memory = None
     if slot_reader is not None:
-        from training.slot_reader import reader_entry
+        from training.slot_reader import looking_memory
 
-        entry = reader_entry(Path(slot_reader))
-        read = reader(entry, reader_spec(spec), env.observation_space)
-        spec = looking(spec, entry.look_step)
-        memory = SlotMemory(lambda observation: read(observation, rng), entry.look_step)
+        spec, memory = looking_memory(Path(slot_reader), spec, env.observation_space, lambda: rng)
     expert = None
     if with_expert:
         from training.experts import make_expert
