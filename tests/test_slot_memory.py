@@ -196,3 +196,4 @@ def test_env_workers_remember_the_slot_read_at_the_look_step(tmp_path: Path) -> 
     assert [bool(np.any(axis)) for axis in goal_axes] == [False, False, True, True]
     assert np.linalg.norm(goal_axes[-1]) == pytest.approx(1.0, abs=1e-5)
     assert all(step.expert_action[0, -1] == 1.0 for step in steps[:2])  # looking, gripper open
+    assert [step.reward[0] == 0.0 for step in steps[1:]] == [True, True, False]  # the look's two actions are free

@@ -8,7 +8,9 @@ with one lavapipe thread (`LP_NUM_THREADS=1`), which is faster than sharing thre
 `fast_render=False` is passed, with `training.fast_render`'s light meshes and one-pass shader.
 With `slot_reader` (an exported slot reader, `training.slot_reader`) the policy looks: each worker
 remembers the slot read at the reader's look step (agent.slot_memory, as the agent does), and the
-expert starts with a look phase of that many steps and then acts on the reading.
+expert starts with a look phase of that many steps and then acts on the reading. The look's actions
+get no reward: the tasks' dense rewards punish a gripper that does not point down, which would teach
+PPO to skip the look.
 """
 import multiprocessing as mp
 import os
@@ -92,6 +94,8 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
                 conn.send((points, state, 0.0, False, False, False, None, None, label))
                 continue
             obs, reward, terminated, truncated, info = env.step(action)
+            if memory is not None and memory.step <= memory.look_step:  # a look action: free (see module docstring)
+                reward = 0.0
             final_points = final_state = None
             if terminated or truncated:
                 final_points, final_state, _ = observe(obs)
