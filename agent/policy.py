@@ -106,7 +106,10 @@ def reader(entry: SlotReaderEntry, spec: TaskSpec, observation_space: Any, threa
             entry.path, entry.spec, spec.env_id, expected))
 
     def read(observation: Dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+        """The reading; NaN (the memory retries) for an empty cloud or non-finite inputs."""
         network_input = preprocess(observation, spec, rng)
+        if network_input.n_valid == 0 or not _is_finite(network_input):
+            return np.full(READING_SIZE, np.nan)
         return session.run([READING_NAME], {"points": network_input.points[None], "state": network_input.state[None]})[0][0]
 
     return read
@@ -154,8 +157,6 @@ class Policy:
 
     def act(self, observation: Dict[str, Any]) -> np.ndarray:
         """The policy's deterministic action for one raw observation."""
-        if self.memory is not None:
-            observation = self.memory.remember(observation)
         network_input = self.network_input(observation)
         if network_input.n_valid == 0:
             return self._fallback("empty", "the point cloud has no valid points above the ground")
@@ -166,8 +167,11 @@ class Policy:
         return np.clip(action, self.low, self.high).astype(np.float32, copy=False)
 
     def network_input(self, observation: Dict[str, Any]) -> NetworkInput:
-        """Preprocessed inputs, made finite (with one warning) if the observation was not."""
+        """Preprocessed inputs (a looking policy's with its remembered slot), made finite (with one warning)
+        if the observation was not."""
         try:
+            if self.memory is not None:
+                observation = self.memory.remember(observation)
             network_input = preprocess(observation, self.task, self._rng)
         except (KeyError, TypeError, IndexError) as error:
             missing = missing_keys(observation, self.task)

@@ -44,6 +44,8 @@ def looking(spec: TaskSpec, look_step: int) -> TaskSpec:
     """`spec` for a policy that reads its slot at `look_step` (agent.slot_memory) and sees it as a goal."""
     if look_step < 1:
         raise ValueError("look_step must be >= 1, got {}".format(look_step))
+    if spec.n_goal_points:
+        raise ValueError("{} observes its goal; looking is for tasks that hide their slot".format(spec.env_id))
     return spec._replace(n_points=spec.total_points - GOAL_POINTS, n_goal_points=GOAL_POINTS, look_step=look_step)
 
 

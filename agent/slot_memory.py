@@ -3,10 +3,11 @@
 PegInsertionSide's and PlugCharger's observations do not say where the hole / receptacle is, and the
 clouds a policy sees while holding the peg place it no better than ~6 mm. From the hand camera ~10 cm
 in front of it, a slot reader (a PointNet regressor, `training.slot_reader`) places it to ~2.4 mm.
-A looking policy brings the hand camera there first; at step `look_step` of each episode the reader
-reads the slot from that observation, and from then on every observation carries the remembered slot
-as `extra.goal_pos` (the slot frame's origin, world) and `extra.goal_axis` (its x axis, the insertion
-direction), which preprocessing turns into goal points and state. Before the read both are zeros.
+A looking policy brings the hand camera there first; the observation after `look_step` actions (the
+reset observation counts as 0) goes to the reader, and from then on every observation carries the
+remembered slot as `extra.goal_pos` (the slot frame's origin, world) and `extra.goal_axis` (its x axis,
+the insertion direction), which preprocessing turns into goal points and state. Before the read both are
+zeros; a reading that is not finite (a bad observation) is retried on the next observation.
 
 A reading is the TCP's position in the slot frame (3) and the slot's world rotation vector (3).
 Pure numpy (Python 3.8).
@@ -40,30 +41,32 @@ def slot_from_reading(reading: np.ndarray, tcp_pose: np.ndarray) -> Tuple[np.nda
 
 def with_slot(observation: Dict[str, Any], position: np.ndarray, axis: np.ndarray) -> Dict[str, Any]:
     """A shallow copy of `observation` whose `extra` carries the slot (`SLOT_KEYS`)."""
-    extra = dict(observation["extra"], goal_pos=np.asarray(position, np.float32), goal_axis=np.asarray(axis, np.float32))
-    return dict(observation, extra=extra)
+    slot = dict(zip(SLOT_KEYS, (np.asarray(position, np.float32), np.asarray(axis, np.float32))))
+    return dict(observation, extra=dict(observation["extra"], **slot))
 
 
 class SlotMemory:
-    """Reads the slot at step `look_step` of an episode (`read`: raw observation -> reading) and adds
-    it to that observation and every later one; `reset()` at every episode start."""
+    """Reads the slot from observation `look_step` of an episode (`read`: raw observation -> reading; a
+    later one where that reading is not finite) and adds it to that observation and every later one;
+    `reset()` at every episode start. `read_at`: the observation it read (None: not yet)."""
 
     def __init__(self, read: Callable[[Dict[str, Any]], np.ndarray], look_step: int) -> None:
-        if look_step < 0:
-            raise ValueError("look_step must be >= 0, got {}".format(look_step))
+        if look_step < 1:
+            raise ValueError("look_step must be >= 1, got {}".format(look_step))
         self.read, self.look_step = read, look_step
         self.reset()
 
     def reset(self) -> None:
-        self.step = 0
+        self.step, self.read_at = 0, None
         self.position, self.axis = np.zeros(3), np.zeros(3)
 
     def remember(self, observation: Dict[str, Any]) -> Dict[str, Any]:
-        """`observation` with the remembered slot (zeros before the read); reads it at `look_step`."""
-        if self.step == self.look_step:
+        """`observation` with the remembered slot (zeros before the read); reads it from `look_step` on."""
+        if self.step >= self.look_step and self.read_at is None:
             reading = np.asarray(self.read(observation), dtype=np.float64).reshape(READING_SIZE)
             tcp = np.asarray(observation["extra"]["tcp_pose"], dtype=np.float64)
-            if np.isfinite(reading).all() and np.isfinite(tcp).all():  # else the slot stays unread (zeros)
+            if np.isfinite(reading).all() and np.isfinite(tcp).all():  # else: retried next step
                 self.position, self.axis = slot_from_reading(reading, tcp)
+                self.read_at = self.step
         self.step += 1
         return with_slot(observation, self.position, self.axis)

@@ -34,7 +34,8 @@ slot is relative to the hand, which a policy remembering that view would need) a
 simulation steps) where the hand camera looks at the slot's entrance face from DISTANCE m, tilted
 `--look-pitch` rad downwards (default: the experts' look phase's 0.6, which keeps the wrist off the
 table), give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its
-own. With `--save DIR`, `ms2agent export-slot-reader DIR/uniform.pt` makes it a looking policy's reader.
+own. With `--save DIR`, `ms2agent export-slot-reader DIR/uniform.pt OUT.onnx` makes it a looking policy's
+reader.
 `--grasp` keeps the line-up states but regresses the other half of the line-up, how the object is
 held: the TCP's position in the object's frame (lateral: off the object's axis) and the object's axis
 in the TCP frame. With the slot placed by a close look, this is what a policy must still read.

@@ -75,8 +75,8 @@ class ReadSlot:
     """Where a slot reader places the slot, read once per episode after the expert's look phase, by the
     agent's code (`agent.policy.reader` on onnxruntime, `agent.slot_memory.slot_from_reading`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.entry = reader_entry(path)
+    def __init__(self, path: Path, env_id: str) -> None:
+        self.entry = reader_entry(path, env_id)
         self.read = None  # built on the first call, against the env's observation space
         self.errors = []  # lateral error (m) of each reading
 
@@ -105,13 +105,12 @@ def erring_expert(env_id: str, error: float, strategy: str, read_slot: Optional[
             super().reset(env)
             self.look_steps = look_steps if read_slot is None else read_slot.entry.look_step
             direction = np.random.default_rng(int(env.unwrapped._episode_seed)).uniform(0, 2 * np.pi)
-            shift = error * np.array([np.cos(direction), np.sin(direction)])
-            if read_slot is None:
-                self.reading = env.unwrapped.goal_pose * sapien.Pose([0.0, *shift])
+            self.shift = error * np.array([np.cos(direction), np.sin(direction)])
 
         def act(self, env: gym.Env) -> np.ndarray:
-            if read_slot is not None and self.steps == self.look_steps:
-                self.reading = read_slot(env)
+            if self.steps == self.look_steps:  # after the look (on the true slot), the estimate
+                self.reading = (env.unwrapped.goal_pose * sapien.Pose([0.0, *self.shift]) if read_slot is None
+                                else read_slot(env))
             if strategy == "peck" and self.holds_target(env):
                 return peck(self, env)
             return super().act(env)
@@ -140,7 +139,7 @@ def main() -> None:
     for strategy in strategies:
         for error in errors:
             clock = time.time()
-            read_slot = None if args.slot_reader is None else ReadSlot(args.slot_reader)
+            read_slot = None if args.slot_reader is None else ReadSlot(args.slot_reader, args.env_id)
             expert = erring_expert(args.env_id, error / 1000, strategy, read_slot, args.look_steps)
             if read_slot is None:
                 result = evaluate_expert(args.env_id, args.episodes, args.first_seed, expert=expert)

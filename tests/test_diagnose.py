@@ -44,4 +44,4 @@ def test_a_looking_student_is_measured_where_it_read_the_slot() -> None:
     [record] = diagnose("PegInsertionSide-v0", ROOT / "weights" / "PegInsertionSide-v0.onnx", [2_000_000],
                         max_steps=32, slot_reader=reader)
     assert set(record["look_offset"]) == {"distance", "angle"} and record["look_offset"]["distance"] > 0.05
-    assert set(record["reading_error"]) == {"along", "lateral", "angle", "entrance"}
+    assert set(record["reading_error"]) == {"along", "lateral", "angle"} and record["read_at"] == 30

@@ -74,10 +74,14 @@ def test_the_memory_reads_once_at_the_look_step_and_forgets_at_reset() -> None:
     assert not np.any(memory.remember(peg_observation(0))["extra"]["goal_axis"])
 
 
-def test_a_non_finite_reading_leaves_the_slot_unread() -> None:
-    memory = SlotMemory(lambda obs: np.full(6, np.nan), 0)
-    extra = memory.remember(peg_observation(0))["extra"]
-    assert np.all(extra["goal_pos"] == 0) and np.all(extra["goal_axis"] == 0)
+def test_a_non_finite_reading_is_retried_on_the_next_observation() -> None:
+    readings = [np.full(6, np.nan), np.array([0.0, 0.0, 0.1, 0.0, 0.0, 0.0])]
+    memory = SlotMemory(lambda obs: readings.pop(0), 1)
+    extras = [memory.remember(peg_observation(step))["extra"] for step in range(3)]
+    assert [bool(np.any(extra["goal_axis"])) for extra in extras] == [False, False, True]
+    assert memory.read_at == 2 and not readings
+    with pytest.raises(ValueError, match="look_step"):
+        SlotMemory(lambda obs: np.zeros(6), 0)
 
 
 def test_looking_turns_camera_points_into_goal_points() -> None:
@@ -86,6 +90,8 @@ def test_looking_turns_camera_points_into_goal_points() -> None:
     assert reader_spec(spec) == get_task(ENV_ID)
     with pytest.raises(ValueError, match="look_step"):
         looking(get_task(ENV_ID), 0)
+    with pytest.raises(ValueError, match="observes its goal"):
+        looking(get_task("PickCube-v0"), LOOK_STEP)
 
 
 def ship_looking(directory: Path, reader_state_size: int = 31) -> SlotReaderEntry:
@@ -143,6 +149,10 @@ def test_the_exported_slot_reader_computes_the_trained_regressor(tmp_path: Path)
     reading = make_session(str(entry.path)).run(["reading"], {"points": points, "state": state})[0]
     np.testing.assert_allclose(reading, estimator.predict(points, state), atol=1e-5)
 
+    from training.slot_reader import reader_entry
+
+    with pytest.raises(ValueError, match="PegInsertionSide-v0's slot"):
+        reader_entry(entry.path, "PlugCharger-v0")
     save_estimator(estimator, spec._replace(voxel_size=0.005), tmp_path / "voxel.pt")
     with pytest.raises(ValueError, match="preprocesses"):
         export_slot_reader(tmp_path / "voxel.pt", tmp_path / "voxel.onnx", LOOK_STEP)

@@ -54,7 +54,8 @@ TCP_POSE_SIZE = 7  # the state's last entries (agent.preprocessing.build_state)
 def with_slot_columns(weight: torch.Tensor) -> torch.Tensor:
     """A first layer's weight (out, features + state) with zero columns for a remembered slot's state
     entries, where `build_state` puts them for the insertion tasks (whose only other `extra` entry is
-    the TCP pose): just before the trailing TCP pose. The wider layer computes what the narrow one did."""
+    the TCP pose): just before the trailing TCP pose. The wider layer computes what the narrow one did
+    from the same features (the looking cloud's 50 goal points still change the PointNet's)."""
     zeros = weight.new_zeros(weight.shape[0], SLOT_STATE_SIZE)
     return torch.cat([weight[:, :-TCP_POSE_SIZE], zeros, weight[:, -TCP_POSE_SIZE:]], dim=1)
 
@@ -64,7 +65,7 @@ def initialise_from(model: ActorCritic, path: Path) -> None:
     actor (`weights/ENV.onnx`, so training can continue from a shipped policy when its run directory is
     gone); the ONNX file holds no critic or log-std, so those keep their fresh initialisation (the
     action bounds come from the task, as for any new model). A looking model (`--slot-reader`) may start
-    from an insertion policy that does not look: the slot's state entries start with zero weights."""
+    from an exported insertion policy that does not look: the slot's state entries start with zero weights."""
     path = Path(path)
     if path.suffix != ".onnx":
         model.load_state_dict(load_checkpoint(path)["model"])

@@ -249,8 +249,11 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
     from training.export import export_checkpoint
 
     get_task(env_id)
-    typer.echo(json.dumps(export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader),
-                          indent=2))
+    try:
+        summary = export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command("export-slot-reader")

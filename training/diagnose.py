@@ -63,13 +63,15 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
     before grasping (distance, height above it, lateral and angle error there; m, rad), and the
     mean absolute difference between its actions and the expert's labels (all 7 dimensions), over
     the episode and over its steps after the grasp (None without one); insertion tasks add the
-    closest approach to the inserted pose after the grasp (`slot_error`).
+    closest approach to the inserted pose after the grasp (`slot_error`); with `slot_reader`, the hand
+    camera's offset from the look pose when it read (`look_offset`) and the read slot's error
+    (`reading_error`: along its axis, lateral, angle).
     Point sampling is seeded per episode, so a run is repeatable, but not the selection run itself."""
     spec = get_task(env_id)
     expert = make_expert(env_id)  # every expert grasps first (training.experts.base.GraspExpert)
     inserts = isinstance(expert, InsertionExpert)
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=None)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(0)  # rebound per episode; the memory's reader reads the current one
     memory = None
     if slot_reader is not None:
         spec, memory = looking_memory(slot_reader, spec, env.observation_space, lambda: rng)
@@ -91,10 +93,11 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             for step in range(max_steps):
                 if memory is not None:
                     obs = memory.remember(obs)
-                    if step == memory.look_step:
-                        expert.reading = slot_pose(memory.position, memory.axis) if memory.axis.any() else None
-                        looked = {"look_offset": look_offset(env, expert), "reading_error": None if expert.reading is None
-                                  else slot_error(env.unwrapped.goal_pose.inv() * expert.reading, 0.0)}
+                    if memory.read_at == step:
+                        expert.reading = slot_pose(memory.position, memory.axis)
+                        error = slot_error(env.unwrapped.goal_pose.inv() * expert.reading, 0.0)
+                        looked = {"look_offset": look_offset(env, expert), "read_at": step,
+                                  "reading_error": {key: error[key] for key in ("along", "lateral", "angle")}}
                 net = preprocess(obs, spec, rng)
                 action = actor(net.points[None], net.state[None])[0]
                 errors.append(float(np.mean(np.abs(action - expert.act(env)))))

@@ -138,13 +138,18 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
                       slot_reader: Optional[Path] = None) -> Dict[str, Any]:
     """Write `weights_dir/ENV.onnx` and its manifest entry (a looking policy's `slot_reader` is copied
     next to it as `ENV.slot_reader.onnx`); returns a summary."""
-    reader = None if slot_reader is None else reader_entry(slot_reader)
+    reader = None if slot_reader is None else reader_entry(slot_reader, env_id)
     spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step)
     model = model_from_checkpoint(checkpoint)
     record = load_checkpoint(checkpoint).get("record", {})
     state_size = model.critic[0].in_features - model.pointnet.out_features
+    inputs = real_inputs(spec)
+    if state_size != inputs[0].state.size:
+        raise ValueError("{} takes a state of size {}, but {} {} gives {}: {} --slot-reader".format(
+            checkpoint, state_size, env_id, "with a slot reader" if reader else "without one", inputs[0].state.size,
+            "omit" if reader else "pass the policy's"))
     data = onnx_bytes(ExportedActor(model), spec.total_points, state_size)
-    difference = check_parity(model, data, real_inputs(spec))
+    difference = check_parity(model, data, inputs)
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = weights_dir / "{}.onnx".format(env_id)
     path.write_bytes(data)

@@ -24,6 +24,7 @@ class RunDirectory:
         config_file = self.path / "config.json"
         if config_file.exists():
             existing = json.loads(config_file.read_text())
+            existing = {**{key: None for key in config if key not in existing}, **existing}  # newer optional settings
             if existing != config and not force:
                 raise RunDirectoryError(
                     "{} holds a run with another configuration; pass --force to overwrite its config, or use "

@@ -25,6 +25,7 @@ from agent.slot_memory import READING_NAME, SlotMemory
 from training.networks import PointNet, mlp_head
 
 LOOK_STEP_KEY = "look_step"  # ONNX metadata: the step at which a looking policy reads the slot
+ENV_ID_KEY = "env_id"  # ONNX metadata: the task whose slot it reads
 LONGEST_WAVELENGTH = 0.5  # m, of the Fourier point features (`fourier_octaves`)
 PROGRESS_EVERY = 500  # updates between progress lines
 
@@ -62,8 +63,8 @@ class SlotEstimator(NamedTuple):
 
 def train_regressor(points: np.ndarray, states: np.ndarray, targets: np.ndarray, updates: int,
                     batch_size: int, seed: int, fourier_octaves: int = 0) -> SlotEstimator:
-    """Adam on the MSE of normalised targets, cosine-annealed, over `draws` preprocessings per state:
-    points (O, D, N, C), states (O, D, S), targets (O, 6)."""
+    """Adam on the MSE of normalised targets, cosine-annealed, each update drawing one of the D
+    preprocessings of every sampled state: points (O, D, N, C), states (O, D, S), targets (O, 6)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     mean, std = targets.mean(axis=0), targets.std(axis=0) + 1e-6
@@ -114,16 +115,17 @@ class _Reading(nn.Module):
         return self.model(points, state) * self.std + self.mean
 
 
-def reader_onnx(estimator: SlotEstimator, n_points: int, look_step: int = 0) -> bytes:
-    """The estimator as ONNX (opset 17): `points` (B, n_points, 6), `state` (B, S) -> `reading` (B, 6),
-    with `look_step` in its metadata."""
+def reader_onnx(estimator: SlotEstimator, spec: TaskSpec, look_step: int) -> bytes:
+    """The estimator (trained on `spec`'s preprocessing) as ONNX (opset 17): `points` (B, N, 6), `state`
+    (B, S) -> `reading` (B, 6), with `look_step` and the task's env id in its metadata."""
+    n_points = spec.total_points
     buffer = io.BytesIO()
     example = (torch.zeros(1, n_points, 6), torch.zeros(1, estimator.model.state_size))
     torch.onnx.export(_Reading(estimator).eval(), example, buffer, input_names=list(INPUT_NAMES),
                       output_names=[READING_NAME], opset_version=17, dynamo=False,
                       dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, READING_NAME)})
     model = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(model, {LOOK_STEP_KEY: str(look_step)})
+    onnx.helper.set_model_props(model, {LOOK_STEP_KEY: str(look_step), ENV_ID_KEY: spec.env_id})
     return model.SerializeToString()
 
 
@@ -138,17 +140,21 @@ def export_slot_reader(estimator_path: Path, out: Path, look_step: int) -> SlotR
         raise ValueError("{} was trained on {}, but the slot reader preprocesses as {}".format(
             estimator_path, spec, expected))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(reader_onnx(estimator, spec.total_points, look_step))
-    return reader_entry(out)
+    out.write_bytes(reader_onnx(estimator, spec, look_step))
+    return reader_entry(out, spec.env_id)
 
 
-def reader_entry(path: Path) -> SlotReaderEntry:
-    """The manifest entry of an exported slot reader (its look step from its metadata)."""
+def reader_entry(path: Path, env_id: str) -> SlotReaderEntry:
+    """The manifest entry of an exported slot reader of `env_id` (its look step from its metadata);
+    ValueError naming the file if it is not one."""
     session = make_session(str(path))
     metadata = session.get_modelmeta().custom_metadata_map
-    if LOOK_STEP_KEY not in metadata:
-        raise ValueError("{} is not an exported slot reader (no {!r} metadata); export one with "
-                         "`ms2agent export-slot-reader`".format(path, LOOK_STEP_KEY))
+    if LOOK_STEP_KEY not in metadata or ENV_ID_KEY not in metadata:
+        raise ValueError("{} is not an exported slot reader (no {!r} / {!r} metadata); export one with "
+                         "`ms2agent export-slot-reader`".format(path, LOOK_STEP_KEY, ENV_ID_KEY))
+    if metadata[ENV_ID_KEY] != env_id or int(metadata[LOOK_STEP_KEY]) < 1:
+        raise ValueError("{} reads {}'s slot at step {}, not {}'s at a step >= 1".format(
+            path, metadata[ENV_ID_KEY], metadata[LOOK_STEP_KEY], env_id))
     return SlotReaderEntry(Path(path), file_sha256(path), model_spec(session, READING_NAME), int(metadata[LOOK_STEP_KEY]))
 
 
@@ -156,6 +162,6 @@ def looking_memory(slot_reader: Path, spec: TaskSpec, observation_space: Any,
                    rng: Callable[[], np.random.Generator]) -> Tuple[TaskSpec, SlotMemory]:
     """The looking version of `spec` and a slot memory reading with an exported slot reader, as the
     agent builds them (`rng()`: the preprocessing RNG in use when it reads)."""
-    entry = reader_entry(slot_reader)
+    entry = reader_entry(slot_reader, spec.env_id)
     read = reader(entry, reader_spec(spec), observation_space)
     return looking(spec, entry.look_step), SlotMemory(lambda observation: read(observation, rng()), entry.look_step)

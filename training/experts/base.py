@@ -126,10 +126,11 @@ def carry_to(env: gym.Env, actor_pose: sapien.Pose, position: np.ndarray, tcp_ro
 
 
 class Expert:
-    """Closed-loop privileged policy: `act` depends only on the current simulator state."""
+    """Closed-loop privileged policy: `act` depends on the current simulator state (and, for the
+    insertion experts, on the step count and the slot a looking policy read)."""
 
     def reset(self, env: gym.Env) -> None:
-        """Called after `env.reset`; experts here keep no memory, so there is nothing to clear."""
+        """Called after `env.reset`, to clear what an expert keeps per episode."""
 
     def act(self, env: gym.Env) -> np.ndarray:
         raise NotImplementedError
