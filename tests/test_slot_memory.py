@@ -160,11 +160,9 @@ def test_the_exported_slot_reader_computes_the_trained_regressor(tmp_path: Path)
 
 @pytest.mark.sim
 def test_the_experts_look_phase_brings_the_hand_camera_to_the_look_pose() -> None:
-    import sapien.core as sapien
-
     from training.envs import make_env
     from training.experts import make_expert
-    from training.experts.assembly import LOOK_CAMERA, look_camera_pose
+    from training.experts.assembly import hand_camera_pose, look_camera_pose
     from training.experts.base import rotation_angle
 
     env = make_env(ENV_ID, obs_mode="state")
@@ -178,10 +176,8 @@ def test_the_experts_look_phase_brings_the_hand_camera_to_the_look_pose() -> Non
                 action = expert.act(env)
                 assert action[-1] == 1.0  # the gripper stays open
                 env.step(action)
-            mounted = env.unwrapped._cameras[LOOK_CAMERA]
-            camera = mounted.actor.pose * sapien.Pose(mounted.camera_cfg.p, mounted.camera_cfg.q)
             look = look_camera_pose(env.unwrapped.goal_pose, expert.look_distance, expert.look_pitch)
-            offset = look.inv() * camera
+            offset = look.inv() * hand_camera_pose(env)
             assert np.abs(offset.p).max() < expert.look_jitter and rotation_angle(offset) < 0.1
     finally:
         env.close()

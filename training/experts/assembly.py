@@ -14,31 +14,37 @@ def look_camera_pose(slot: sapien.Pose, distance: float, pitch: float = 0.0, shi
     """The camera pose that looks at slot-frame x = 0 from `distance`, along the slot's x axis tilted
     `pitch` rad downwards, image upright (camera x forward, y horizontal), moved by `shift` (slot frame,
     m) and turned by the world rotation matrix `turn`."""
-    axis = slot.to_transformation_matrix()[:3, 0]
+    level = upright_rotation(slot.to_transformation_matrix()[:3, 0])  # columns: slot axis, left, up
+    forward = np.cos(pitch) * level[:, 0] - np.sin(pitch) * level[:, 2]
+    rotation = turn @ np.stack([forward, level[:, 1], np.cross(forward, level[:, 1])], axis=1)
+    return sapien.Pose(slot.p - distance * forward + slot.to_transformation_matrix()[:3, :3] @ shift, mat2quat(rotation))
+
+
+def upright_rotation(axis: np.ndarray) -> np.ndarray:
+    """The rotation with x along the horizontal `axis`, y horizontal (left of it) and z up."""
+    axis = np.asarray(axis, dtype=np.float64)
     left = np.cross([0.0, 0.0, 1.0], axis)
     left /= np.linalg.norm(left)
-    up = np.cross(axis, left)
-    forward = np.cos(pitch) * axis - np.sin(pitch) * up
-    rotation = turn @ np.stack([forward, left, np.cross(forward, left)], axis=1)
-    return sapien.Pose(slot.p - distance * forward + slot.to_transformation_matrix()[:3, :3] @ shift, mat2quat(rotation))
+    return np.stack([axis, left, np.cross(axis, left)], axis=1)
 
 
 def slot_pose(position: np.ndarray, axis: np.ndarray) -> sapien.Pose:
     """The slot frame at `position` with x along `axis` and y horizontal (the slots here stand upright),
     as a policy's remembered slot (agent.slot_memory) gives it."""
-    axis = np.asarray(axis, dtype=np.float64)
-    left = np.cross([0.0, 0.0, 1.0], axis)
-    left /= np.linalg.norm(left)
-    return sapien.Pose(np.asarray(position, dtype=np.float64), mat2quat(np.stack([axis, left, np.cross(axis, left)], axis=1)))
+    return sapien.Pose(np.asarray(position, dtype=np.float64), mat2quat(upright_rotation(axis)))
+
+
+def hand_camera_pose(env: gym.Env) -> sapien.Pose:
+    """The hand camera's (`LOOK_CAMERA`) world pose, from its mount: the rendered camera pose is only
+    updated when the scene renders."""
+    mounted = env.unwrapped._cameras[LOOK_CAMERA]
+    return mounted.actor.pose * sapien.Pose(mounted.camera_cfg.p, mounted.camera_cfg.q)
 
 
 def tcp_for_camera(env: gym.Env, camera: sapien.Pose) -> sapien.Pose:
-    """The TCP pose that puts the hand camera (`LOOK_CAMERA`) at the world pose `camera` (from its mount:
-    the rendered camera pose is only updated when the scene renders)."""
-    unwrapped = env.unwrapped
-    mounted = unwrapped._cameras[LOOK_CAMERA]
-    camera_in_tcp = unwrapped.tcp.pose.inv() * mounted.actor.pose * sapien.Pose(mounted.camera_cfg.p, mounted.camera_cfg.q)
-    return camera * camera_in_tcp.inv()
+    """The TCP pose that puts the hand camera at the world pose `camera`."""
+    tcp = env.unwrapped.tcp.pose
+    return camera * (tcp.inv() * hand_camera_pose(env)).inv()
 
 
 class InsertionExpert(GraspExpert):
