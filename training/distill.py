@@ -35,10 +35,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agent.registry import GOAL_POINTS, get_task
+from agent.registry import get_task, looking
 from training.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
 from training.networks import ActorCritic
+from training.slot_reader import reader_entry
 from training.vec_env import EnvWorkers
 
 
@@ -169,7 +170,9 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
     rng = np.random.default_rng(config.seed)
     records_file = run_dir / "distill_records.json"
     records = json.loads(records_file.read_text()) if records_file.exists() else []
-    n_goal_points = GOAL_POINTS if config.slot_reader else get_task(config.env_id).n_goal_points
+    spec = get_task(config.env_id)
+    if config.slot_reader:  # a looking student sees its reading as goal points
+        spec = looking(spec, reader_entry(Path(config.slot_reader), config.env_id).look_step)
     selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_SEEDS, slot_reader=config.slot_reader)
     try:
         model = ActorCritic(selection.state_size, len(selection.action_low), selection.action_low, selection.action_high)
@@ -200,7 +203,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
             behaviour_success = float(np.mean(finished)) if student_drives and finished.size else float("nan")
             data = load_rounds(data_dir, k + 1)
             loss = behaviour_cloning(model, data, config.updates_per_round, config.batch_size, optimizer, rng,
-                                     config.train_points, n_goal_points, config.final_lr_factor, config.loss)
+                                     config.train_points, spec.n_goal_points, config.final_lr_factor, config.loss)
             trained = time.time()
             metrics = evaluate(torch_actor(model), selection, config.eval_episodes)
             record = {"round": k, "samples": len(data["label"]),
