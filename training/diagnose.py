@@ -36,12 +36,13 @@ def pose_error(offset: sapien.Pose) -> Dict[str, float]:
             "lateral": round(float(np.linalg.norm(offset.p[:2])), 4), "angle": round(rotation_angle(offset), 3)}
 
 
-def slot_error(offset: sapien.Pose, entrance: float) -> Dict[str, float]:
+def slot_error(offset: sapien.Pose, entrance: Optional[float] = None) -> Dict[str, float]:
     """Size of an object's pose in its slot frame: along the slot axis (x < 0: in front of the
-    inserted pose), lateral (yz) distance (m) and angle (rad), and the `entrance` (the x at which
-    the object starts entering the slot: `along` - `entrance` < 0 is the distance still to go)."""
-    return {"along": round(float(offset.p[0]), 4), "lateral": round(float(np.linalg.norm(offset.p[1:])), 4),
-            "angle": round(rotation_angle(offset), 3), "entrance": round(entrance, 4)}
+    inserted pose), lateral (yz) distance (m) and angle (rad), and, when given, the `entrance` (the x
+    at which the object starts entering the slot: `along` - `entrance` < 0 is the distance still to go)."""
+    error = {"along": round(float(offset.p[0]), 4), "lateral": round(float(np.linalg.norm(offset.p[1:])), 4),
+             "angle": round(rotation_angle(offset), 3)}
+    return error if entrance is None else {**error, "entrance": round(entrance, 4)}
 
 
 def nearer(best: Optional[sapien.Pose], candidate: sapien.Pose) -> sapien.Pose:
@@ -94,9 +95,8 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
                     obs = memory.remember(obs)
                     if memory.read_at == step:
                         expert.reading = slot_pose(memory.position, memory.axis)
-                        error = slot_error(env.unwrapped.goal_pose.inv() * expert.reading, 0.0)
                         looked = {"look_offset": look_offset(env, expert), "read_at": step,
-                                  "reading_error": {key: error[key] for key in ("along", "lateral", "angle")}}
+                                  "reading_error": slot_error(env.unwrapped.goal_pose.inv() * expert.reading)}
                 net = preprocess(obs, spec, rng)
                 action = actor(net.points[None], net.state[None])[0]
                 errors.append(float(np.mean(np.abs(action - expert.act(env)))))
