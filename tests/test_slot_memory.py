@@ -167,7 +167,7 @@ def test_the_experts_look_phase_brings_the_hand_camera_to_the_look_pose() -> Non
 
     env = make_env(ENV_ID, obs_mode="state")
     expert = make_expert(ENV_ID)
-    expert.look_steps = 25
+    expert.look_steps = 30
     try:
         for seed in (0, 1):
             env.reset(seed=seed)

@@ -260,7 +260,7 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
 def export_slot_reader(estimator: Path = typer.Argument(..., help="a slot reader saved by benchmarks/line_up_perception.py "
                                                          "--close-look 0.1 --save DIR (DIR/uniform.pt)"),
                        out: Path = typer.Argument(..., help="the ONNX file to write, e.g. runs/ENV_ID/slot_reader.onnx"),
-                       look_step: int = typer.Option(30, min=1, help="the step at which a looking policy reads the "
+                       look_step: int = typer.Option(40, min=1, help="the step at which a looking policy reads the "
                                                      "slot (the expert's look phase lasts that many steps)")) -> None:
     """Export a slot reader to ONNX for looking policies (--slot-reader of distill, train, evaluate, export)."""
     from training.slot_reader import export_slot_reader as run_export

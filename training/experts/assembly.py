@@ -89,14 +89,14 @@ class InsertionExpert(GraspExpert):
     # lower TCP puts the fingers on the table; the look is raised by up to `look_jitter` to keep it
     look_jitter = 0.02  # m, the slot reader tolerates the camera this far off the look pose along each axis
     look_hover = 0.06  # m above the look pose that the hand aims at while still turning (keeps it off the peg)
-    look_turned = 0.3  # rad, orientation error below which the hand descends onto the look pose
+    look_turned = 0.3  # rad of orientation error from which on the hand hovers the full `look_hover`; below
+    # it the hover shrinks in proportion, so the label changes smoothly with the state (a student learns it)
 
     def look(self, env: gym.Env) -> np.ndarray:
-        """Move the hand camera towards the look pose (hovering above it until turned), gripper open."""
+        """Move the hand camera towards the look pose (hovering above it while turning), gripper open."""
         target = tcp_for_camera(env, look_camera_pose(self.goal_pose(env), self.look_distance, self.look_pitch))
         raised = float(np.clip(self.look_floor - target.p[2], 0.0, self.look_jitter))
-        if rotation_angle(target.inv() * tcp_pose(env)) > self.look_turned:
-            raised += self.look_hover
+        raised += self.look_hover * min(1.0, rotation_angle(target.inv() * tcp_pose(env)) / self.look_turned)
         return pose_action(env, sapien.Pose(target.p + [0.0, 0.0, raised], target.q), OPEN)
 
     def grasp_x(self, env: gym.Env) -> float:
