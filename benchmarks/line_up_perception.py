@@ -32,8 +32,8 @@ episode, so thousands of episodes), and the target is the TCP's position in the 
 slot is relative to the hand, which a policy remembering that view would need) and the slot's yaw.
 `--close-look DISTANCE` does the same for a closer view: the arm is put (by inverse kinematics, no
 simulation steps) where the hand camera looks at the slot's entrance face from DISTANCE m, tilted
-`--look-pitch` rad downwards (default: the experts' look phase's 0.6, which keeps the wrist off the
-table), give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its
+`--look-pitch` rad downwards (default: the task expert's look phase's: 0.6 for PegInsertionSide, which
+keeps the wrist off the table, 0.9 for PlugCharger, whose receptacle faces the robot), give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its
 own. With `--save DIR`, `ms2agent export-slot-reader DIR/uniform.pt OUT.onnx` makes it a looking policy's
 reader.
 `--grasp` keeps the line-up states but regresses the other half of the line-up, how the object is
@@ -225,8 +225,8 @@ def main() -> None:
                         help="regress the slot's pose from each episode's first observation instead")
     parser.add_argument("--close-look", type=float, metavar="DISTANCE",
                         help="like --first-frame, but the view of the hand camera from DISTANCE m in front of the slot")
-    parser.add_argument("--look-pitch", type=float, default=InsertionExpert.look_pitch,
-                        help="rad the --close-look view is tilted downwards (default: the experts' look phase's)")
+    parser.add_argument("--look-pitch", type=float,
+                        help="rad the --close-look view is tilted downwards (default: the task expert's look phase's)")
     parser.add_argument("--look-jitter", type=float, default=0.02,
                         help="m, largest shift of the --close-look camera along each slot axis")
     parser.add_argument("--grasp", action="store_true",
@@ -247,10 +247,12 @@ def main() -> None:
 
     started = time.time()
     seeds = list(range(args.first_seed, args.first_seed + args.episodes))
-    if not isinstance(make_expert(args.env_id), InsertionExpert):
+    expert = make_expert(args.env_id)
+    if not isinstance(expert, InsertionExpert):
         raise SystemExit("{} is not an insertion task".format(args.env_id))
+    pitch = expert.look_pitch if args.look_pitch is None else args.look_pitch
     if args.first_frame or args.close_look:
-        samples = collect_views(args.env_id, seeds, (args.close_look, args.look_pitch, args.look_jitter) if args.close_look else None)
+        samples = collect_views(args.env_id, seeds, (args.close_look, pitch, args.look_jitter) if args.close_look else None)
     else:
         samples = collect(args.env_id, seeds, args.noise, args.every, args.lean, grasp_target if args.grasp else slot_target)
     test_seeds = set(seeds[int(round(len(seeds) * (1 - args.test_share))):])

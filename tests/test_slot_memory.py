@@ -159,14 +159,15 @@ def test_the_exported_slot_reader_computes_the_trained_regressor(tmp_path: Path)
 
 
 @pytest.mark.sim
-def test_the_experts_look_phase_brings_the_hand_camera_to_the_look_pose() -> None:
+@pytest.mark.parametrize("env_id", [ENV_ID, "PlugCharger-v0"])
+def test_the_experts_look_phase_brings_the_hand_camera_to_the_look_pose(env_id: str) -> None:
     from training.envs import make_env
     from training.experts import make_expert
     from training.experts.assembly import hand_camera_pose, look_camera_pose
     from training.experts.base import rotation_angle
 
-    env = make_env(ENV_ID, obs_mode="state")
-    expert = make_expert(ENV_ID)
+    env = make_env(env_id, obs_mode="state")
+    expert = make_expert(env_id)
     expert.look_steps = 30
     try:
         for seed in (0, 1):

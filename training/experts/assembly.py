@@ -167,6 +167,8 @@ class PlugChargerExpert(InsertionExpert):
     """Grasp the charger base from above, away from the pins, and plug the pins into the receptacle."""
 
     lean = 0.2  # rad the gripper leans towards the pins, keeping the hand off the receptacle
+    look_pitch = 0.9  # the receptacle faces the robot: at 0.6 the wrist stops the turn 0.1-0.2 rad short;
+    # at 0.9 all of 30 looks arrive within 2 cm and 0.04 rad in 20 steps
     lateral_tolerance = 0.0004  # the pin slots leave 0.5 mm on each side
     angle_tolerance = 0.01
     push_step = 0.005
