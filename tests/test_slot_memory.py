@@ -163,7 +163,6 @@ def test_the_exported_slot_reader_computes_the_trained_regressor(tmp_path: Path)
 def test_the_experts_look_phase_brings_the_hand_camera_to_the_look_pose(env_id: str) -> None:
     from training.envs import make_env
     from training.experts import make_expert
-    from training.experts.assembly import hand_camera_pose, look_camera_pose
     from training.experts.base import rotation_angle
 
     env = make_env(env_id, obs_mode="state")
@@ -177,8 +176,7 @@ def test_the_experts_look_phase_brings_the_hand_camera_to_the_look_pose(env_id: 
                 action = expert.act(env)
                 assert action[-1] == 1.0  # the gripper stays open
                 env.step(action)
-            look = look_camera_pose(env.unwrapped.goal_pose, expert.look_distance, expert.look_pitch)
-            offset = look.inv() * hand_camera_pose(env)
+            offset = expert.look_error(env)
             assert np.abs(offset.p).max() < expert.look_jitter and rotation_angle(offset) < 0.1
     finally:
         env.close()

@@ -24,7 +24,7 @@ from training.checkpoints import initialise_from
 from training.envs import make_env
 from training.evaluation import torch_actor
 from training.experts import make_expert
-from training.experts.assembly import InsertionExpert, hand_camera_pose, look_camera_pose, slot_pose
+from training.experts.assembly import InsertionExpert, slot_pose
 from training.experts.base import rotation_angle, tcp_pose
 from training.networks import ActorCritic
 from training.slot_reader import looking_memory
@@ -52,8 +52,7 @@ def nearer(best: Optional[sapien.Pose], candidate: sapien.Pose) -> sapien.Pose:
 
 def look_offset(env: gym.Env, expert: InsertionExpert) -> Dict[str, float]:
     """How far the hand camera is from the expert's look pose (on the true slot): distance (m), angle (rad)."""
-    look = look_camera_pose(env.unwrapped.goal_pose, expert.look_distance, expert.look_pitch)
-    offset = look.inv() * hand_camera_pose(env)
+    offset = expert.look_error(env)
     return {"distance": round(float(np.linalg.norm(offset.p)), 4), "angle": round(rotation_angle(offset), 3)}
 
 

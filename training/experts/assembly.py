@@ -92,6 +92,11 @@ class InsertionExpert(GraspExpert):
     look_turned = 0.3  # rad of orientation error from which on the hand hovers the full `look_hover`; below
     # it the hover shrinks in proportion, so the label changes smoothly with the state (a student learns it)
 
+    def look_error(self, env: gym.Env) -> sapien.Pose:
+        """The hand camera's pose relative to the look pose on the true slot (not on a reading)."""
+        look = look_camera_pose(env.unwrapped.goal_pose, self.look_distance, self.look_pitch)
+        return look.inv() * hand_camera_pose(env)
+
     def look(self, env: gym.Env) -> np.ndarray:
         """Move the hand camera towards the look pose (hovering above it while turning), gripper open."""
         target = tcp_for_camera(env, look_camera_pose(self.goal_pose(env), self.look_distance, self.look_pitch))
