@@ -17,6 +17,8 @@ def test_shipped_pick_cube_student_is_seen_grasping() -> None:
     closest = record["closest_before_grasp"]
     assert closest["distance"] < 0.03  # it grasped where the expert would, not somewhere else
     assert set(closest) == {"distance", "height", "lateral", "angle"}
+    closing = record["closing_before_grasp"]  # fingers close around the cube before it counts as grasped
+    assert closing["student"] >= 1 and closing["expert"] >= 1
     assert 0 <= record["mean_action_error"] < 0.5
     assert "closest_to_slot" not in record  # only the insertion tasks measure a slot
 

@@ -59,7 +59,8 @@ def look_offset(env: gym.Env, expert: InsertionExpert) -> Dict[str, float]:
 def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
              slot_reader: Optional[Path] = None) -> List[Dict[str, Any]]:
     """One record per seed: success, steps, first grasp step, closest approach to the grasp pose
-    before grasping (distance, height above it, lateral and angle error there; m, rad), and the
+    before grasping (distance, height above it, lateral and angle error there; m, rad), the steps
+    before the grasp where the expert's label and the student's action closed the gripper, and the
     mean absolute difference between its actions and the expert's labels (all 7 dimensions), over
     the episode and over its steps after the grasp (None without one); insertion tasks add the
     closest approach to the inserted pose after the grasp (`slot_error`); with `slot_reader`, the hand
@@ -86,6 +87,7 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             rng = np.random.default_rng(seed)
             expert.reset(env)
             grasp_step, closest, nearest_slot, errors, success = None, None, None, [], False
+            closing = np.zeros(2, dtype=int)  # steps before the grasp where the expert / student closed
             looked: Dict[str, Any] = {}
             if memory is not None:
                 memory.reset()
@@ -98,9 +100,11 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
                                   "reading_error": slot_error(env.unwrapped.goal_pose.inv() * expert.reading)}
                 net = preprocess(obs, spec, rng)
                 action = actor(net.points[None], net.state[None])[0]
-                errors.append(float(np.mean(np.abs(action - expert.act(env)))))
+                label = expert.act(env)
+                errors.append(float(np.mean(np.abs(action - label))))
                 if grasp_step is None:
                     closest = nearer(closest, expert.grasp_pose(env).inv() * tcp_pose(env))  # z < 0: above
+                    closing += np.array([label[-1] < 0, action[-1] < 0])
                 elif inserts:  # x < 0: in front of the (true) slot
                     nearest_slot = nearer(nearest_slot, env.unwrapped.goal_pose.inv() * expert.target(env).pose)
                 obs, _, terminated, truncated, info = env.step(action)
@@ -112,6 +116,7 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             carried = errors[grasp_step:] if grasp_step is not None else []
             record = {"seed": seed, "success": success, "steps": len(errors), "grasp_step": grasp_step,
                       "closest_before_grasp": None if closest is None else pose_error(closest),
+                      "closing_before_grasp": {"expert": int(closing[0]), "student": int(closing[1])},
                       "mean_action_error": round(float(np.mean(errors)), 3),
                       "mean_action_error_after_grasp": round(float(np.mean(carried)), 3) if carried else None}
             if inserts:
