@@ -97,3 +97,20 @@ def test_collection_episodes_end_at_their_own_time_limit(tmp_path: Path) -> None
                            n_workers=1, eval_episodes=1, collect_episode_steps=3)
     distill(tmp_path, config)
     assert np.load(tmp_path / "data" / "round0.npz")["episode_success"].size == 2
+
+
+def test_expert_share_must_leave_the_student_some_samples() -> None:
+    with pytest.raises(ValueError, match="expert_share"):
+        DistillConfig("PickCube-v0", expert_share=1.0)
+
+
+@pytest.mark.sim
+def test_dagger_rounds_mix_in_the_expert_share(tmp_path: Path) -> None:
+    """Half of round 1's 8 samples come from the noisy expert: the round still holds 8 samples, and
+    only the student's two 2-step episodes count towards its rollout success."""
+    config = DistillConfig("PickCube-v0", rounds=2, samples_per_round=8, updates_per_round=1, batch_size=4,
+                           n_workers=1, eval_episodes=1, collect_episode_steps=2, expert_share=0.5)
+    distill(tmp_path, config)
+    expert_round, mixed_round = (np.load(tmp_path / "data" / "round{}.npz".format(k)) for k in (0, 1))
+    assert len(mixed_round["label"]) == len(mixed_round["points"]) == len(mixed_round["state"]) == 8
+    assert mixed_round["episode_success"].size == 2 and expert_round["episode_success"].size == 4

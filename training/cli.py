@@ -188,7 +188,10 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             loss: str = typer.Option("mse", help="BC loss: mse, or l1 (small label errors count more)"),
             final_lr_factor: float = typer.Option(0.1, help="each round's BC anneals the learning rate to "
                                                   "this fraction (cosine); 1: constant"),
-            expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
+            expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0, and "
+                                               "--expert-share)"),
+            expert_share: float = typer.Option(0.0, min=0.0, max=0.99, help="share of each DAgger round's samples "
+                                               "that the noisy expert drives (shows phases the student cannot reach yet)"),
             eval_episodes: int = typer.Option(20, help="evaluation episodes after each round"),
             collect_episode_steps: Optional[int] = typer.Option(
                 None, min=1, help="time limit of the collection episodes (default: the task's); shorter episodes "
@@ -206,7 +209,7 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
         config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
                                updates_per_round=updates_per_round, batch_size=batch_size,
                                train_points=train_points, lr=lr, loss=loss, final_lr_factor=final_lr_factor,
-                               expert_noise=expert_noise, n_workers=workers or os.cpu_count() or 1,
+                               expert_noise=expert_noise, expert_share=expert_share, n_workers=workers or os.cpu_count() or 1,
                                eval_episodes=eval_episodes, collect_episode_steps=collect_episode_steps,
                                seed=seed, init_from=str(init_from) if init_from else None,
                                slot_reader=str(slot_reader) if slot_reader else None)

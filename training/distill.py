@@ -12,7 +12,9 @@ student to ship or fine-tune: the round with the highest selection success (the 
 equals, as it saw the most data).
 `init_from` continues from an earlier student (a checkpoint, or a shipped `weights/ENV.onnx` when
 its run directory is gone): the model starts from it and every round, round 0 included, is DAgger
-driven by the student. `slot_reader` distils a looking student (see `training.vec_env`): the expert
+driven by the student. `expert_share` mixes DAgger's expert back in: that share of each DAgger
+round's samples comes from episodes the noisy expert drives, so the data keeps showing the phases a
+student cannot reach yet (a looking student that does not grasp never sees its reading used in the carry). `slot_reader` distils a looking student (see `training.vec_env`): the expert
 labels a look phase first, and the student sees the slot it read as its goal.
 
 Learning, not simulation, is the cost on a CPU (a 1200-point PointNet update costs ~11 ms per
@@ -58,6 +60,7 @@ class DistillConfig:
     n_workers: int = os.cpu_count() or 1
     eval_episodes: int = 20
     collect_episode_steps: Optional[int] = None  # time limit of the collection episodes (None: the task's)
+    expert_share: float = 0.0  # share of each DAgger round's samples that the noisy expert drives
     seed: int = 0
     init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
     slot_reader: Optional[str] = None  # a looking student: this exported slot reader (training.slot_reader)
@@ -66,6 +69,8 @@ class DistillConfig:
         checked_loss(self.loss)
         if self.collect_episode_steps is not None and self.collect_episode_steps < 1:
             raise ValueError("collect_episode_steps must be >= 1 (None: the task's time limit)")
+        if not 0.0 <= self.expert_share < 1.0:
+            raise ValueError("expert_share must be in [0, 1) (the student drives the rest of a DAgger round)")
 
 
 def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise: float,
@@ -150,9 +155,12 @@ def behaviour_cloning(model: ActorCritic, data: Dict[str, np.ndarray], updates: 
     return total / max(updates, 1)
 
 
+SAMPLE_KEYS = ("points", "state", "label")  # per-sample arrays of a round's data
+
+
 def load_rounds(data_dir: Path, rounds: int) -> Dict[str, np.ndarray]:
     parts = [np.load(data_dir / "round{}.npz".format(k)) for k in range(rounds)]
-    return {key: np.concatenate([part[key] for part in parts]) for key in ("points", "state", "label")}
+    return {key: np.concatenate([part[key] for part in parts]) for key in SAMPLE_KEYS}
 
 
 def best_round(records: List[Dict]) -> Dict:
@@ -195,7 +203,11 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                 limit = {} if config.collect_episode_steps is None else {"max_episode_steps": config.collect_episode_steps}
                 with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_SEEDS + 1_000_000 * (k + 1),
                                 with_expert=True, slot_reader=config.slot_reader, **limit) as workers:
-                    data = collect(workers, config.samples_per_round, student, config.expert_noise, rng)
+                    shown = round(config.samples_per_round * config.expert_share) if student else 0
+                    data = collect(workers, config.samples_per_round - shown, student, config.expert_noise, rng)
+                    if shown:  # the noisy expert's episodes; the student's alone give `student_rollout_success`
+                        extra = collect(workers, shown, None, config.expert_noise, rng)
+                        data.update({key: np.concatenate([data[key], extra[key]]) for key in SAMPLE_KEYS})
                 np.savez(data_dir / "round{}.tmp.npz".format(k), **data)
                 os.replace(data_dir / "round{}.tmp.npz".format(k), shard)
             collected = time.time()
