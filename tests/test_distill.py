@@ -106,7 +106,7 @@ def test_expert_share_must_leave_the_student_some_samples() -> None:
 
 @pytest.mark.sim
 def test_dagger_rounds_mix_in_the_expert_share(tmp_path: Path) -> None:
-    """Half of round 1's 8 samples come from the noisy expert: the round still holds 8 samples, and
+    """Half of round 1's 8 samples come from the expert: the round still holds 8 samples, and
     only the student's two 2-step episodes count towards its rollout success."""
     config = DistillConfig("PickCube-v0", rounds=2, samples_per_round=8, updates_per_round=1, batch_size=4,
                            n_workers=1, eval_episodes=1, collect_episode_steps=2, expert_share=0.5)

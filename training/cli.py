@@ -188,10 +188,10 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             loss: str = typer.Option("mse", help="BC loss: mse, or l1 (small label errors count more)"),
             final_lr_factor: float = typer.Option(0.1, help="each round's BC anneals the learning rate to "
                                                   "this fraction (cosine); 1: constant"),
-            expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0, and "
-                                               "--expert-share)"),
+            expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
             expert_share: float = typer.Option(0.0, min=0.0, max=0.99, help="share of each DAgger round's samples "
-                                               "that the noisy expert drives (shows phases the student cannot reach yet)"),
+                                               "that the expert drives, without noise (shows the phases the student "
+                                               "cannot reach yet)"),
             eval_episodes: int = typer.Option(20, help="evaluation episodes after each round"),
             collect_episode_steps: Optional[int] = typer.Option(
                 None, min=1, help="time limit of the collection episodes (default: the task's); shorter episodes "

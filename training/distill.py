@@ -13,8 +13,10 @@ equals, as it saw the most data).
 `init_from` continues from an earlier student (a checkpoint, or a shipped `weights/ENV.onnx` when
 its run directory is gone): the model starts from it and every round, round 0 included, is DAgger
 driven by the student. `expert_share` mixes DAgger's expert back in: that share of each DAgger
-round's samples comes from episodes the noisy expert drives, so the data keeps showing the phases a
-student cannot reach yet (a looking student that does not grasp never sees its reading used in the carry). `slot_reader` distils a looking student (see `training.vec_env`): the expert
+round's samples comes from episodes the expert drives without noise, so the data keeps showing the
+phases a student cannot reach yet (a looking student that does not grasp never sees its reading used
+in the carry; round 0's noise, 2 cm per step, keeps even the expert from lining up to 1.5 mm and
+pushing a peg in). `slot_reader` distils a looking student (see `training.vec_env`): the expert
 labels a look phase first, and the student sees the slot it read as its goal.
 
 Learning, not simulation, is the cost on a CPU (a 1200-point PointNet update costs ~11 ms per
@@ -60,7 +62,7 @@ class DistillConfig:
     n_workers: int = os.cpu_count() or 1
     eval_episodes: int = 20
     collect_episode_steps: Optional[int] = None  # time limit of the collection episodes (None: the task's)
-    expert_share: float = 0.0  # share of each DAgger round's samples that the noisy expert drives
+    expert_share: float = 0.0  # share of each DAgger round's samples that the expert drives (no noise)
     seed: int = 0
     init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
     slot_reader: Optional[str] = None  # a looking student: this exported slot reader (training.slot_reader)
@@ -205,8 +207,8 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                                 with_expert=True, slot_reader=config.slot_reader, **limit) as workers:
                     shown = round(config.samples_per_round * config.expert_share) if student else 0
                     data = collect(workers, config.samples_per_round - shown, student, config.expert_noise, rng)
-                    if shown:  # the noisy expert's episodes; the student's alone give `student_rollout_success`
-                        extra = collect(workers, shown, None, config.expert_noise, rng)
+                    if shown:  # the expert's episodes; the student's alone give `student_rollout_success`
+                        extra = collect(workers, shown, None, 0.0, rng)
                         data.update({key: np.concatenate([data[key], extra[key]]) for key in SAMPLE_KEYS})
                 np.savez(data_dir / "round{}.tmp.npz".format(k), **data)
                 os.replace(data_dir / "round{}.tmp.npz".format(k), shard)
