@@ -123,6 +123,7 @@ def test_dockerfile_copies_only_the_runtime_and_ignores_the_rest() -> None:
     ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
     assert ignore[0] == "*" and {"!agent/", "!weights/", "!user_solution.py"} <= set(ignore)
+    assert "weights/in-training/" in ignore  # students still in training are committed, not shipped
 
 
 @pytest.mark.sim
