@@ -35,7 +35,8 @@ simulation steps) where the hand camera looks at the slot's entrance face from D
 `--look-pitch` rad downwards (default: the task expert's look phase's: 0.6 for PegInsertionSide, which
 keeps the wrist off the table, 0.9 for PlugCharger, whose receptacle faces the robot), give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its
 own. With `--save DIR`, `ms2agent export-slot-reader DIR/uniform.pt OUT.onnx` makes it a looking policy's
-reader.
+reader; `ms2agent train-slot-reader ENV` does the `uniform` variant's collection and training in one
+command (`training.slot_reader.train_slot_reader`, on the views of `training.slot_views`).
 `--grasp` keeps the line-up states but regresses the other half of the line-up, how the object is
 held: the TCP's position in the object's frame (lateral: off the object's axis) and the object's axis
 in the TCP frame. With the slot placed by a close look, this is what a policy must still read.
@@ -50,51 +51,31 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
-from transforms3d.axangles import axangle2mat
-from transforms3d.quaternions import quat2axangle
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.preprocessing import kept_points, preprocess  # noqa: E402
-from agent.registry import TaskSpec, get_task  # noqa: E402
-from training.demos import current_observation  # noqa: E402
+from agent.registry import get_task  # noqa: E402
 from training.envs import make_env  # noqa: E402
 from training.experts import make_expert  # noqa: E402
-from training.experts.assembly import InsertionExpert, look_camera_pose, tcp_for_camera  # noqa: E402
+from training.experts.assembly import InsertionExpert  # noqa: E402
 from training.point_shares import phase  # noqa: E402
 from training.slot_reader import save_estimator, train_regressor  # noqa: E402
+from training.slot_views import (SEG_MODE, View, collect_views, compact, errors, inputs,  # noqa: E402
+                                 rotation_vector, split_by_seed)
 
-LOOK_ANGLE_JITTER = 0.1  # rad, largest turn of the camera away from looking straight at the slot (`--close-look`)
 LINE_UP_RANGE = 0.08  # m in front of the entrance where a held object counts as lining up
-SEG_MODE = "pointcloud+robot_seg"
 VARIANTS = {  # name -> TaskSpec fields for a voxel side
     "uniform": lambda voxel: {},
     "no robot": lambda voxel: {"obs_mode": SEG_MODE},
     "voxel": lambda voxel: {"voxel_size": voxel},
     "no robot + voxel": lambda voxel: {"obs_mode": SEG_MODE, "voxel_size": voxel},
 }
-
-
-def rotation_vector(q: np.ndarray) -> np.ndarray:
-    """Axis x angle of a (w, x, y, z) quaternion, shortest way round."""
-    axis, angle = quat2axangle(q if q[0] >= 0 else -q)
-    return np.asarray(axis) * angle
-
-
-def compact(obs: Dict) -> Dict:
-    """The parts of an observation `preprocess` reads, camera points already filtered (smaller to keep)."""
-    cloud = obs["pointcloud"]
-    keep = kept_points(cloud["xyzw"])
-    return {"pointcloud": {"xyzw": cloud["xyzw"][keep].astype(np.float32), "rgb": cloud["rgb"][keep],
-                           "robot_seg": cloud["robot_seg"][keep]},
-            "agent": {key: np.asarray(value) for key, value in obs["agent"].items()},
-            "extra": {key: np.asarray(value) for key, value in obs["extra"].items()}}
 
 
 def slot_target(env: gym.Env, expert: InsertionExpert) -> np.ndarray:
@@ -111,8 +92,7 @@ def grasp_target(env: gym.Env, expert: InsertionExpert) -> np.ndarray:
 
 
 def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optional[float] = None,
-            target: Callable[[gym.Env, InsertionExpert], np.ndarray] = slot_target
-            ) -> List[Tuple[int, Dict, np.ndarray]]:
+            target: Callable[[gym.Env, InsertionExpert], np.ndarray] = slot_target) -> List[View]:
     """(seed, compact observation, `target`) for every `every`-th step of noisy expert episodes that
     is a line-up state (`lean`: the expert's grasp lean, rad; None: its own)."""
     expert = make_expert(env_id, lean)
@@ -136,75 +116,6 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optio
     finally:
         env.close()
     return samples
-
-
-def look_at_slot(env: gym.Env, distance: float, pitch: float, jitter: float, rng: np.random.Generator) -> bool:
-    """Put the arm, by inverse kinematics and without simulating, where the hand camera looks at the slot
-    from `distance` in front of it, tilted `pitch` rad down (`look_camera_pose`), shifted by U(-jitter, jitter) m along each slot
-    axis and turned by up to `LOOK_ANGLE_JITTER`; False (the arm unmoved) where inverse kinematics finds
-    no such pose."""
-    unwrapped = env.unwrapped
-    turn = axangle2mat(*random_turn(rng))
-    camera = look_camera_pose(unwrapped.goal_pose, distance, pitch, rng.uniform(-jitter, jitter, 3), turn)
-    robot = unwrapped.agent.robot
-    arm = unwrapped.agent.controller.controllers["arm"]
-    joints = arm.compute_ik(robot.pose.inv() * tcp_for_camera(env, camera))
-    if joints is None:
-        return False
-    qpos = robot.get_qpos()
-    qpos[arm.joint_indices] = joints
-    robot.set_qpos(qpos)
-    return True
-
-
-def random_turn(rng: np.random.Generator) -> Tuple[np.ndarray, float]:
-    """(axis, angle) of a rotation about a uniformly random axis by U(0, LOOK_ANGLE_JITTER)."""
-    axis = rng.normal(size=3)
-    return axis / np.linalg.norm(axis), float(rng.uniform(0, LOOK_ANGLE_JITTER))
-
-
-def collect_views(env_id: str, seeds: List[int], look: Optional[Tuple[float, float, float]] = None
-                  ) -> List[Tuple[int, Dict, np.ndarray]]:
-    """(seed, compact observation, target) for one view per episode: its first observation, or with
-    `look=(distance, pitch, jitter)` the view from `look_at_slot` (episodes where the arm cannot reach it are
-    left out). The target is the TCP's position in the slot frame (`goal_pose`; where the slot is
-    relative to the hand, which a policy remembering that view would need) and the slot's world rotation
-    vector (a yaw; the TCP's rotation in the slot frame is near half a turn, where rotation vectors flip)."""
-    spec = get_task(env_id)
-    env = make_env(env_id, obs_mode=SEG_MODE, control_mode=spec.control_mode, fast_render=None)
-    rng = np.random.default_rng(0)
-    samples = []
-    try:
-        for seed in seeds:
-            obs, _ = env.reset(seed=seed)
-            if look is not None:
-                if not look_at_slot(env, *look, rng):
-                    continue
-                obs = current_observation(env)
-            goal = env.unwrapped.goal_pose
-            target = np.concatenate([(goal.inv() * env.unwrapped.tcp.pose).p, rotation_vector(goal.q)])
-            samples.append((seed, compact(obs), target.astype(np.float32)))
-    finally:
-        env.close()
-    if look is not None:
-        print("the arm reached the look pose in {} of {} episodes".format(len(samples), len(seeds)))
-    return samples
-
-
-def inputs(observations: List[Dict], spec: TaskSpec, draws: int, rng: np.random.Generator
-           ) -> Tuple[np.ndarray, np.ndarray]:
-    """`draws` independent preprocessings of every observation: points (O, D, N, 6), states (O, D, S)."""
-    nets = [[preprocess(obs, spec, rng) for _ in range(draws)] for obs in observations]
-    return (np.stack([[net.points for net in row] for row in nets]),
-            np.stack([[net.state for net in row] for row in nets]))
-
-
-def errors(prediction: np.ndarray, target: np.ndarray) -> Dict[str, float]:
-    """RMS errors: lateral (y/z, mm), along the axis (x, mm), angle (norm of the rotation-vector error, rad)."""
-    difference = prediction - target
-    return {"lateral_mm": 1000 * float(np.sqrt(np.mean(np.sum(difference[:, 1:3] ** 2, axis=1)))),
-            "along_mm": 1000 * float(np.sqrt(np.mean(difference[:, 0] ** 2))),
-            "angle_rad": float(np.sqrt(np.mean(np.sum(difference[:, 3:] ** 2, axis=1))))}
 
 
 def main() -> None:
@@ -255,8 +166,9 @@ def main() -> None:
         samples = collect_views(args.env_id, seeds, (args.close_look, pitch, args.look_jitter) if args.close_look else None)
     else:
         samples = collect(args.env_id, seeds, args.noise, args.every, args.lean, grasp_target if args.grasp else slot_target)
-    test_seeds = set(seeds[int(round(len(seeds) * (1 - args.test_share))):])
-    split = {name: [s for s in samples if (s[0] in test_seeds) == (name == "test")] for name in ("train", "test")}
+    if args.close_look:
+        print("the arm reached the look pose in {} of {} episodes".format(len(samples), len(seeds)))
+    split = split_by_seed(samples, seeds, args.test_share)
     if not all(split.values()):
         raise SystemExit("no line-up states in the {} episodes: raise --episodes or change --test-share".format(
             " or ".join(name for name, rows in split.items() if not rows)))

@@ -202,3 +202,25 @@ def test_env_workers_remember_the_slot_read_at_the_look_step(tmp_path: Path) -> 
     assert np.linalg.norm(goal_axes[-1]) == pytest.approx(1.0, abs=1e-5)
     assert all(step.expert_action[0, -1] == 1.0 for step in steps[:2])  # looking, gripper open
     assert [step.reward[0] == 0.0 for step in steps[1:]] == [True, True, False]  # the look's two actions are free
+
+
+def test_only_insertion_tasks_train_a_slot_reader(tmp_path: Path) -> None:
+    from training.slot_reader import train_slot_reader
+
+    with pytest.raises(ValueError, match="not an insertion task"):
+        train_slot_reader("PickCube-v0", tmp_path / "reader.onnx", episodes=4, updates=1, look_step=5)
+
+
+@pytest.mark.sim
+def test_a_slot_reader_trains_on_look_views_and_exports(tmp_path: Path) -> None:
+    """Four episodes' views (three to train, one held out), two updates: an exported reader that reads at
+    the given step; a re-run finds the saved regressor and only exports."""
+    from training.slot_reader import reader_entry, train_slot_reader
+
+    out = tmp_path / "reader.onnx"
+    report = train_slot_reader("PegInsertionSide-v0", out, episodes=4, updates=2, look_step=5)
+    assert report["views"] == {"train": 3, "test": 1}  # the arm reaches these four seeds' look poses
+    assert set(report["held_out"]) == set(report["predict_the_mean"]) == {"lateral_mm", "along_mm", "angle_rad"}
+    assert reader_entry(out, "PegInsertionSide-v0").look_step == 5 and out.with_suffix(".pt").exists()
+    again = train_slot_reader("PegInsertionSide-v0", out, episodes=4, updates=2, look_step=7)
+    assert "held_out" not in again and reader_entry(out, "PegInsertionSide-v0").look_step == 7

@@ -2,15 +2,17 @@
 
 PegInsertionSide's and PlugCharger's observations do not say where the hole / receptacle is. From the
 hand camera ~10 cm in front of it, the policy's network shape (PointNet + state MLP) with a 6-D
-output places it to ~2.4 mm (`benchmarks/line_up_perception.py --close-look 0.1`). Its reading is the
+output places it to ~2.6 mm (`benchmarks/line_up_perception.py --close-look 0.1`). Its reading is the
 TCP's position in the slot frame (`goal_pose`) and the slot's world rotation vector, the layout
-`agent.slot_memory` turns back into a slot pose. Trained by `line_up_perception.py --save`, exported
-to ONNX by `export_slot_reader` (`ms2agent export-slot-reader`) with the step at which a looking policy
-reads (ONNX metadata `look_step`): that file is all training and export need to know about the look.
+`agent.slot_memory` turns back into a slot pose. `train_slot_reader` (`ms2agent train-slot-reader`)
+trains one on the views of the task expert's look pose (`training.slot_views`) and exports it to ONNX
+(`export_slot_reader`, also `ms2agent export-slot-reader` for a regressor the benchmark saved) with the
+step at which a looking policy reads (ONNX metadata `look_step`): that file is all training and export
+need to know about the look.
 """
 import io
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Tuple
 
 import numpy as np
 import onnx
@@ -22,7 +24,10 @@ from agent.onnx_model import INPUT_NAMES, make_session, model_spec
 from agent.policy import reader
 from agent.registry import TaskSpec, get_task, looking, reader_spec
 from agent.slot_memory import READING_NAME, SlotMemory
+from training.experts import make_expert
+from training.experts.assembly import InsertionExpert
 from training.networks import PointNet, mlp_head
+from training.slot_views import collect_views, errors, inputs, split_by_seed
 
 LOOK_STEP_KEY = "look_step"  # ONNX metadata: the step at which a looking policy reads the slot
 ENV_ID_KEY = "env_id"  # ONNX metadata: the task whose slot it reads
@@ -165,3 +170,36 @@ def looking_memory(slot_reader: Path, spec: TaskSpec, observation_space: Any,
     entry = reader_entry(slot_reader, spec.env_id)
     read = reader(entry, reader_spec(spec), observation_space)
     return looking(spec, entry.look_step), SlotMemory(lambda observation: read(observation, rng()), entry.look_step)
+
+
+def train_slot_reader(env_id: str, out: Path, episodes: int, updates: int, look_step: int, first_seed: int = 0,
+                      test_share: float = 0.25, look_jitter: float = 0.02, draws: int = 3, batch_size: int = 32
+                      ) -> Dict[str, Any]:
+    """Train a slot reader on the views from the task expert's look pose (`look_distance`, `look_pitch`,
+    give or take `look_jitter` m and 0.1 rad) of seeds `first_seed`.., `draws` preprocessings per view,
+    save it next to `out` (`.pt`; a re-run with it there only exports) and export it to `out`. Returns
+    the held-out RMS errors of the last `test_share` of the episodes, beside predicting the training mean."""
+    expert = make_expert(env_id)
+    if not isinstance(expert, InsertionExpert):
+        raise ValueError("{} has no slot to read (not an insertion task)".format(env_id))
+    saved, report = out.with_suffix(".pt"), {}
+    if not saved.exists():
+        seeds = list(range(first_seed, first_seed + episodes))
+        views = collect_views(env_id, seeds, (expert.look_distance, expert.look_pitch, look_jitter))
+        split = split_by_seed(views, seeds, test_share)
+        if not all(split.values()):
+            raise ValueError("{} episodes leave no {} views: raise the episodes".format(
+                episodes, " or ".join(name for name, rows in split.items() if not rows)))
+        spec = reader_spec(get_task(env_id))
+        rng = np.random.default_rng(1)
+        train = inputs([view for _, view, _ in split["train"]], spec, draws, rng)
+        test = inputs([view for _, view, _ in split["test"]], spec, 1, rng)
+        targets = {name: np.stack([target for _, _, target in rows]) for name, rows in split.items()}
+        estimator = train_regressor(*train, targets["train"], updates, batch_size, seed=0)
+        save_estimator(estimator, spec, saved)
+        mean = np.broadcast_to(targets["train"].mean(axis=0), targets["test"].shape)
+        report = {"views": {name: len(rows) for name, rows in split.items()}, "episodes": episodes,
+                  "held_out": errors(estimator.predict(test[0][:, 0], test[1][:, 0]), targets["test"]),
+                  "predict_the_mean": errors(mean, targets["test"])}
+    entry = export_slot_reader(saved, out, look_step)
+    return {"onnx": str(entry.path), "estimator": str(saved), "look_step": entry.look_step, **report}
