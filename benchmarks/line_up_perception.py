@@ -61,13 +61,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.registry import get_task  # noqa: E402
-from training.envs import make_env  # noqa: E402
 from training.experts import make_expert  # noqa: E402
 from training.experts.assembly import InsertionExpert  # noqa: E402
 from training.point_shares import phase  # noqa: E402
 from training.slot_reader import save_estimator, train_regressor  # noqa: E402
 from training.slot_views import (SEG_MODE, View, collect_views, compact, errors, inputs,  # noqa: E402
-                                 rotation_vector, split_by_seed)
+                                 rotation_vector, split_by_seed, view_env)
 
 LINE_UP_RANGE = 0.08  # m in front of the entrance where a held object counts as lining up
 VARIANTS = {  # name -> TaskSpec fields for a voxel side
@@ -96,10 +95,7 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optio
     """(seed, compact observation, `target`) for every `every`-th step of noisy expert episodes that
     is a line-up state (`lean`: the expert's grasp lean, rad; None: its own)."""
     expert = make_expert(env_id, lean)
-    spec = get_task(env_id)
-    env = make_env(env_id, obs_mode=SEG_MODE, control_mode=spec.control_mode, fast_render=None)
-    rng = np.random.default_rng(0)
-    samples = []
+    env, rng, samples = view_env(env_id), np.random.default_rng(0), []
     try:
         for seed in seeds:
             obs, _ = env.reset(seed=seed)

@@ -66,15 +66,17 @@ def look_at_slot(env: gym.Env, distance: float, pitch: float, jitter: float, rng
 View = Tuple[int, Dict, np.ndarray]  # (seed, compact observation, target)
 
 
+def view_env(env_id: str) -> gym.Env:
+    """The task's env rendering `SEG_MODE` clouds with the official renderer, in the task's control mode."""
+    return make_env(env_id, obs_mode=SEG_MODE, control_mode=get_task(env_id).control_mode, fast_render=None)
+
+
 def collect_views(env_id: str, seeds: List[int], look: Optional[Tuple[float, float, float]] = None) -> List[View]:
     """One view per episode: its first observation, or with `look=(distance, pitch, jitter)` the view from
     `look_at_slot` (episodes where the arm cannot reach it are left out). The target is the TCP's position
     in the slot frame (`goal_pose`; where the slot is relative to the hand) and the slot's world rotation
     vector (a yaw; the TCP's rotation in the slot frame is near half a turn, where rotation vectors flip)."""
-    spec = get_task(env_id)
-    env = make_env(env_id, obs_mode=SEG_MODE, control_mode=spec.control_mode, fast_render=None)
-    rng = np.random.default_rng(0)
-    samples = []
+    env, rng, samples = view_env(env_id), np.random.default_rng(0), []
     try:
         for seed in seeds:
             obs, _ = env.reset(seed=seed)
