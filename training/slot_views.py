@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Tuple
 import gymnasium as gym
 import numpy as np
 from transforms3d.axangles import axangle2mat
+from tqdm import tqdm
 from transforms3d.quaternions import quat2axangle
 
 from agent.preprocessing import kept_points, preprocess
@@ -78,7 +79,7 @@ def collect_views(env_id: str, seeds: List[int], look: Optional[Tuple[float, flo
     vector (a yaw; the TCP's rotation in the slot frame is near half a turn, where rotation vectors flip)."""
     env, rng, samples = view_env(env_id), np.random.default_rng(0), []
     try:
-        for seed in seeds:
+        for seed in tqdm(seeds, desc="views", unit="episode"):
             obs, _ = env.reset(seed=seed)
             if look is not None:
                 if not look_at_slot(env, *look, rng):
