@@ -209,7 +209,8 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
         config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
                                updates_per_round=updates_per_round, batch_size=batch_size,
                                train_points=train_points, lr=lr, loss=loss, final_lr_factor=final_lr_factor,
-                               expert_noise=expert_noise, expert_share=expert_share, n_workers=workers or os.cpu_count() or 1,
+                               expert_noise=expert_noise, expert_share=expert_share,
+                               n_workers=workers or os.cpu_count() or 1,
                                eval_episodes=eval_episodes, collect_episode_steps=collect_episode_steps,
                                seed=seed, init_from=str(init_from) if init_from else None,
                                slot_reader=str(slot_reader) if slot_reader else None)
@@ -261,8 +262,8 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 @app.command("train-slot-reader")
 def train_slot_reader(env_id: str = typer.Argument(..., help=ENV_HELP),
-                      out: Optional[Path] = typer.Option(None, help="the ONNX file to write (default: "
-                                                         "runs/ENV_ID/slot_reader.onnx; the regressor goes beside it, .pt)"),
+                      out: Optional[Path] = typer.Option(None, help="the ONNX file to write (default: runs/ENV_ID/"
+                                                         "slot_reader.onnx; the regressor goes beside it, .pt)"),
                       episodes: int = typer.Option(4000, min=2, help="episodes, one view of the slot each"),
                       updates: int = typer.Option(5000, min=1, help="Adam updates of 32 views"),
                       first_seed: int = typer.Option(0, help="seed of the first episode"),
@@ -275,7 +276,8 @@ def train_slot_reader(env_id: str = typer.Argument(..., help=ENV_HELP),
 
     get_task(env_id)
     try:
-        report = run_training(env_id, out or RUNS / env_id / "slot_reader.onnx", episodes, updates, look_step, first_seed)
+        report = run_training(env_id, out or RUNS / env_id / "slot_reader.onnx", episodes, updates, look_step,
+                              first_seed)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(report, indent=2))
