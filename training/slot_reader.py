@@ -87,7 +87,7 @@ def train_regressor(points: np.ndarray, states: np.ndarray, targets: np.ndarray,
         optimizer.step()
         schedule.step()
         if update % PROGRESS_EVERY == 0:
-            print("  update {}/{}: loss {:.4f}".format(update, updates, float(loss)), flush=True)
+            print("  update {}/{}: loss {:.4f}".format(update, updates, loss.item()), flush=True)
     return SlotEstimator(model, mean, std)
 
 
