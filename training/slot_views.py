@@ -9,8 +9,8 @@ from typing import Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
-from transforms3d.axangles import axangle2mat
 from tqdm import tqdm
+from transforms3d.axangles import axangle2mat
 from transforms3d.quaternions import quat2axangle
 
 from agent.preprocessing import kept_points, preprocess
