@@ -64,9 +64,9 @@ from agent.registry import get_task  # noqa: E402
 from training.experts import make_expert  # noqa: E402
 from training.experts.assembly import InsertionExpert  # noqa: E402
 from training.point_shares import phase  # noqa: E402
-from training.slot_reader import save_estimator, train_regressor  # noqa: E402
-from training.slot_views import (SEG_MODE, View, collect_views, compact, errors, inputs,  # noqa: E402
-                                 rotation_vector, split_by_seed, view_env)
+from training.slot_reader import fit_reader, save_estimator  # noqa: E402
+from training.slot_views import (SEG_MODE, View, collect_views, compact, errors, rotation_vector,  # noqa: E402
+                                 split_by_seed, view_env)
 
 LINE_UP_RANGE = 0.08  # m in front of the entrance where a held object counts as lining up
 VARIANTS = {  # name -> TaskSpec fields for a voxel side
@@ -180,15 +180,11 @@ def main() -> None:
     fit = {"predict the mean": mean["train"]["lateral_mm"]}
     for name, variant in variants.items():
         clock = time.time()
-        rng = np.random.default_rng(1)
-        train = inputs([s[1] for s in split["train"]], variant, args.draws, rng) + (targets["train"],)
-        test = inputs([s[1] for s in split["test"]], variant, 1, rng) + (targets["test"],)
-        estimator = train_regressor(*train, args.updates, args.batch_size, seed=0, fourier_octaves=args.fourier_octaves)
-        fitted, prediction = (estimator.predict(part[0][:, 0], part[1][:, 0]) for part in (train, test))
+        trained = fit_reader(split, variant, args.updates, args.batch_size, args.draws, args.fourier_octaves)
         if args.save:
-            save_estimator(estimator, variant, args.save / "{}.pt".format(name.replace(" ", "_")))
-        results[name] = errors(prediction, targets["test"])
-        fit[name] = errors(fitted, targets["train"])["lateral_mm"]
+            save_estimator(trained.estimator, variant, args.save / "{}.pt".format(name.replace(" ", "_")))
+        results[name] = trained.held_out
+        fit[name] = trained.training["lateral_mm"]
         print("{}: held-out {}, training-state lateral {:.1f} mm ({:.0f} s)".format(
             name, results[name], fit[name], time.time() - clock), flush=True)
 

@@ -12,7 +12,7 @@ need to know about the look.
 """
 import io
 from pathlib import Path
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Tuple
 
 import numpy as np
 import onnx
@@ -27,7 +27,7 @@ from agent.slot_memory import READING_NAME, SlotMemory
 from training.experts import make_expert
 from training.experts.assembly import InsertionExpert
 from training.networks import PointNet, mlp_head
-from training.slot_views import collect_views, errors, inputs, split_by_seed
+from training.slot_views import View, collect_views, errors, inputs, split_by_seed
 
 LOOK_STEP_KEY = "look_step"  # ONNX metadata: the step at which a looking policy reads the slot
 ENV_ID_KEY = "env_id"  # ONNX metadata: the task whose slot it reads
@@ -89,6 +89,28 @@ def train_regressor(points: np.ndarray, states: np.ndarray, targets: np.ndarray,
         if update % PROGRESS_EVERY == 0:
             print("  update {}/{}: loss {:.4f}".format(update, updates, loss.item()), flush=True)
     return SlotEstimator(model, mean, std)
+
+
+class Fit(NamedTuple):
+    """A regressor trained on the training views and its RMS errors (`errors`) on both sets."""
+    estimator: SlotEstimator
+    held_out: Dict[str, float]
+    training: Dict[str, float]
+    predict_the_mean: Dict[str, float]  # held-out errors of predicting the training targets' mean
+
+
+def fit_reader(split: Dict[str, List[View]], spec: TaskSpec, updates: int, batch_size: int, draws: int = 3,
+               fourier_octaves: int = 0) -> Fit:
+    """Train a regressor on `split["train"]`'s views (`draws` preprocessings of each, as `spec` preprocesses)
+    and score it on `split["test"]`'s (one preprocessing each) and on the training views."""
+    rng = np.random.default_rng(1)
+    targets = {name: np.stack([target for _, _, target in rows]) for name, rows in split.items()}
+    train = inputs([view for _, view, _ in split["train"]], spec, draws, rng)
+    test = inputs([view for _, view, _ in split["test"]], spec, 1, rng)
+    estimator = train_regressor(*train, targets["train"], updates, batch_size, seed=0, fourier_octaves=fourier_octaves)
+    mean = np.broadcast_to(targets["train"].mean(axis=0), targets["test"].shape)
+    return Fit(estimator, errors(estimator.predict(test[0][:, 0], test[1][:, 0]), targets["test"]),
+               errors(estimator.predict(train[0][:, 0], train[1][:, 0]), targets["train"]), errors(mean, targets["test"]))
 
 
 def save_estimator(estimator: SlotEstimator, spec: TaskSpec, path: Path) -> None:
@@ -191,15 +213,9 @@ def train_slot_reader(env_id: str, out: Path, episodes: int, updates: int, look_
             raise ValueError("{} episodes leave no {} views: raise the episodes".format(
                 episodes, " or ".join(name for name, rows in split.items() if not rows)))
         spec = reader_spec(get_task(env_id))
-        rng = np.random.default_rng(1)
-        train = inputs([view for _, view, _ in split["train"]], spec, draws, rng)
-        test = inputs([view for _, view, _ in split["test"]], spec, 1, rng)
-        targets = {name: np.stack([target for _, _, target in rows]) for name, rows in split.items()}
-        estimator = train_regressor(*train, targets["train"], updates, batch_size, seed=0)
-        save_estimator(estimator, spec, saved)
-        mean = np.broadcast_to(targets["train"].mean(axis=0), targets["test"].shape)
+        fit = fit_reader(split, spec, updates, batch_size, draws)
+        save_estimator(fit.estimator, spec, saved)
         report = {"views": {name: len(rows) for name, rows in split.items()}, "episodes": episodes,
-                  "held_out": errors(estimator.predict(test[0][:, 0], test[1][:, 0]), targets["test"]),
-                  "predict_the_mean": errors(mean, targets["test"])}
+                  "held_out": fit.held_out, "predict_the_mean": fit.predict_the_mean}
     entry = export_slot_reader(saved, out, look_step)
     return {"onnx": str(entry.path), "estimator": str(saved), "look_step": entry.look_step, **report}
