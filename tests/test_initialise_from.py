@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import training.distill
-from training.checkpoints import initialise_from
+from training.checkpoints import CorruptCheckpointError, initialise_from, model_checkpoint, save_checkpoint
 from training.distill import DistillConfig, collect, distill
 from training.export import ExportedActor, actor_weights_from_onnx, onnx_bytes
 from training.networks import ActorCritic
@@ -39,19 +39,34 @@ def test_exported_actor_loads_back_into_the_network(tmp_path: Path, trained: boo
     assert all(torch.equal(a, b) for a, b in zip(critic_before, target.critic.parameters()))  # not exported
 
 
-def test_a_looking_network_starts_from_a_policy_that_does_not_look(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["onnx", "checkpoint"])
+def test_a_looking_network_starts_from_a_policy_that_does_not_look(tmp_path: Path, kind: str) -> None:
     torch.manual_seed(0)
     source = ActorCritic(31, 7, [-1.0] * 7, [1.0] * 7)
     with torch.no_grad():
         for parameter in source.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
     target = ActorCritic(40, 7, [-1.0] * 7, [1.0] * 7)
-    initialise_from(target, export(source, tmp_path / "policy.onnx"))
+    if kind == "onnx":
+        initialise_from(target, export(source, tmp_path / "policy.onnx"))
+    else:
+        save_checkpoint(model_checkpoint(source), tmp_path / "student.pt")
+        initialise_from(target, tmp_path / "student.pt")
     points, state = torch.randn(3, 1200, 6), torch.randn(3, 31)
     slot = torch.randn(3, 9)  # goal, TCP -> goal, goal axis: inserted before the trailing TCP pose
+    looking_state = torch.cat([state[:, :24], slot, state[:, 24:]], dim=1)
     with torch.no_grad():
-        torch.testing.assert_close(target(points, torch.cat([state[:, :24], slot, state[:, 24:]], dim=1)),
-                                   source(points, state), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(target(points, looking_state), source(points, state), rtol=1e-6, atol=1e-6)
+        if kind == "checkpoint":  # the whole model: the critic too
+            torch.testing.assert_close(target.distribution_and_value(points, looking_state)[1],
+                                       source.distribution_and_value(points, state)[1],
+                                       rtol=1e-6, atol=1e-6)
+
+
+def test_another_tasks_checkpoint_is_refused(tmp_path: Path) -> None:
+    save_checkpoint(model_checkpoint(ActorCritic(37, 7, [-1.0] * 7, [1.0] * 7)), tmp_path / "pick.pt")
+    with pytest.raises(CorruptCheckpointError, match="does not match the network"):
+        initialise_from(ActorCritic(31, 7, [-1.0] * 7, [1.0] * 7), tmp_path / "pick.pt")
 
 
 def test_a_foreign_onnx_file_is_refused(tmp_path: Path) -> None:

@@ -65,21 +65,25 @@ def initialise_from(model: ActorCritic, path: Path) -> None:
     actor (`weights/ENV.onnx`, so training can continue from a shipped policy when its run directory is
     gone); the ONNX file holds no critic or log-std, so those keep their fresh initialisation (the
     action bounds come from the task, as for any new model). A looking model (`--slot-reader`) may start
-    from an exported insertion policy that does not look: the slot's state entries start with zero weights."""
+    from an insertion policy that does not look, either kind: the slot's state entries start with zero weights."""
     path = Path(path)
-    if path.suffix != ".onnx":
-        model.load_state_dict(load_checkpoint(path)["model"])
-        return
-    from training.export import actor_weights_from_onnx
+    exported = path.suffix == ".onnx"
+    if exported:
+        from training.export import actor_weights_from_onnx
 
-    weights = actor_weights_from_onnx(path)
-    first = "actor.0.weight"
-    added = model.actor[0].in_features - weights[first].shape[1]
-    if added == SLOT_STATE_SIZE:  # a policy that does not look, for its looking version
-        weights[first] = with_slot_columns(weights[first])
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    absent = [key for key in missing
-              if not key.startswith("critic.") and key not in ("log_std", "action_center", "action_scale")]
+        weights = actor_weights_from_onnx(path)
+    else:
+        weights = dict(load_checkpoint(path)["model"])
+    wanted = model.state_dict()
+    for first in ("actor.0.weight", "critic.0.weight"):
+        if first in weights and wanted[first].shape[1] - weights[first].shape[1] == SLOT_STATE_SIZE:
+            weights[first] = with_slot_columns(weights[first])  # a policy that does not look, for its looking version
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # mismatched shapes: another task's network
+        raise CorruptCheckpointError("{} does not match the network: {}".format(path, error)) from None
+    fresh = ("log_std", "action_center", "action_scale")  # what an exported actor does not hold
+    absent = [key for key in missing if not (exported and (key.startswith("critic.") or key in fresh))]
     if absent or unexpected:
         raise CorruptCheckpointError("{} does not match the network: missing {}, unexpected {}".format(
             path, absent, list(unexpected)))
