@@ -2,7 +2,9 @@
 # The rigid-body recipe, one command per task: measure the privileged expert, distil it into a
 # point-cloud student (BC + DAgger, `ms2agent distill`), fine-tune the student with two-stage PPO
 # (`ms2agent two-stage --init-from`), export the chosen checkpoint to weights/ and score it with the
-# official evaluator on held-out seeds (scripts/evaluate.sh).
+# official evaluator on held-out seeds (scripts/evaluate.sh). A looking task (LOOKING_TASKS) gets a
+# slot reader (`ms2agent train-slot-reader`) after the distillation, and its student is distilled again
+# into a looking policy (`distill --slot-reader --init-from STUDENT`) that PPO fine-tunes and export ships.
 #
 #   bash scripts/train_rigid_body.sh [ENV_ID ...]
 #
@@ -20,6 +22,12 @@
 #                                                         COLLECT_EPISODE_STEPS= (empty): the task's limit;
 #                                                         TRAIN_POINTS: camera points per cloud in BC
 #                                                         updates (default 300; 0: all of them)
+#   LOOKING_TASKS READER_EPISODES READER_UPDATES LOOK_ROUNDS
+#                                                         looking tasks (default: PegInsertionSide-v0; PlugCharger's
+#                                                         reader is 5x short of its expert's 0.4 mm); the reader's
+#                                                         4000 look views and 5000 updates; 8 looking distillation
+#                                                         rounds (6000 samples, a quarter from the noise-free expert,
+#                                                         2000 L1 updates on 600-point clouds, episodes <= 160 steps)
 #   STAGE1 STAGE2 PPO_SAMPLES PPO_BATCH PPO_LR INIT_LOG_STD
 #                                                         two-stage PPO (stage 2: batch x0.9, samples x0.875)
 #   EVAL_EPISODES EVAL_WORKERS                            official evaluator episodes (seeds 1,000,000+),
@@ -35,6 +43,10 @@ PPO_BATCH=${PPO_BATCH:-330}
 PPO_LR=${PPO_LR:-3e-5}
 INIT_LOG_STD=${INIT_LOG_STD:--2.3}
 EVAL_EPISODES=${EVAL_EPISODES:-100}
+LOOKING_TASKS=${LOOKING_TASKS-PegInsertionSide-v0}
+READER_EPISODES=${READER_EPISODES:-4000}
+READER_UPDATES=${READER_UPDATES:-5000}
+LOOK_ROUNDS=${LOOK_ROUNDS:-8}
 
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
@@ -65,14 +77,27 @@ for ENV_ID in "${ENVS[@]}"; do
     --updates-per-round "$updates" --loss "$loss" --train-points "$train_points" ${limit[@]+"${limit[@]}"}
   STUDENT=$(json_field "runs/$ENV_ID/distill/result.json" student)  # the round with the best selection success
 
+  LOOK=()
+  if [[ " $LOOKING_TASKS " == *" $ENV_ID "* ]]; then
+    READER="runs/$ENV_ID/slot_reader.onnx"
+    echo "== $ENV_ID: slot reader ($READER_EPISODES look views, $READER_UPDATES updates; kept when re-run)"
+    "$MS2AGENT" train-slot-reader "$ENV_ID" --episodes "$READER_EPISODES" --updates "$READER_UPDATES" --out "$READER"
+    echo "== $ENV_ID: looking distillation from $STUDENT ($LOOK_ROUNDS rounds)"
+    "$MS2AGENT" distill "$ENV_ID" --slot-reader "$READER" --run-dir "runs/$ENV_ID/looking" --init-from "$STUDENT" \
+      --expert-share 0.25 --loss l1 --samples-per-round 6000 --updates-per-round 2000 --train-points 600 \
+      --collect-episode-steps 160 --rounds "$LOOK_ROUNDS"
+    STUDENT=$(json_field "runs/$ENV_ID/looking/result.json" student)
+    LOOK=(--slot-reader "$READER")
+  fi
+
   echo "== $ENV_ID: two-stage PPO from $STUDENT (the student itself is stage 1's iteration 0)"
   "$MS2AGENT" two-stage "$ENV_ID" --resume --init-from "$STUDENT" --init-log-std "$INIT_LOG_STD" --freeze-pointnet \
     --stage1-iterations "$STAGE1" --stage2-iterations "$STAGE2" --samples-per-iteration "$PPO_SAMPLES" \
-    --batch-size "$PPO_BATCH" --lr "$PPO_LR"
+    --batch-size "$PPO_BATCH" --lr "$PPO_LR" ${LOOK[@]+"${LOOK[@]}"}
 
   echo "== $ENV_ID: export and official evaluation"
   "$MS2AGENT" export "$ENV_ID" "$(json_field "runs/$ENV_ID/ppo/result.json" checkpoint)" \
-    --command "bash scripts/train_rigid_body.sh $ENV_ID"
+    --command "bash scripts/train_rigid_body.sh $ENV_ID" ${LOOK[@]+"${LOOK[@]}"}
   bash scripts/evaluate.sh "$ENV_ID" "$EVAL_EPISODES"
   "$MS2AGENT" plot "runs/$ENV_ID"  # runs/ENV_ID/learning_curve.png: distillation, then both PPO stages
 done
