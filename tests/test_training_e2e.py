@@ -100,3 +100,23 @@ def test_init_from_a_student_evaluates_it_first_and_sets_its_exploration_noise(t
     fixed = student.state_dict()  # --freeze-pointnet: the student's features are untouched
     assert all(torch.equal(model[key], fixed[key]) for key in fixed if key.startswith("pointnet."))
     assert not torch.equal(model["critic.0.weight"], fixed["critic.0.weight"])  # the critic head learnt
+
+
+@pytest.mark.sim
+def test_a_looking_policy_fine_tunes_with_ppo_and_exports_with_its_reader(tmp_path: Path) -> None:
+    reader = ROOT / "weights" / "PegInsertionSide-v0.slot_reader.onnx"
+    run_dir = tmp_path / "run"
+    past_the_look = ["--samples-per-iteration", "48", "--batch-size", "12", "--eval-episodes", "1", "--workers", "1",
+                     "--max-episode-steps", "45"]  # the reader reads at step 40 in collection and evaluation
+    result = ms2agent("two-stage", "PegInsertionSide-v0", "--run-dir", str(run_dir), "--stage1-iterations", "1",
+                      "--stage2-iterations", "0", *past_the_look, "--slot-reader", str(reader),
+                      "--init-from", str(ROOT / "weights" / "PegInsertionSide-v0.onnx"), "--freeze-pointnet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    chosen = json.loads((run_dir / "result.json").read_text())
+    weights = tmp_path / "weights"
+    exported = ms2agent("export", "PegInsertionSide-v0", chosen["checkpoint"], "--weights-dir", str(weights),
+                        "--command", "test run", "--slot-reader", str(reader))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    entry = json.loads((weights / "manifest.json").read_text())["policies"]["PegInsertionSide-v0"]
+    assert entry["spec"]["state_size"] == 40 and entry["slot_reader"]["look_step"] == 40  # looks, reads at 40
+    assert (weights / entry["slot_reader"]["file"]).exists()
