@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agent.registry import get_task, looking
+from agent.registry import TaskSpec, get_task, looking
 from training.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
 from training.networks import ActorCritic
@@ -170,6 +170,14 @@ def best_round(records: List[Dict]) -> Dict:
     return max(reversed(records), key=lambda record: record["success"])
 
 
+def student_spec(config: DistillConfig) -> TaskSpec:
+    """The preprocessing the student sees: the task's, or its looking version with a slot reader."""
+    spec = get_task(config.env_id)
+    if config.slot_reader:  # a looking student sees its reading as goal points
+        spec = looking(spec, reader_entry(Path(config.slot_reader), config.env_id).look_step)
+    return spec
+
+
 def distill(run_dir: Path, config: DistillConfig) -> Dict:
     """Run (or continue) the rounds; returns the per-round records."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -180,9 +188,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
     rng = np.random.default_rng(config.seed)
     records_file = run_dir / "distill_records.json"
     records = json.loads(records_file.read_text()) if records_file.exists() else []
-    spec = get_task(config.env_id)
-    if config.slot_reader:  # a looking student sees its reading as goal points
-        spec = looking(spec, reader_entry(Path(config.slot_reader), config.env_id).look_step)
+    spec = student_spec(config)
     selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_SEEDS, slot_reader=config.slot_reader)
     try:
         model = ActorCritic(selection.state_size, len(selection.action_low), selection.action_low, selection.action_high)
