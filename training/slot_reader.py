@@ -92,11 +92,12 @@ def train_regressor(points: np.ndarray, states: np.ndarray, targets: np.ndarray,
 
 
 class Fit(NamedTuple):
-    """A regressor trained on the training views and its RMS errors (`errors`) on both sets."""
+    """A regressor trained on the training views, its RMS errors (`errors`) on the held-out and the training
+    views, and the held-out errors of predicting the training targets' mean."""
     estimator: SlotEstimator
     held_out: Dict[str, float]
     training: Dict[str, float]
-    predict_the_mean: Dict[str, float]  # held-out errors of predicting the training targets' mean
+    predict_the_mean: Dict[str, float]
 
 
 def fit_reader(split: Dict[str, List[View]], spec: TaskSpec, updates: int, batch_size: int, draws: int = 3,
