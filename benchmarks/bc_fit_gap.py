@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from training.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from training.distill import DistillConfig, behaviour_cloning, load_rounds, student_spec  # noqa: E402
+from training.evaluation import torch_actor  # noqa: E402
 from training.networks import ActorCritic  # noqa: E402
 
 Part = Tuple[np.ndarray, np.ndarray, np.ndarray]  # points, states, labels
@@ -43,10 +44,8 @@ def student_part(shard: Path, expert_share: float, samples: int, rng: np.random.
 
 def action_errors(model: ActorCritic, part: Part, batch: int = 100) -> np.ndarray:
     """Mean absolute error of the deterministic action per action dimension."""
-    model.eval()
-    with torch.no_grad():
-        actions = np.concatenate([model(torch.from_numpy(part[0][i:i + batch]), torch.from_numpy(part[1][i:i + batch]))
-                                  .numpy() for i in range(0, len(part[2]), batch)])
+    act = torch_actor(model)
+    actions = np.concatenate([act(part[0][i:i + batch], part[1][i:i + batch]) for i in range(0, len(part[2]), batch)])
     return np.abs(actions - part[2]).mean(axis=0)
 
 

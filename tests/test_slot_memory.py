@@ -220,7 +220,8 @@ def test_a_slot_reader_trains_on_look_views_and_exports(tmp_path: Path) -> None:
     out = tmp_path / "reader.onnx"
     report = train_slot_reader("PegInsertionSide-v0", out, episodes=4, updates=2, look_step=5)
     assert report["views"] == {"train": 3, "test": 1}  # the arm reaches these four seeds' look poses
-    assert set(report["held_out"]) == set(report["predict_the_mean"]) == {"lateral_mm", "along_mm", "angle_rad"}
+    assert set(report["held_out"]) == set(report["training"]) == set(report["predict_the_mean"]) == {
+        "lateral_mm", "along_mm", "angle_rad"}
     assert reader_entry(out, "PegInsertionSide-v0").look_step == 5 and out.with_suffix(".pt").exists()
     again = train_slot_reader("PegInsertionSide-v0", out, episodes=4, updates=2, look_step=7)
     assert "held_out" not in again and reader_entry(out, "PegInsertionSide-v0").look_step == 7
