@@ -11,19 +11,22 @@ Pure numpy (Python 3.8), shared unchanged by the agent and by training:
 6. state = qpos, qvel, base/TCP/goal positions (and TCP->goal) in the frame, remaining `extra`
    entries flattened.
 A looking task's goal is the slot its policy read and remembers (`agent.slot_memory` adds it to the
-observation first).
+observation first); its state also holds the TCP's pose in that slot's frame (`tcp_in_slot`), just before
+the trailing TCP pose.
 """
 from typing import Any, Dict, NamedTuple, Optional
 
 import numpy as np
 
 from agent.registry import TaskSpec
-from agent.slot_memory import with_slot
+from agent.slot_memory import slot_rotation, with_slot
 
 GROUND_Z = 1e-4
 GOAL_JITTER = 0.01
 GOAL_RGB = (0.0, 1.0, 0.0)
 FRAME_KEYS = ("tcp_pose", "goal_pos")  # extra entries used as frame-related positions
+TCP_IN_SLOT_SIZE = 9  # `tcp_in_slot`: position (cm, clipped) and the first two columns of the rotation
+TCP_IN_SLOT_RANGE = 0.1  # m: positions clipped to this along each slot axis, then given in cm (1 mm = 0.1)
 
 
 class NetworkInput(NamedTuple):
@@ -56,6 +59,21 @@ def to_frame(xyz: Any, origin: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     return (np.asarray(xyz) - origin) @ rotation
 
 
+def tcp_in_slot(extra: Dict[str, Any]) -> np.ndarray:
+    """The TCP's pose in a looking policy's remembered slot frame (`extra.goal_pos`, `extra.goal_axis`,
+    `agent.slot_memory.slot_rotation`), as `TCP_IN_SLOT_SIZE` state entries: its position in cm, clipped
+    to `TCP_IN_SLOT_RANGE`, and the first two columns of its rotation; zeros before the read."""
+    axis = np.asarray(extra["goal_axis"], dtype=np.float64)
+    if not np.any(axis):
+        return np.zeros(TCP_IN_SLOT_SIZE)
+    slot = slot_rotation(axis)
+    tcp = np.asarray(extra["tcp_pose"], dtype=np.float64)
+    position = slot.T @ (tcp[:3] - np.asarray(extra["goal_pos"], dtype=np.float64))
+    rotation = slot.T @ quaternion_to_matrix(tcp[3:])
+    return np.concatenate([np.clip(position, -TCP_IN_SLOT_RANGE, TCP_IN_SLOT_RANGE) * 100.0,
+                           rotation[:, 0], rotation[:, 1]])
+
+
 def sample_indices(n_available: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` indices into `n_available` items: a random subset, or all of them plus random repeats."""
     if n_available >= n:
@@ -74,6 +92,8 @@ def build_state(agent: Dict[str, Any], extra: Dict[str, Any], origin: np.ndarray
     if goal is not None:
         parts += [to_frame(goal, origin, rotation), to_frame(goal, tcp[:3], rotation)]
     parts += [extra[key] for key in sorted(extra) if key not in FRAME_KEYS]
+    if "goal_axis" in extra:  # a looking policy's remembered slot
+        parts.append(tcp_in_slot(extra))
     parts.append(tcp)
     return np.concatenate([np.ravel(part) for part in parts]).astype(np.float32)
 

@@ -6,8 +6,10 @@ in front of it, a slot reader (a PointNet regressor, `training.slot_reader`) pla
 A looking policy brings the hand camera there first; the observation after `look_step` actions (the
 reset observation counts as 0) goes to the reader, and from then on every observation carries the
 remembered slot as `extra.goal_pos` (the slot frame's origin, world) and `extra.goal_axis` (its x axis,
-the insertion direction), which preprocessing turns into goal points and state. Before the read both are
-zeros; a reading that is not finite (a bad observation) is retried on the next observation.
+the insertion direction), which preprocessing turns into goal points and state, including the TCP's
+pose in the slot frame (`agent.preprocessing.tcp_in_slot`: the line-up's geometry, which a network
+computes poorly from world poses). Before the read both are zeros; a reading that is not finite (a bad
+observation) is retried on the next observation.
 
 A reading is the TCP's position in the slot frame (3) and the slot's world rotation vector (3).
 Pure numpy (Python 3.8).
@@ -19,6 +21,15 @@ import numpy as np
 READING_SIZE = 6
 READING_NAME = "reading"  # the exported reader's output
 SLOT_KEYS = ("goal_pos", "goal_axis")
+
+
+def slot_rotation(axis: np.ndarray) -> np.ndarray:
+    """The slot frame's world rotation: x along the horizontal insertion `axis`, y horizontal (left of
+    it), z up (the slots here stand upright)."""
+    axis = np.asarray(axis, dtype=np.float64)
+    left = np.cross([0.0, 0.0, 1.0], axis)
+    left /= np.linalg.norm(left)
+    return np.stack([axis, left, np.cross(axis, left)], axis=1)
 
 
 def rotation_vector_to_matrix(vector: np.ndarray) -> np.ndarray:

@@ -61,7 +61,7 @@ def test_official_evaluator_runs_a_looking_policy(tmp_path: Path) -> None:
     torch.manual_seed(0)
     save_estimator(SlotEstimator(Regressor(31), [0.0] * 6, [1.0] * 6), get_task(env_id), tmp_path / "uniform.pt")
     reader = export_slot_reader(tmp_path / "uniform.pt", weights / "{}.slot_reader.onnx".format(env_id), look_step=5)
-    export_actor_critic(weights / "{}.onnx".format(env_id), 40, 7)  # 31 + the remembered slot's 9
+    export_actor_critic(weights / "{}.onnx".format(env_id), 49, 7)  # 31 + the remembered slot's 18
     entry = register(weights, env_id, weights / "{}.onnx".format(env_id), "pd_ee_delta_pose", "pointcloud", PROVENANCE)
     write_entry(weights, entry._replace(slot_reader=reader))
     assert read_manifest(weights)[env_id].slot_reader == reader

@@ -120,3 +120,38 @@ def test_grasp_descent_is_continuous_in_the_alignment(env_id: str, monkeypatch: 
                 assert np.all(np.diff(steps) <= 1e-6) and np.max(np.abs(np.diff(steps))) < 0.12
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("env_id", ["PegInsertionSide-v0", "PlugCharger-v0"])
+def test_insertion_push_slows_continuously_with_the_misalignment(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lined up in front of the slot, the insertion expert pushes in at full speed within its tolerances,
+    slower and slower up to `push_ramp` times them, and not at all beyond; past its hold point that far
+    off, it backs out. No jump between "hold" and "push" labels (students given the exact state stalled
+    in front of the hole behind such a switch)."""
+    import sapien.core as sapien
+    from training.experts import assembly
+
+    env = make_env(env_id, obs_mode="state", control_mode="pd_ee_delta_pose")
+    try:
+        env.reset(seed=0)
+        expert = make_expert(env_id)
+        expert.reset(env)
+        entrance, goal = expert.entrance(env), expert.goal_pose(env)
+        targets = []
+        monkeypatch.setattr(assembly, "carry_action", lambda _env, _held, target, *args: targets.append(target))
+
+        def advance(x: float, lateral: float) -> float:
+            """Slot-frame distance the expert's target lies ahead of the object at (x, lateral, 0)."""
+            monkeypatch.setattr(expert, "slot_offset", lambda _: sapien.Pose([x, lateral, 0.0]))
+            expert.carry(env)
+            return float((goal.inv() * targets[-1]).p[0]) - x
+
+        tolerance = expert.lateral_tolerance
+        in_front = entrance - expert.clearance - 0.005  # behind the hold point for any error swept here
+        ahead = [advance(in_front, lateral) for lateral in np.linspace(0.0, 2.5 * tolerance, 51)]
+        assert ahead[0] == pytest.approx(expert.push_step, abs=1e-6) and ahead[-1] == pytest.approx(0.0, abs=1e-6)
+        assert np.all(np.diff(ahead) <= 1e-6) and np.max(np.abs(np.diff(ahead))) < 0.06 * expert.push_step
+        assert expert.push_share(sapien.Pose([0.0, 1.5 * tolerance, 0.0])) == pytest.approx(0.5)
+        assert advance(entrance + 0.002, 3 * tolerance) == pytest.approx(-expert.push_step, abs=1e-6)  # inside, out of line: back out
+    finally:
+        env.close()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from agent.preprocessing import (GOAL_JITTER, kept_points, preprocess, quaternion_to_matrix, sample_indices, state_size,
-                                 voxel_representatives)
+                                 tcp_in_slot, voxel_representatives)
 from agent.registry import TASKS, get_task
 
 PICK = get_task("PickCube-v0")
@@ -117,6 +117,25 @@ def test_state_holds_proprioception_and_frame_positions() -> None:
     base, tcp_in_frame, goal, tcp_to_goal = state[18:21], state[21:24], state[24:27], state[27:30]
     assert np.allclose(base, [-0.7, -0.2, -0.3]) and np.allclose(tcp_in_frame, 0)
     assert np.allclose(goal, [0, 0, 0.2]) and np.allclose(tcp_to_goal, [0, 0, 0.2])
+
+
+def test_a_looking_state_holds_the_tcp_pose_in_the_remembered_slot_frame() -> None:
+    """The slot along world +y (its frame: x = +y, y = -x, z = up): a TCP 3 cm in front of it, 2 mm to
+    its left and 1 mm up is at (-3, 0.2, 0.1) cm; its rotation (turned 90 degrees about z, like the
+    slot) is the identity there; positions are clipped at 10 cm; before the read, zeros."""
+    slot = {"goal_pos": np.array([0.5, 0.2, 0.1]), "goal_axis": np.array([0.0, 1.0, 0.0])}
+    tcp = np.concatenate([[0.5 - 0.002, 0.2 - 0.03, 0.1 + 0.001], quaternion_about_z(np.pi / 2)])
+    entries = tcp_in_slot({"tcp_pose": tcp, **slot})
+    np.testing.assert_allclose(entries, [-3.0, 0.2, 0.1, 1, 0, 0, 0, 1, 0], atol=1e-9)
+    far = tcp_in_slot({"tcp_pose": np.concatenate([[0.5, 0.2 - 0.4, 0.1], tcp[3:]]), **slot})
+    assert far[0] == pytest.approx(-10.0)
+    unread = {"tcp_pose": tcp, "goal_pos": np.zeros(3), "goal_axis": np.zeros(3)}
+    assert not np.any(tcp_in_slot(unread))
+    peg = {"agent": {"qpos": np.zeros(9), "qvel": np.zeros(9), "base_pose": np.array([-0.6, 0, 0, 1, 0, 0, 0.0])},
+           "extra": {"tcp_pose": tcp, **slot},
+           "pointcloud": {"xyzw": np.array([[0.0, 0.0, 0.1, 1.0]], np.float32), "rgb": np.zeros((1, 3), np.uint8)}}
+    state = preprocess(peg, get_task("PegInsertionSide-v0")._replace(n_points=4), np.random.default_rng(0)).state
+    np.testing.assert_allclose(state[-16:-7], entries, atol=1e-6)  # just before the trailing TCP pose
 
 
 def test_missing_goal_for_a_goal_task_is_a_clear_error() -> None:

@@ -16,7 +16,7 @@ from agent.slot_memory import SlotMemory, rotation_vector_to_matrix, slot_from_r
 from test_agent_models import ship, tiny_model
 from test_agent_policy import ACTION_SPACE, CLOUD, box, observation
 
-ENV_ID = "PegInsertionSide-v0"  # no goal in its observations: state size 31, 40 when looking
+ENV_ID = "PegInsertionSide-v0"  # no goal in its observations: state size 31, 49 when looking
 LOOK_STEP = 3
 
 
@@ -96,7 +96,7 @@ def test_looking_turns_camera_points_into_goal_points() -> None:
 
 def ship_looking(directory: Path, reader_state_size: int = 31) -> SlotReaderEntry:
     """A tiny looking policy for ENV_ID with a tiny slot reader, as `ms2agent export --slot-reader` ships one."""
-    entry = ship(directory, ENV_ID, tiny_model(1200, 40, 7))
+    entry = ship(directory, ENV_ID, tiny_model(1200, 49, 7))
     path = directory / "{}.slot_reader.onnx".format(ENV_ID)
     path.write_bytes(tiny_model(1200, reader_state_size, 6, gain=0.5, seed=1, names=("points", "state", "reading")))
     from agent.onnx_model import make_session, model_spec
@@ -193,7 +193,7 @@ def test_env_workers_remember_the_slot_read_at_the_look_step(tmp_path: Path) -> 
     save_estimator(SlotEstimator(Regressor(31), np.zeros(6), np.ones(6)), get_task(ENV_ID), tmp_path / "uniform.pt")
     export_slot_reader(tmp_path / "uniform.pt", tmp_path / "reader.onnx", look_step=2)
     with EnvWorkers(ENV_ID, 1, with_expert=True, slot_reader=str(tmp_path / "reader.onnx")) as workers:
-        assert workers.state_size == 40
+        assert workers.state_size == 49
         steps = [workers.reset()]
         for _ in range(3):
             steps.append(workers.step(np.zeros((1, 7), np.float32)))

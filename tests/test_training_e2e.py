@@ -118,5 +118,5 @@ def test_a_looking_policy_fine_tunes_with_ppo_and_exports_with_its_reader(tmp_pa
                         "--command", "test run", "--slot-reader", str(reader))
     assert exported.returncode == 0, exported.stderr[-3000:]
     entry = json.loads((weights / "manifest.json").read_text())["policies"]["PegInsertionSide-v0"]
-    assert entry["spec"]["state_size"] == 40 and entry["slot_reader"]["look_step"] == 40  # looks, reads at 40
+    assert entry["spec"]["state_size"] == 49 and entry["slot_reader"]["look_step"] == 40  # looks, reads at 40
     assert (weights / entry["slot_reader"]["file"]).exists()

@@ -6,6 +6,7 @@ from typing import Any, Dict
 
 import torch
 
+from agent.preprocessing import TCP_IN_SLOT_SIZE
 from training.networks import ActorCritic
 
 
@@ -47,16 +48,18 @@ def model_checkpoint(model: ActorCritic, **extra: Any) -> Dict[str, Any]:
     return {"model": model.state_dict(), "model_spec": spec, **extra}
 
 
-SLOT_STATE_SIZE = 9  # state entries a remembered slot adds: its position, TCP -> slot, its axis
+SLOT_STATE_SIZE = 9 + TCP_IN_SLOT_SIZE  # state entries a remembered slot adds: its position, TCP -> slot,
+# its axis, and the TCP's pose in its frame (agent.preprocessing.tcp_in_slot), which older looking policies lack
 TCP_POSE_SIZE = 7  # the state's last entries (agent.preprocessing.build_state)
 
 
-def with_slot_columns(weight: torch.Tensor) -> torch.Tensor:
-    """A first layer's weight (out, features + state) with zero columns for a remembered slot's state
-    entries, where `build_state` puts them for the insertion tasks (whose only other `extra` entry is
-    the TCP pose): just before the trailing TCP pose. The wider layer computes what the narrow one did
-    from the same features (the looking cloud's 50 goal points still change the PointNet's)."""
-    zeros = weight.new_zeros(weight.shape[0], SLOT_STATE_SIZE)
+def with_slot_columns(weight: torch.Tensor, count: int) -> torch.Tensor:
+    """A first layer's weight (out, features + state) with `count` zero columns for the slot state entries
+    a checkpoint lacks (all of them, or the TCP's pose in the slot frame), where `build_state` puts them
+    for the insertion tasks (whose only other `extra` entry is the TCP pose): just before the trailing
+    TCP pose. The wider layer computes what the narrow one did from the same features (a looking cloud's
+    50 goal points still change a non-looking policy's PointNet features)."""
+    zeros = weight.new_zeros(weight.shape[0], count)
     return torch.cat([weight[:, :-TCP_POSE_SIZE], zeros, weight[:, -TCP_POSE_SIZE:]], dim=1)
 
 
@@ -65,7 +68,8 @@ def initialise_from(model: ActorCritic, path: Path) -> None:
     actor (`weights/ENV.onnx`, so training can continue from a shipped policy when its run directory is
     gone); the ONNX file holds no critic or log-std, so those keep their fresh initialisation (the
     action bounds come from the task, as for any new model). A looking model (`--slot-reader`) may start
-    from an insertion policy that does not look, either kind: the slot's state entries start with zero weights."""
+    from an insertion policy that does not look, or from a looking one without the TCP's pose in the slot
+    frame, either kind: the state entries it lacks start with zero weights."""
     path = Path(path)
     exported = path.suffix == ".onnx"
     if exported:
@@ -76,8 +80,9 @@ def initialise_from(model: ActorCritic, path: Path) -> None:
         weights = dict(load_checkpoint(path)["model"])
     wanted = model.state_dict()
     for first in ("actor.0.weight", "critic.0.weight"):
-        if first in weights and wanted[first].shape[1] - weights[first].shape[1] == SLOT_STATE_SIZE:
-            weights[first] = with_slot_columns(weights[first])  # a policy that does not look, for its looking version
+        missing_columns = wanted[first].shape[1] - weights[first].shape[1] if first in weights else 0
+        if missing_columns in (SLOT_STATE_SIZE, TCP_IN_SLOT_SIZE):  # a policy that does not look, or an older looking one
+            weights[first] = with_slot_columns(weights[first], missing_columns)
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as error:  # mismatched shapes: another task's network

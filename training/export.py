@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from agent.manifest import InputSpec, ManifestEntry, file_sha256, write_entry
-from agent.preprocessing import preprocess
+from agent.preprocessing import TCP_IN_SLOT_SIZE, preprocess
 from agent.registry import TaskSpec, get_task, looking
 from agent.slot_memory import with_slot
-from training.checkpoints import load_checkpoint, model_from_checkpoint
+from training.checkpoints import initialise_from, load_checkpoint, model_from_checkpoint
 from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME
 from training.networks import ActorCritic, PointNet, mlp_head
 from training.slot_reader import reader_entry
@@ -144,6 +144,12 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     record = load_checkpoint(checkpoint).get("record", {})
     state_size = model.critic[0].in_features - model.pointnet.out_features
     inputs = real_inputs(spec)
+    if reader is not None and state_size + TCP_IN_SLOT_SIZE == inputs[0].state.size:  # looking, from before
+        # the TCP's pose in the slot frame was in the state: those entries join with zero weights
+        widened = ActorCritic(inputs[0].state.size, len(model.action_scale), model.action_center - model.action_scale,
+                              model.action_center + model.action_scale)
+        initialise_from(widened, checkpoint)
+        model, state_size = widened.eval(), inputs[0].state.size
     if state_size != inputs[0].state.size:
         raise ValueError("{} takes a state of size {}, but {} {} gives {}: {} --slot-reader".format(
             checkpoint, state_size, env_id, "with a slot reader" if reader else "without one", inputs[0].state.size,

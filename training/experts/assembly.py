@@ -4,6 +4,8 @@ import numpy as np
 import sapien.core as sapien
 from transforms3d.quaternions import mat2quat
 
+from agent.slot_memory import slot_rotation
+
 from .base import OPEN, GraspExpert, carry_action, grasp_pose, pose_action, rotation_angle, tcp_pose
 
 LOOK_CAMERA = "hand_camera"
@@ -14,24 +16,16 @@ def look_camera_pose(slot: sapien.Pose, distance: float, pitch: float = 0.0, shi
     """The camera pose that looks at slot-frame x = 0 from `distance`, along the slot's x axis tilted
     `pitch` rad downwards, image upright (camera x forward, y horizontal), moved by `shift` (slot frame,
     m) and turned by the world rotation matrix `turn`."""
-    level = upright_rotation(slot.to_transformation_matrix()[:3, 0])  # columns: slot axis, left, up
+    level = slot_rotation(slot.to_transformation_matrix()[:3, 0])  # columns: slot axis, left, up
     forward = np.cos(pitch) * level[:, 0] - np.sin(pitch) * level[:, 2]
     rotation = turn @ np.stack([forward, level[:, 1], np.cross(forward, level[:, 1])], axis=1)
     return sapien.Pose(slot.p - distance * forward + slot.to_transformation_matrix()[:3, :3] @ shift, mat2quat(rotation))
 
 
-def upright_rotation(axis: np.ndarray) -> np.ndarray:
-    """The rotation with x along the horizontal `axis`, y horizontal (left of it) and z up."""
-    axis = np.asarray(axis, dtype=np.float64)
-    left = np.cross([0.0, 0.0, 1.0], axis)
-    left /= np.linalg.norm(left)
-    return np.stack([axis, left, np.cross(axis, left)], axis=1)
-
-
 def slot_pose(position: np.ndarray, axis: np.ndarray) -> sapien.Pose:
     """The slot frame at `position` with x along `axis` and y horizontal (the slots here stand upright),
     as a policy's remembered slot (agent.slot_memory) gives it."""
-    return sapien.Pose(np.asarray(position, dtype=np.float64), mat2quat(upright_rotation(axis)))
+    return sapien.Pose(np.asarray(position, dtype=np.float64), mat2quat(slot_rotation(axis)))
 
 
 def hand_camera_pose(env: gym.Env) -> sapien.Pose:
@@ -55,12 +49,14 @@ class InsertionExpert(GraspExpert):
 
     grasp_angle_tolerance = 0.25  # rad: the fingers close across the object's width and still hold it
     # this far off in yaw, and point-cloud students stall above it while correcting a few degrees
-    clearance = 0.01  # m in front of the entrance that lining up keeps at least
+    clearance = 0.01  # m in front of the entrance that lining up holds at (plus the funnel)
     standoff = 0.03  # m of slack behind that while lining up
     funnel_slope = 1.0  # extra distance per metre of lateral error, keeps the hand clear of the slot's body
-    lateral_tolerance = 0.0015  # m, largest y/z error (slot frame) to start pushing in
-    angle_tolerance = 0.015  # rad, largest orientation error to start pushing in
-    jam_slack = 2.0  # once inside, back out when the errors exceed the tolerances this many times
+    lateral_tolerance = 0.0015  # m, largest y/z error (slot frame) at which it pushes in at full speed
+    angle_tolerance = 0.015  # rad, largest orientation error at which it pushes in at full speed
+    push_ramp = 2.0  # misalignment (in tolerances, `push_share`) at which pushing has slowed to a stop: from
+    # 1 to this the push slows linearly, so the label changes smoothly with the state, which a student can
+    # imitate (behind a sharp switch at the tolerances, even students given the exact state stalled)
     push_step = 0.02  # m per step along the slot axis while pushing
     depth = 0.0  # m along the slot x axis at which pushing stops (0: fully inserted)
     sag_gain = 1.0  # lateral errors are overshot by this factor, cancelling the sag of the loaded arm
@@ -123,28 +119,25 @@ class InsertionExpert(GraspExpert):
         front of the inserted pose), y/z the lateral error."""
         return self.goal_pose(env).inv() * self.target(env).pose
 
-    def aligned(self, offset: sapien.Pose, slack: float = 1.0) -> bool:
-        """Whether the slot-frame `offset` is within the tolerances (scaled by `slack`)."""
-        return bool(np.all(np.abs(offset.p[1:]) < slack * self.lateral_tolerance)
-                    and rotation_angle(offset) < slack * self.angle_tolerance)
+    def push_share(self, offset: sapien.Pose) -> float:
+        """How much of `push_step` to push in at the slot-frame `offset`: 1 within the tolerances (largest
+        y/z error and angle), falling linearly to 0 at `push_ramp` times them."""
+        misalignment = max(float(np.max(np.abs(offset.p[1:]))) / self.lateral_tolerance,
+                           rotation_angle(offset) / self.angle_tolerance)
+        return float(np.clip((self.push_ramp - misalignment) / (self.push_ramp - 1.0), 0.0, 1.0))
 
     def carry(self, env: gym.Env) -> np.ndarray:
+        """Line up in front of the entrance (further back the further off the slot axis) while pushing in
+        as fast as `push_share` allows; misaligned past that hold point, back out instead."""
         goal, held = self.goal_pose(env), self.target(env).pose
         offset = self.slot_offset(env)
-        x, entrance = offset.p[0], self.entrance(env)
-        error = offset.p[1:]
+        x, error = offset.p[0], offset.p[1:]
         lateral = -self.sag_gain * np.clip(error, -self.sag_range, self.sag_range)  # overshoot small errors
-        if x > entrance:  # inside: push on, or back out a little when jammed out of line
-            in_line = self.aligned(offset, self.jam_slack)
-            x = min(x + self.push_step, self.depth) if in_line else x - self.push_step
-        elif self.aligned(offset) and x > entrance - 2 * self.standoff:
-            x = min(x + self.push_step, self.depth)
-        else:  # line up in front of the entrance, further back the further off the slot axis
-            near = entrance - self.clearance - self.funnel_slope * float(np.linalg.norm(error))
-            if x > near + self.clearance:  # too close for this lateral error: back off first
-                lateral = error
-            x = float(np.clip(x, near - self.standoff, near))
-        return carry_action(env, held, goal * sapien.Pose([x, *lateral]))
+        hold = self.entrance(env) - self.clearance - self.funnel_slope * float(np.linalg.norm(error))
+        past = float(np.clip((x - hold) / self.clearance, 0.0, 1.0))  # 0 in front of the hold point
+        share = self.push_share(offset)
+        x = max(x, hold - self.standoff) + self.push_step * (share - (1.0 - share) * past)
+        return carry_action(env, held, goal * sapien.Pose([min(x, self.depth), *lateral]))
 
 
 class PegInsertionSideExpert(InsertionExpert):
