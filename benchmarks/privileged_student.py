@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.preprocessing import TCP_IN_SLOT_SIZE, build_state, quaternion_to_matrix  # noqa: E402
+from training.checkpoints import TCP_POSE_SIZE  # noqa: E402
 from training.envs import make_env  # noqa: E402
 from training.experts import make_expert  # noqa: E402
 from training.experts.assembly import InsertionExpert  # noqa: E402
@@ -44,7 +45,6 @@ from training.experts.assembly import InsertionExpert  # noqa: E402
 ENV_ID = "PegInsertionSide-v0"
 FEATURES = ("state", "tcp_in_slot", "held", "offset")
 READ_ERROR = (0.0007, 0.0011, 0.0011)  # m, std of the reading's error along the slot axis and across it
-TCP_POSE_SIZE = 7
 Sample = Tuple[np.ndarray, np.ndarray]  # inputs, label
 
 
