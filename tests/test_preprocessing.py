@@ -131,9 +131,8 @@ def test_a_looking_state_holds_the_tcp_pose_in_the_remembered_slot_frame() -> No
     assert far[0] == pytest.approx(-10.0)
     unread = {"tcp_pose": tcp, "goal_pos": np.zeros(3), "goal_axis": np.zeros(3)}
     assert not np.any(tcp_in_slot(unread))
-    peg = {"agent": {"qpos": np.zeros(9), "qvel": np.zeros(9), "base_pose": np.array([-0.6, 0, 0, 1, 0, 0, 0.0])},
-           "extra": {"tcp_pose": tcp, **slot},
-           "pointcloud": {"xyzw": np.array([[0.0, 0.0, 0.1, 1.0]], np.float32), "rgb": np.zeros((1, 3), np.uint8)}}
+    peg = make_obs(np.array([[0.0, 0.0, 0.1, 1.0]]), np.zeros((1, 3)), tcp, goal=slot["goal_pos"])
+    peg["extra"]["goal_axis"] = slot["goal_axis"]
     state = preprocess(peg, get_task("PegInsertionSide-v0")._replace(n_points=4), np.random.default_rng(0)).state
     np.testing.assert_allclose(state[-16:-7], entries, atol=1e-6)  # just before the trailing TCP pose
 
