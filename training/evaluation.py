@@ -3,6 +3,7 @@ from typing import Callable, Dict
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from training.vec_env import EnvWorkers
 
@@ -32,6 +33,7 @@ def evaluate(actor: Actor, workers: EnvWorkers, n_episodes: int) -> Dict[str, fl
     returns, lengths = np.zeros(n), np.zeros(n)
     success, episode_returns, episode_lengths = [], [], []
     step = workers.reset(restart_seeds=True)
+    bar = tqdm(total=n_episodes, desc="evaluate", unit="episode", leave=False)
     while sum(done) < n_episodes:
         step = workers.step(actor(step.points, step.state))
         returns += step.reward
@@ -42,6 +44,9 @@ def evaluate(actor: Actor, workers: EnvWorkers, n_episodes: int) -> Dict[str, fl
                 episode_returns.append(returns[w])
                 episode_lengths.append(lengths[w])
                 done[w] += 1
+                bar.update()
+                bar.set_postfix(success="{:.2f}".format(np.mean(success)))
             returns[w] = lengths[w] = 0
+    bar.close()
     return {"success": float(np.mean(success)), "mean_return": float(np.mean(episode_returns)),
             "mean_length": float(np.mean(episode_lengths)), "episodes": n_episodes}
