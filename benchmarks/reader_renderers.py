@@ -1,0 +1,62 @@
+"""Does a slot reader, trained on `training.fast_render` views, read the official renderer's views as well?
+
+    .venv/bin/python benchmarks/reader_renderers.py [PegInsertionSide-v0] [--reader weights/ENV.slot_reader.onnx]
+        [--views 200] [--first-seed 5000000]    # ~3 min here for the defaults
+
+The same look views (`training.slot_views.collect_views`: the expert's look pose by inverse kinematics,
+the same jitter, seeds the reader never saw) are rendered once with the fast renderer (what training
+uses on software Vulkan) and once with the official one (what the official evaluator uses), each in its
+own process (SAPIEN shares one renderer per process). Printed per renderer: the reader's RMS errors
+(lateral and along the slot axis in mm, angle in rad), and the official / fast ratio of each.
+"""
+import argparse
+import multiprocessing as mp
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+
+def reading_errors(env_id: str, reader_path: str, seeds: range, fast_render: Optional[bool]) -> Dict[str, float]:
+    """The reader's RMS errors on the look views of `seeds`, rendered with `fast_render`."""
+    import training.slot_views as slot_views
+    from agent.policy import reader
+    from agent.registry import get_task, reader_spec
+    from training.experts import make_expert
+    from training.slot_reader import reader_entry
+
+    render = slot_views.make_env
+    slot_views.make_env = lambda *args, **kwargs: render(*args, **{**kwargs, "fast_render": fast_render})
+    expert = make_expert(env_id)
+    views = slot_views.collect_views(env_id, list(seeds), (expert.look_distance, expert.look_pitch, expert.look_jitter))
+    env = slot_views.view_env(env_id)
+    read = reader(reader_entry(Path(reader_path), env_id), reader_spec(get_task(env_id)), env.observation_space)
+    env.close()
+    rng = np.random.default_rng(0)
+    readings = np.stack([read(observation, rng) for _, observation, _ in views])
+    return {"views": len(views), **slot_views.errors(readings, np.stack([target for _, _, target in views]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("env_id", nargs="?", default="PegInsertionSide-v0")
+    parser.add_argument("--reader", help="exported slot reader (default: weights/ENV.slot_reader.onnx)")
+    parser.add_argument("--views", type=int, default=200)
+    parser.add_argument("--first-seed", type=int, default=5_000_000)
+    args = parser.parse_args()
+    reader_path = args.reader or "weights/{}.slot_reader.onnx".format(args.env_id)
+    seeds = range(args.first_seed, args.first_seed + args.views)
+    results = {}
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        for name, fast in (("fast", True), ("official", False)):
+            results[name] = pool.apply(reading_errors, (args.env_id, reader_path, seeds, fast))
+    print("| renderer | views | lateral RMS (mm) | along RMS (mm) | angle RMS (rad) |\n|---|---|---|---|---|")
+    for name, row in results.items():
+        print("| {} | {} | {:.2f} | {:.2f} | {:.4f} |".format(name, row["views"], row["lateral_mm"], row["along_mm"],
+                                                          row["angle_rad"]))
+    print("official / fast: " + ", ".join("{} {:.2f}".format(key, results["official"][key] / results["fast"][key])
+                                          for key in ("lateral_mm", "along_mm", "angle_rad")))
+
+
+if __name__ == "__main__":
+    main()
