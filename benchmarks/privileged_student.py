@@ -1,7 +1,7 @@
 """Can a student line the peg up at all when it is given the geometry, and which inputs does it need?
 
     .venv/bin/python benchmarks/privileged_student.py [--features state,held] [--push-ramp 2.0]
-        [--rounds 8] [--episodes 30] [--seed 0]    # ~10 min on one core
+        [--held-error 0.002] [--rounds 8] [--episodes 30] [--seed 0]    # ~10 min on one core
 
 The point-cloud students stall in front of the hole. This asks whether that is perception (what the
 points do not show) or imitation (what a network does not learn from the expert's labels), without
@@ -12,7 +12,8 @@ state observations, given exactly the inputs in `--features`:
 - `tcp_in_slot`: the TCP's pose in the read slot's frame (agent.preprocessing.tcp_in_slot), which the
   agent computes from the slot it remembers;
 - `held`: how the peg sits in the hand, its pose in the TCP frame, and its size (what the points
-  would have to show);
+  would have to show; before the grasp, where the peg is); `--held-error` shifts that position by
+  N(0, held-error) m per axis, fixed per episode, as a reader of the held peg would err;
 - `offset`: the peg's pose in the read slot's frame relative to the entrance (the expert's own
   line-up variables, which no observation gives directly).
 The slot is "read" with the slot reader's errors (N(0, 0.7 mm) along its axis, N(0, 1.1 mm) across
@@ -54,7 +55,8 @@ def read_slot(env, rng: np.random.Generator) -> sapien.Pose:
     return slot * sapien.Pose(rng.normal(0.0, READ_ERROR))
 
 
-def inputs(obs: dict, env, expert: InsertionExpert, slot: sapien.Pose, features: List[str]) -> np.ndarray:
+def inputs(obs: dict, env, expert: InsertionExpert, slot: sapien.Pose, features: List[str],
+           held_error: np.ndarray) -> np.ndarray:
     """The student's input vector: the chosen `features` (see the module docstring)."""
     extra = {"tcp_pose": obs["extra"]["tcp_pose"], "goal_pos": slot.p,
              "goal_axis": slot.to_transformation_matrix()[:3, 0]}
@@ -67,7 +69,7 @@ def inputs(obs: dict, env, expert: InsertionExpert, slot: sapien.Pose, features:
         parts.append(state[-TCP_POSE_SIZE - TCP_IN_SLOT_SIZE:-TCP_POSE_SIZE])
     if "held" in features:
         held = env.unwrapped.tcp.pose.inv() * env.unwrapped.peg.pose
-        parts += [held.p, held.to_transformation_matrix()[:3, :3].ravel(), env.unwrapped.peg_half_size]
+        parts += [held.p + held_error, held.to_transformation_matrix()[:3, :3].ravel(), env.unwrapped.peg_half_size]
     if "offset" in features:
         offset = slot.inv() * env.unwrapped.peg.pose
         parts += [offset.p - [expert.entrance(env), 0.0, 0.0], offset.to_transformation_matrix()[:3, :3].ravel()]
@@ -75,15 +77,17 @@ def inputs(obs: dict, env, expert: InsertionExpert, slot: sapien.Pose, features:
 
 
 def episode(env, expert: InsertionExpert, seed: int, features: List[str], rng: np.random.Generator,
-            act: Optional[Callable[[np.ndarray], np.ndarray]], noise: float, samples: List[Sample]) -> bool:
+            act: Optional[Callable[[np.ndarray], np.ndarray]], noise: float, samples: List[Sample],
+            held_error: float) -> bool:
     """One episode driven by `act` (None: the expert plus N(0, `noise`)); every state is labelled into
     `samples`. Returns its success."""
     obs, _ = env.reset(seed=seed)
     expert.reset(env)
     slot = read_slot(env, rng)
     expert.reading = slot
+    held_offset = rng.normal(0.0, held_error, 3) if held_error else np.zeros(3)  # no draw: runs without it repeat
     for _ in range(200):
-        x, label = inputs(obs, env, expert, slot, features), expert.act(env)
+        x, label = inputs(obs, env, expert, slot, features, held_offset), expert.act(env)
         samples.append((x, label))
         action = np.clip(label + rng.normal(0.0, noise, label.shape), -1, 1) if act is None else act(x)
         obs, _, terminated, truncated, info = env.step(action)
@@ -100,6 +104,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=30, help="student-driven episodes per round")
     parser.add_argument("--expert-episodes", type=int, default=60)
     parser.add_argument("--updates", type=int, default=3000, help="BC updates per round (batch 256)")
+    parser.add_argument("--held-error", type=float, default=0.0, help="m, std of the error of `held`'s position")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     features = args.features.split(",")
@@ -116,7 +121,7 @@ def main() -> None:
     start = time.time()
     seed = 10_000 * (args.seed + 1)
     for _ in range(args.expert_episodes):
-        episode(env, expert, seed, features, rng, None, 0.2, samples)
+        episode(env, expert, seed, features, rng, None, 0.2, samples, args.held_error)
         seed += 1
     x = np.stack([sample[0] for sample in samples])
     mean, std = torch.tensor(x.mean(0)), torch.tensor(x.std(0) + 1e-6)
@@ -128,8 +133,8 @@ def main() -> None:
         with torch.no_grad():
             return torch.clamp(net((torch.tensor(features_now)[None] - mean) / std), -1, 1)[0].numpy()
 
-    print("features: {}; push_ramp {}; {} expert episodes".format(", ".join(features), expert.push_ramp,
-                                                                  args.expert_episodes))
+    print("features: {}; push_ramp {}; held error {} m; {} expert episodes".format(
+        ", ".join(features), expert.push_ramp, args.held_error, args.expert_episodes))
     print("| round | samples | success ({} student episodes) | BC loss | minutes |".format(args.episodes))
     print("|---|---|---|---|---|")
     best = (-1.0, -1)
@@ -144,7 +149,7 @@ def main() -> None:
             optimiser.step()
         successes = []
         for _ in range(args.episodes):
-            successes.append(episode(env, expert, seed, features, rng, act, 0.0, samples))
+            successes.append(episode(env, expert, seed, features, rng, act, 0.0, samples, args.held_error))
             seed += 1
         success = float(np.mean(successes))
         best = max(best, (success, round_index))
