@@ -56,7 +56,7 @@ def read_slot(env, rng: np.random.Generator) -> sapien.Pose:
 
 
 def inputs(obs: dict, env, expert: InsertionExpert, slot: sapien.Pose, features: List[str],
-           held_error: np.ndarray) -> np.ndarray:
+           held_offset: np.ndarray) -> np.ndarray:
     """The student's input vector: the chosen `features` (see the module docstring)."""
     extra = {"tcp_pose": obs["extra"]["tcp_pose"], "goal_pos": slot.p,
              "goal_axis": slot.to_transformation_matrix()[:3, 0]}
@@ -69,7 +69,7 @@ def inputs(obs: dict, env, expert: InsertionExpert, slot: sapien.Pose, features:
         parts.append(state[-TCP_POSE_SIZE - TCP_IN_SLOT_SIZE:-TCP_POSE_SIZE])
     if "held" in features:
         held = env.unwrapped.tcp.pose.inv() * env.unwrapped.peg.pose
-        parts += [held.p + held_error, held.to_transformation_matrix()[:3, :3].ravel(), env.unwrapped.peg_half_size]
+        parts += [held.p + held_offset, held.to_transformation_matrix()[:3, :3].ravel(), env.unwrapped.peg_half_size]
     if "offset" in features:
         offset = slot.inv() * env.unwrapped.peg.pose
         parts += [offset.p - [expert.entrance(env), 0.0, 0.0], offset.to_transformation_matrix()[:3, :3].ravel()]

@@ -19,22 +19,21 @@ import numpy as np
 
 def reading_errors(env_id: str, reader_path: str, seeds: range, fast_render: Optional[bool]) -> Dict[str, float]:
     """The reader's RMS errors on the look views of `seeds`, rendered with `fast_render`."""
-    import training.slot_views as slot_views
     from agent.policy import reader
     from agent.registry import get_task, reader_spec
     from training.experts import make_expert
     from training.slot_reader import reader_entry
+    from training.slot_views import collect_views, errors, view_env
 
-    render = slot_views.make_env
-    slot_views.make_env = lambda *args, **kwargs: render(*args, **{**kwargs, "fast_render": fast_render})
     expert = make_expert(env_id)
-    views = slot_views.collect_views(env_id, list(seeds), (expert.look_distance, expert.look_pitch, expert.look_jitter))
-    env = slot_views.view_env(env_id)
+    look = (expert.look_distance, expert.look_pitch, expert.look_jitter)
+    views = collect_views(env_id, list(seeds), look, fast_render)
+    env = view_env(env_id, fast_render)
     read = reader(reader_entry(Path(reader_path), env_id), reader_spec(get_task(env_id)), env.observation_space)
     env.close()
     rng = np.random.default_rng(0)
     readings = np.stack([read(observation, rng) for _, observation, _ in views])
-    return {"views": len(views), **slot_views.errors(readings, np.stack([target for _, _, target in views]))}
+    return {"views": len(views), **errors(readings, np.stack([target for _, _, target in views]))}
 
 
 def main() -> None:

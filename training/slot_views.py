@@ -67,17 +67,20 @@ def look_at_slot(env: gym.Env, distance: float, pitch: float, jitter: float, rng
 View = Tuple[int, Dict, np.ndarray]  # (seed, compact observation, target)
 
 
-def view_env(env_id: str) -> gym.Env:
-    """The task's env rendering `SEG_MODE` clouds with the official renderer, in the task's control mode."""
-    return make_env(env_id, obs_mode=SEG_MODE, control_mode=get_task(env_id).control_mode, fast_render=None)
+def view_env(env_id: str, fast_render: Optional[bool] = None) -> gym.Env:
+    """The task's env rendering `SEG_MODE` clouds in the task's control mode; `fast_render` as in
+    `training.envs.make_env` (None: the fast renderer exactly on software Vulkan, as training's workers)."""
+    return make_env(env_id, obs_mode=SEG_MODE, control_mode=get_task(env_id).control_mode, fast_render=fast_render)
 
 
-def collect_views(env_id: str, seeds: List[int], look: Optional[Tuple[float, float, float]] = None) -> List[View]:
-    """One view per episode: its first observation, or with `look=(distance, pitch, jitter)` the view from
-    `look_at_slot` (episodes where the arm cannot reach it are left out). The target is the TCP's position
-    in the slot frame (`goal_pose`; where the slot is relative to the hand) and the slot's world rotation
-    vector (a yaw; the TCP's rotation in the slot frame is near half a turn, where rotation vectors flip)."""
-    env, rng, samples = view_env(env_id), np.random.default_rng(0), []
+def collect_views(env_id: str, seeds: List[int], look: Optional[Tuple[float, float, float]] = None,
+                  fast_render: Optional[bool] = None) -> List[View]:
+    """One view per episode (rendered by `view_env(env_id, fast_render)`): its first observation, or with
+    `look=(distance, pitch, jitter)` the view from `look_at_slot` (episodes where the arm cannot reach it
+    are left out). The target is the TCP's position in the slot frame (`goal_pose`; where the slot is
+    relative to the hand) and the slot's world rotation vector (a yaw; the TCP's rotation in the slot frame
+    is near half a turn, where rotation vectors flip)."""
+    env, rng, samples = view_env(env_id, fast_render), np.random.default_rng(0), []
     try:
         for seed in tqdm(seeds, desc="views", unit="episode"):
             obs, _ = env.reset(seed=seed)
