@@ -1,6 +1,6 @@
 """Can a student line the peg up at all when it is given the geometry, and which inputs does it need?
 
-    .venv/bin/python benchmarks/privileged_student.py [--features state,held] [--push-ramp 2.0]
+    .venv/bin/python benchmarks/privileged_student.py [--features state,held] [--expert-setting push_ramp=2.0]
         [--held-error 0.002] [--rounds 8] [--episodes 30] [--seed 0]    # ~10 min on one core
 
 The point-cloud students stall in front of the hole. This asks whether that is perception (what the
@@ -18,17 +18,18 @@ state observations, given exactly the inputs in `--features`:
   line-up variables, which no observation gives directly).
 The slot is "read" with the slot reader's errors (N(0, 0.7 mm) along its axis, N(0, 1.1 mm) across
 it, fixed per episode) and the expert acts on that reading, as when distilling a looking student; there
-is no look phase. `--push-ramp` sets the expert's `push_ramp` (1.001: a sharp switch from holding to
-pushing at the tolerances). Round 0 trains on `--expert-episodes` episodes of the expert with
-N(0, 0.2) action noise; every later round adds `--episodes` episodes the student drives, labelled by
-the expert, and trains on; those episodes are also the round's success rate (new seeds every round).
+is no look phase. `--expert-setting NAME=VALUE` (repeatable) sets one of the expert's numeric settings,
+e.g. `push_ramp=1.001` (a sharp switch from holding to pushing at the tolerances) or `push_step=0.01`.
+Round 0 trains on `--expert-episodes` episodes of the expert with N(0, 0.2) action noise; every later
+round adds `--episodes` episodes the student drives, labelled by the expert, and trains on; those
+episodes are also the round's success rate (new seeds every round).
 Printed: a markdown row per round (samples, success, BC loss) and the best round.
 """
 import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import sapien.core as sapien
@@ -96,10 +97,26 @@ def episode(env, expert: InsertionExpert, seed: int, features: List[str], rng: n
     return bool(info.get("success", False))
 
 
+def expert_settings(expert: InsertionExpert, settings: List[str]) -> Union[Dict[str, float], str]:
+    """Apply `NAME=VALUE` settings to the expert's numeric class attributes; the applied settings, or an error."""
+    applied = {}
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        if not isinstance(getattr(type(expert), name, None), float):
+            return "--expert-setting {!r}: not a numeric setting of {}".format(setting, type(expert).__name__)
+        try:
+            applied[name] = float(value)
+        except ValueError:
+            return "--expert-setting {!r}: the value is not a number".format(setting)
+        setattr(expert, name, applied[name])
+    return applied
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", default="state,held", help="comma-separated, from " + ", ".join(FEATURES))
-    parser.add_argument("--push-ramp", type=float, default=None, help="the expert's push_ramp (default: its own)")
+    parser.add_argument("--expert-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="set one of the expert's numeric settings (repeatable), e.g. push_ramp=1.001")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--episodes", type=int, default=30, help="student-driven episodes per round")
     parser.add_argument("--expert-episodes", type=int, default=60)
@@ -114,8 +131,9 @@ def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
     expert = make_expert(ENV_ID)
-    if args.push_ramp is not None:
-        expert.push_ramp = args.push_ramp
+    settings = expert_settings(expert, args.expert_setting)
+    if isinstance(settings, str):
+        parser.error(settings)
     env = make_env(ENV_ID, obs_mode="state_dict", control_mode="pd_ee_delta_pose", fast_render=None)
     samples: List[Sample] = []
     start = time.time()
@@ -133,8 +151,8 @@ def main() -> None:
         with torch.no_grad():
             return torch.clamp(net((torch.tensor(features_now)[None] - mean) / std), -1, 1)[0].numpy()
 
-    print("features: {}; push_ramp {}; held error {} m; {} expert episodes".format(
-        ", ".join(features), expert.push_ramp, args.held_error, args.expert_episodes))
+    print("features: {}; expert settings {}; held error {} m; {} expert episodes".format(
+        ", ".join(features), settings or "default", args.held_error, args.expert_episodes))
     print("| round | samples | success ({} student episodes) | BC loss | minutes |".format(args.episodes))
     print("|---|---|---|---|---|")
     best = (-1.0, -1)
