@@ -18,7 +18,7 @@ state observations, given exactly the inputs in `--features`:
   line-up variables, which no observation gives directly).
 The slot is "read" with the slot reader's errors (N(0, 0.7 mm) along its axis, N(0, 1.1 mm) across
 it, fixed per episode) and the expert acts on that reading, as when distilling a looking student; there
-is no look phase. `--expert-setting NAME=VALUE` (repeatable) sets one of the expert's numeric settings,
+is no look phase. `--expert-setting NAME=VALUE` (repeatable) sets one of the expert's float settings,
 e.g. `push_ramp=1.001` (a sharp switch from holding to pushing at the tolerances) or `push_step=0.01`.
 Round 0 trains on `--expert-episodes` episodes of the expert with N(0, 0.2) action noise; every later
 round adds `--episodes` episodes the student drives, labelled by the expert, and trains on; those
@@ -29,7 +29,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import sapien.core as sapien
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from agent.preprocessing import TCP_IN_SLOT_SIZE, build_state, quaternion_to_matrix  # noqa: E402
 from training.checkpoints import TCP_POSE_SIZE  # noqa: E402
 from training.envs import make_env  # noqa: E402
-from training.experts import make_expert  # noqa: E402
+from training.experts import make_expert, parse_settings  # noqa: E402
 from training.experts.assembly import InsertionExpert  # noqa: E402
 
 ENV_ID = "PegInsertionSide-v0"
@@ -97,26 +97,11 @@ def episode(env, expert: InsertionExpert, seed: int, features: List[str], rng: n
     return bool(info.get("success", False))
 
 
-def expert_settings(expert: InsertionExpert, settings: List[str]) -> Union[Dict[str, float], str]:
-    """Apply `NAME=VALUE` settings to the expert's numeric class attributes; the applied settings, or an error."""
-    applied = {}
-    for setting in settings:
-        name, _, value = setting.partition("=")
-        if not isinstance(getattr(type(expert), name, None), float):
-            return "--expert-setting {!r}: not a numeric setting of {}".format(setting, type(expert).__name__)
-        try:
-            applied[name] = float(value)
-        except ValueError:
-            return "--expert-setting {!r}: the value is not a number".format(setting)
-        setattr(expert, name, applied[name])
-    return applied
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", default="state,held", help="comma-separated, from " + ", ".join(FEATURES))
     parser.add_argument("--expert-setting", action="append", default=[], metavar="NAME=VALUE",
-                        help="set one of the expert's numeric settings (repeatable), e.g. push_ramp=1.001")
+                        help="set one of the expert's float settings (repeatable), e.g. push_ramp=1.001")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--episodes", type=int, default=30, help="student-driven episodes per round")
     parser.add_argument("--expert-episodes", type=int, default=60)
@@ -130,10 +115,11 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
-    expert = make_expert(ENV_ID)
-    settings = expert_settings(expert, args.expert_setting)
-    if isinstance(settings, str):
-        parser.error(settings)
+    try:
+        settings = parse_settings(args.expert_setting)
+        expert = make_expert(ENV_ID, settings)
+    except ValueError as error:
+        parser.error(str(error))
     env = make_env(ENV_ID, obs_mode="state_dict", control_mode="pd_ee_delta_pose", fast_render=None)
     samples: List[Sample] = []
     start = time.time()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from training.envs import make_env
-from training.experts import EXPERTS, Expert, evaluate_expert, make_expert, record_demos
+from training.experts import EXPERTS, Expert, evaluate_expert, make_expert, parse_settings, record_demos
 
 
 def test_unsupported_task_names_the_supported_ones() -> None:
@@ -17,11 +17,20 @@ def test_unsupported_task_names_the_supported_ones() -> None:
     assert all(env_id in str(error.value) for env_id in EXPERTS)
 
 
-def test_lean_overrides_the_insertion_experts_grasp_and_is_refused_elsewhere() -> None:
-    assert make_expert("PegInsertionSide-v0", lean=0.5).lean == 0.5
+def test_settings_override_one_expert_and_unknown_names_are_refused() -> None:
+    assert make_expert("PegInsertionSide-v0", {"lean": 0.5, "sag_gain": 2}).lean == 0.5
     assert make_expert("PegInsertionSide-v0").lean == 0.3  # the class default is left alone
-    with pytest.raises(ValueError, match="insertion"):
-        make_expert("PickCube-v0", lean=0.5)
+    with pytest.raises(ValueError, match="PickCubeExpert has no setting 'lean'"):
+        make_expert("PickCube-v0", {"lean": 0.5})
+    with pytest.raises(ValueError, match="no setting 'steps'"):  # a counter, not a setting
+        make_expert("PegInsertionSide-v0", {"steps": 3})
+
+
+def test_settings_parse_from_name_equals_number() -> None:
+    assert parse_settings(["sag_gain=3", " push_ramp = 1.5"]) == {"sag_gain": 3.0, "push_ramp": 1.5}
+    for bad in ("sag_gain", "sag_gain=x", "=3"):
+        with pytest.raises(ValueError, match="NAME=NUMBER"):
+            parse_settings([bad])
 
 
 @pytest.mark.sim

@@ -21,5 +21,5 @@ def test_peg_insertion_points_fall_on_the_robot_the_peg_and_the_box() -> None:
 
 
 def test_lean_is_refused_for_a_task_without_an_insertion_expert() -> None:
-    with pytest.raises(ValueError, match="insertion"):
+    with pytest.raises(ValueError, match="no setting 'lean'"):
         point_shares("PickCube-v0", [0], lean=0.5)

@@ -72,7 +72,7 @@ def point_shares(env_id: str, seeds: List[int], max_steps: int = 200, every: int
     entrance in the fused cloud ("cloud") and, in expectation, among the agent's `n_points` ("sampled").
     `lean` (insertion tasks): the expert's grasp lean towards the held object's head, rad (None: its own)."""
     spec = get_task(env_id)
-    expert = make_expert(env_id, lean)
+    expert = make_expert(env_id, None if lean is None else {"lean": lean})
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    camera_cfgs={"add_segmentation": True})
     phases = ["reach", "carry"] + ["line-up"] * isinstance(expert, InsertionExpert)

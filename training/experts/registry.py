@@ -1,7 +1,7 @@
-"""Which expert solves which task."""
-from typing import Dict, Optional, Type
+"""Which expert solves which task, and how to change an expert's settings."""
+from typing import Dict, Mapping, Optional, Sequence, Type
 
-from .assembly import InsertionExpert, PegInsertionSideExpert, PlugChargerExpert
+from .assembly import PegInsertionSideExpert, PlugChargerExpert
 from .base import Expert
 from .pick_place import LiftCubeExpert, PickCubeExpert, StackCubeExpert
 
@@ -14,15 +14,32 @@ EXPERTS: Dict[str, Type[Expert]] = {
 }
 
 
-def make_expert(env_id: str, lean: Optional[float] = None) -> Expert:
-    """A fresh expert for `env_id`; ValueError naming the supported tasks otherwise. `lean` (insertion
-    tasks only, ValueError elsewhere): the grasp's lean towards the held object's head, rad, instead
-    of the expert's own."""
+def make_expert(env_id: str, settings: Optional[Mapping[str, float]] = None) -> Expert:
+    """A fresh expert for `env_id`; ValueError naming the supported tasks otherwise. `settings` replace
+    some of its float settings (class attributes such as an insertion expert's `lean` or `sag_gain`)
+    on this instance; ValueError naming the ones it has for any other name."""
     if env_id not in EXPERTS:
         raise ValueError("No expert for {!r}; supported tasks: {}".format(env_id, ", ".join(sorted(EXPERTS))))
     expert = EXPERTS[env_id]()
-    if lean is not None:
-        if not isinstance(expert, InsertionExpert):
-            raise ValueError("lean applies to the insertion tasks' experts, not {}".format(env_id))
-        expert.lean = lean
+    numeric = sorted(name for name in dir(type(expert))
+                     if not name.startswith("_") and isinstance(getattr(type(expert), name), float))
+    for name, value in (settings or {}).items():
+        if name not in numeric:
+            raise ValueError("{} has no setting {!r}; its float settings: {}".format(
+                type(expert).__name__, name, ", ".join(numeric)))
+        setattr(expert, name, float(value))
     return expert
+
+
+def parse_settings(texts: Sequence[str]) -> Dict[str, float]:
+    """`NAME=VALUE` strings (command-line settings for `make_expert`) as a dict; ValueError if malformed."""
+    settings = {}
+    for text in texts:
+        name, equals, value = text.partition("=")
+        try:
+            settings[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError("expert setting {!r} is not NAME=NUMBER".format(text)) from None
+        if not equals or not name.strip():
+            raise ValueError("expert setting {!r} is not NAME=NUMBER".format(text))
+    return settings
