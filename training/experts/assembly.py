@@ -150,9 +150,6 @@ class PegInsertionSideExpert(InsertionExpert):
     # students stalled above the peg correcting the 5 mm that the cubes' 1 cm left them
     grasp_max_angle = 20.0
     depth = -0.005  # head 5 mm short of the hole centre; success needs it past -15 mm
-    sag_gain = 3.0  # moves 4x a lateral error (up to `sag_range`): a student's action bias b then leaves the
-    # peg b x 0.1 m / 4 off the axis instead of / 2 (with a fixed N(0, 0.05) bias on the translation
-    # actions, this expert inserts 0.65 of 40 pegs, at sag_gain 1 0.35; unbiased 0.97 either way)
 
     def target(self, env: gym.Env) -> sapien.Actor:
         return env.unwrapped.peg
