@@ -18,7 +18,8 @@ def test_unsupported_task_names_the_supported_ones() -> None:
 
 
 def test_settings_override_one_expert_and_unknown_names_are_refused() -> None:
-    assert make_expert("PegInsertionSide-v0", {"lean": 0.5, "sag_gain": 2}).lean == 0.5
+    expert = make_expert("PegInsertionSide-v0", {"lean": 0.5, "sag_gain": 2})
+    assert (expert.lean, expert.sag_gain) == (0.5, 2.0)
     assert make_expert("PegInsertionSide-v0").lean == 0.3  # the class default is left alone
     with pytest.raises(ValueError, match="PickCubeExpert has no setting 'lean'"):
         make_expert("PickCube-v0", {"lean": 0.5})
