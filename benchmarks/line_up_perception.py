@@ -94,7 +94,7 @@ def collect(env_id: str, seeds: List[int], noise: float, every: int, lean: Optio
             target: Callable[[gym.Env, InsertionExpert], np.ndarray] = slot_target) -> List[View]:
     """(seed, compact observation, `target`) for every `every`-th step of noisy expert episodes that
     is a line-up state (`lean`: the expert's grasp lean, rad; None: its own)."""
-    expert = make_expert(env_id, lean)
+    expert = make_expert(env_id, None if lean is None else {"lean": lean})
     env, rng, samples = view_env(env_id), np.random.default_rng(0), []
     try:
         for seed in seeds:
