@@ -1,6 +1,6 @@
 """How much of a student's systematic action error does an expert tolerate?
 
-    .venv/bin/python benchmarks/expert_bias.py PegInsertionSide-v0 [--variants ,sag_gain=1]
+    .venv/bin/python benchmarks/expert_bias.py PegInsertionSide-v0 [--variants ";sag_gain=3"]
         [--biases 0,0.05] [--dims translation] [--episodes 40] [--first-seed 20000]    # ~1 min per cell
 
 A student distilled from a closed-loop expert does not only err at random: where its fit is off, it is
@@ -9,7 +9,7 @@ that bias. So the precision a student reaches depends on how strongly the expert
 (its gain), which this measures without training any student: every episode draws a fixed bias
 N(0, b) per action dimension (`--dims`: translation, rotation or all, in the TCP frame as the actions
 are) and adds it to the privileged expert's actions (state observations) from the moment it holds
-its object, where the insertion's precision is needed. Each `--variants` entry is a comma-separated
+its object, where the insertion's precision is needed. `--variants` is a semicolon-separated list of experts, each a comma-separated
 list of the expert's float settings (`make_expert`; empty: the expert as it is). Seeds
 first_seed .. first_seed + episodes - 1 and the biases drawn from them are the same for every cell.
 Printed: a markdown table of success and mean episode length per variant and bias, and each
