@@ -9,9 +9,9 @@ that bias. So the precision a student reaches depends on how strongly the expert
 (its gain), which this measures without training any student: every episode draws a fixed bias
 N(0, b) per action dimension (`--dims`: translation, rotation or all, in the TCP frame as the actions
 are) and adds it to the privileged expert's actions (state observations) from the moment it holds
-its object, where the insertion's precision is needed. `--variants` is a semicolon-separated list of experts, each a comma-separated
-list of the expert's float settings (`make_expert`; empty: the expert as it is). Seeds
-first_seed .. first_seed + episodes - 1 and the biases drawn from them are the same for every cell.
+its object, where the insertion's precision is needed. `--variants` lists experts, separated by `;`,
+each a comma-separated list of the expert's float settings (`make_expert`; empty: the expert as it is).
+Seeds first_seed .. first_seed + episodes - 1 and the biases drawn from them are the same for every cell.
 Printed: a markdown table of success and mean episode length per variant and bias, and each
 variant's success as a ratio to the first variant's at the same bias.
 """
