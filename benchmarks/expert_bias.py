@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+import gymnasium as gym
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training.envs import make_env  # noqa: E402
 from training.experts import make_expert, parse_settings  # noqa: E402
 from training.experts.base import GraspExpert  # noqa: E402
+from training.experts.rollout import run_episode  # noqa: E402
 
 DIMS = {"translation": [0, 1, 2], "rotation": [3, 4, 5], "all": [0, 1, 2, 3, 4, 5]}
 
@@ -39,26 +41,19 @@ def biased_run(env_id: str, settings: Dict[str, float], bias: float, dims: List[
     env = make_env(env_id, obs_mode="state_dict", control_mode="pd_ee_delta_pose", fast_render=None)
     expert = make_expert(env_id, settings)
     assert isinstance(expert, GraspExpert)
-    successes, lengths = [], []
+    results = []
     try:
         for seed in seeds:
-            env.reset(seed=seed)
-            expert.reset(env)
             offset = np.zeros(7)
             offset[dims] = np.random.default_rng(seed).normal(0.0, bias, len(dims))
-            steps, done, info = 0, False, {}
-            while not done:
-                action = expert.act(env)
-                if expert.holds_target(env):
-                    action = np.clip(action + offset, -1.0, 1.0)
-                _, _, terminated, truncated, info = env.step(action)
-                steps += 1
-                done = bool(info["success"]) or terminated or truncated
-            successes.append(bool(info["success"]))
-            lengths.append(steps)
+
+            def biased(env: gym.Env, action: np.ndarray, offset: np.ndarray = offset) -> np.ndarray:
+                return np.clip(action + offset, -1.0, 1.0) if expert.holds_target(env) else action
+
+            results.append(run_episode(env, expert, seed, biased))
     finally:
         env.close()
-    return float(np.mean(successes)), float(np.mean(lengths))
+    return float(np.mean([r["success"] for r in results])), float(np.mean([r["length"] for r in results]))
 
 
 def main() -> None:

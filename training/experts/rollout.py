@@ -1,8 +1,9 @@
 """Running experts: success-rate evaluation and demonstration recording."""
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import gymnasium as gym
+import numpy as np
 from mani_skill2.utils.wrappers import RecordEpisode
 
 from ..envs import make_env
@@ -12,14 +13,19 @@ from .registry import make_expert
 CONTROL_MODE = "pd_ee_delta_pose"
 
 
-def run_episode(env: gym.Env, expert: Expert, seed: int) -> Dict[str, float]:
+def run_episode(env: gym.Env, expert: Expert, seed: int,
+                perturb: Optional[Callable[[gym.Env, np.ndarray], np.ndarray]] = None) -> Dict[str, float]:
     """One episode from `env.reset(seed=seed)`, ended at the first success (as the official
-    evaluator does) or by the time limit. Returns success and length."""
+    evaluator does) or by the time limit; `perturb(env, action)`, if given, changes each of the
+    expert's actions before it is taken. Returns success and length."""
     env.reset(seed=seed)
     expert.reset(env)
     steps, success, done = 0, False, False
     while not done:
-        _, _, terminated, truncated, info = env.step(expert.act(env))
+        action = expert.act(env)
+        if perturb is not None:
+            action = perturb(env, action)
+        _, _, terminated, truncated, info = env.step(action)
         steps += 1
         success = bool(info["success"])
         done = success or terminated or truncated
