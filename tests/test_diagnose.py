@@ -43,7 +43,7 @@ def test_insertion_student_is_measured_in_front_of_the_slot() -> None:
 @pytest.mark.sim
 def test_a_looking_student_is_measured_where_it_read_the_slot() -> None:
     """The shipped PegInsertionSide policy looks: on this seed its hand camera arrives near the look pose,
-    the shipped reader places the hole to a few mm, and it grasps the peg after the look (at step 62)."""
+    the shipped reader places the hole to a few mm, and it grasps the peg after the look (before step 80)."""
     reader = ROOT / "weights" / "PegInsertionSide-v0.slot_reader.onnx"
     look_step = reader_entry(reader, "PegInsertionSide-v0").look_step
     [record] = diagnose("PegInsertionSide-v0", ROOT / "weights" / "PegInsertionSide-v0.onnx", [2_000_002],
