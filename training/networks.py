@@ -14,7 +14,13 @@ from torch import nn
 
 
 class PointNet(nn.Module):
-    """Per-point shared MLP with LayerNorm, then max-pool over points: (B, N, C) -> (B, 512)."""
+    """Per-point shared MLP with LayerNorm, then max-pool over points: (B, N, C) -> (B, 512).
+
+    When gradients are needed, only the points that win some feature's max receive one (~20 % of a
+    cloud), so `forward` first finds them without autograd, then runs the gradient pass on them alone:
+    the same pooled values and gradients (the MLP treats every point on its own) at ~half the cost
+    (`benchmarks/bc_update_speed.py`).
+    """
 
     def __init__(self, in_channels: int = 6, channels: Sequence[int] = (64, 128, 512)) -> None:
         super().__init__()
@@ -26,7 +32,20 @@ class PointNet(nn.Module):
         self.out_features = in_channels
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        return self.mlp(points).max(dim=1).values
+        if not (torch.is_grad_enabled() and self.mlp[0].weight.requires_grad):
+            return self.mlp(points).max(dim=1).values
+        return self.mlp(winning_points(self.mlp, points)).max(dim=1).values
+
+
+def winning_points(mlp: nn.Module, points: torch.Tensor) -> torch.Tensor:
+    """The points of each cloud (B, N, C) that win at least one feature's max over `mlp(points)`, as
+    (B, K, C) with K the most winners of any cloud; clouds with fewer are filled up with other points
+    of their own (which do not change the max)."""
+    with torch.no_grad():
+        winners = mlp(points).argmax(dim=1)  # (B, F): the point holding each feature's max
+        won = torch.zeros(points.shape[:2], dtype=torch.bool, device=points.device).scatter_(1, winners, True)
+        order = torch.argsort((~won).to(torch.uint8), dim=1, stable=True)[:, :int(won.sum(dim=1).max())]
+    return points.gather(1, order.unsqueeze(-1).expand(-1, -1, points.shape[-1]))
 
 
 def mlp_head(in_features: int, out_features: int, hidden: Sequence[int] = (256, 256)) -> nn.Sequential:
