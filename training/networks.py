@@ -32,7 +32,8 @@ class PointNet(nn.Module):
         self.out_features = in_channels
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        if not (torch.is_grad_enabled() and self.mlp[0].weight.requires_grad):
+        gradient_pass = torch.is_grad_enabled() and self.mlp[0].weight.requires_grad
+        if torch.jit.is_tracing() or not gradient_pass:  # ONNX export traces the plain max-pool
             return self.mlp(points).max(dim=1).values
         return self.mlp(winning_points(self.mlp, points)).max(dim=1).values
 
