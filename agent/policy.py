@@ -19,6 +19,7 @@ from agent.manifest import (MANIFEST_NAME, InputSpec, ManifestEntry, SlotReaderE
 from agent.onnx_model import OUTPUT_NAME, load_session
 from agent.preprocessing import NetworkInput, preprocess, state_size
 from agent.registry import TASKS, TaskSpec, looking, reader_spec
+from agent.slot_fit import SLOT_FACES, refined_reading
 from agent.slot_memory import READING_NAME, READING_SIZE, SlotMemory
 
 THREADS_VARIABLE = "MS2AGENT_ORT_THREADS"
@@ -96,21 +97,26 @@ def _is_finite(network_input: NetworkInput) -> bool:
 Reader = Callable[[Dict[str, Any], np.random.Generator], np.ndarray]  # (raw observation, rng) -> reading
 
 
-def reader(entry: SlotReaderEntry, spec: TaskSpec, observation_space: Any, threads: Optional[int] = None) -> Reader:
+def reader(entry: SlotReaderEntry, spec: TaskSpec, observation_space: Any, threads: Optional[int] = None,
+           face_fit: bool = True) -> Reader:
     """A slot reader's `read(observation, rng) -> reading` (`spec`: its preprocessing), checked against
-    the env's observation space."""
+    the env's observation space; where the task's slot has a known face (`agent.slot_fit.SLOT_FACES`),
+    the reading is refined on it (unless `face_fit` is False: the network's reading alone)."""
     session = load_session(entry, threads or int(os.environ.get(THREADS_VARIABLE, "1")), READING_NAME)
     expected = InputSpec(spec.total_points, CHANNELS, state_size(observation_space), READING_SIZE)
     if entry.spec != expected:
         raise WeightsError("{} declares {}, but a {} slot reader takes and gives {}".format(
             entry.path, entry.spec, spec.env_id, expected))
+    face = SLOT_FACES.get(spec.env_id) if face_fit else None
 
     def read(observation: Dict[str, Any], rng: np.random.Generator) -> np.ndarray:
         """The reading; NaN (the memory retries) for an empty cloud or non-finite inputs."""
         network_input = preprocess(observation, spec, rng)
         if network_input.n_valid == 0 or not _is_finite(network_input):
             return np.full(READING_SIZE, np.nan)
-        return session.run([READING_NAME], {"points": network_input.points[None], "state": network_input.state[None]})[0][0]
+        reading = session.run([READING_NAME], {"points": network_input.points[None],
+                                               "state": network_input.state[None]})[0][0]
+        return reading if face is None else refined_reading(reading, observation, face)
 
     return read
 

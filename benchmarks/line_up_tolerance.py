@@ -4,6 +4,8 @@
         [--errors 0,2,4,6] [--strategies push,peck] [--look-steps 30]    # ~10 min here for the defaults
     .venv/bin/python benchmarks/line_up_tolerance.py PegInsertionSide-v0 --slot-reader runs/PegInsertionSide-v0/slot_reader.onnx
         # the slot read by a slot reader after a look phase instead (~10 min for 20 episodes)
+    .venv/bin/python benchmarks/line_up_tolerance.py PlugCharger-v0 --slot-reader runs/PlugCharger-v0/slot_reader_1000.onnx \
+        --strategies push --first-seed 10000    # the reader alone, then with the face fit (~5 min)
 
 The point-cloud students read the hole's lateral position no better than ~6 mm
 (`benchmarks/line_up_perception.py`). This measures what precision would be enough: the privileged
@@ -18,14 +20,17 @@ With `--slot-reader FILE` (`ms2agent export-slot-reader`) the estimate is not of
 but read from the points, as a looking policy reads it: the expert spends the reader's look step
 bringing the hand camera to the look pose (its look phase, on the true slot), the reader reads the slot
 from the view there with the agent's code, and the expert grasps and inserts on that reading. Its
-row's "lateral error" is the readings' RMS lateral error over the episodes.
+row's "lateral error" is the readings' RMS lateral error over the episodes. Where the task's slot has a
+known face (`agent.slot_fit`, PlugCharger) it runs twice: the network's reading alone (the baseline),
+then refined by the face fit, as the agent reads it.
 Printed: a markdown table of success rate and mean episode length per error and strategy, and each
 strategy's success as a ratio to `push` at the same error.
 """
 import argparse
 import time
+from itertools import product
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -35,6 +40,7 @@ from mani_skill2.utils.sapien_utils import vectorize_pose
 
 from agent.policy import reader
 from agent.registry import get_task, reader_spec
+from agent.slot_fit import SLOT_FACES
 from agent.slot_memory import slot_from_reading
 from line_up_perception import SEG_MODE
 from training.demos import current_observation
@@ -75,15 +81,16 @@ class ReadSlot:
     """Where a slot reader places the slot, read once per episode after the expert's look phase, by the
     agent's code (`agent.policy.reader` on onnxruntime, `agent.slot_memory.slot_from_reading`)."""
 
-    def __init__(self, path: Path, env_id: str) -> None:
-        self.entry = reader_entry(path, env_id)
+    def __init__(self, path: Path, env_id: str, face_fit: bool) -> None:
+        self.entry, self.face_fit = reader_entry(path, env_id), face_fit
         self.read = None  # built on the first call, against the env's observation space
         self.errors = []  # lateral error (m) of each reading
 
     def __call__(self, env: gym.Env) -> sapien.Pose:
         """The slot pose (`goal_pose`) read from the current view."""
         if self.read is None:
-            self.read = reader(self.entry, reader_spec(get_task(env.unwrapped.spec.id)), env.observation_space)
+            self.read = reader(self.entry, reader_spec(get_task(env.unwrapped.spec.id)), env.observation_space,
+                               face_fit=self.face_fit)
         rng = np.random.default_rng(int(env.unwrapped._episode_seed))
         reading = self.read(current_observation(env), rng)
         slot = slot_pose(*slot_from_reading(reading, vectorize_pose(env.unwrapped.tcp.pose)))
@@ -133,35 +140,39 @@ def main() -> None:
     strategies = args.strategies.split(",")
     if set(strategies) - set(STRATEGIES):
         parser.error("unknown strategies {}".format(", ".join(sorted(set(strategies) - set(STRATEGIES)))))
-    errors = [float(value) for value in args.errors.split(",")] if args.slot_reader is None else [0.0]
+    # the slot estimates: fixed lateral errors (mm), or a reader's reading: where the task's slot has a
+    # known face, the network's reading alone (the baseline) and refined by the face fit (the agent's way)
+    if args.slot_reader is None:
+        estimates = [("{:g} mm off".format(float(value)), float(value), False) for value in args.errors.split(",")]
+    else:
+        estimates = [("reader", 0.0, False)] + [("reader + face fit", 0.0, True)] * (args.env_id in SLOT_FACES)
 
-    results: Dict[str, Dict[float, Dict[str, Any]]] = {strategy: {} for strategy in strategies}
-    for strategy in strategies:
-        for error in errors:
-            clock = time.time()
-            read_slot = None if args.slot_reader is None else ReadSlot(args.slot_reader, args.env_id)
-            expert = erring_expert(args.env_id, error / 1000, strategy, read_slot, args.look_steps)
-            if read_slot is None:
-                result = evaluate_expert(args.env_id, args.episodes, args.first_seed, expert=expert)
-            else:  # the same observations and renderer as the reader's training views
-                result = evaluate_expert(args.env_id, args.episodes, args.first_seed, obs_mode=SEG_MODE,
-                                         expert=expert, fast_render=None)
-                error = 1000 * float(np.sqrt(np.mean(np.square(read_slot.errors))))
-            results[strategy][error] = result
-            print("{} at {:.1f} mm: success {:.3f} ({:.0f} s)".format(
-                strategy, error, result["success_rate"], time.time() - clock), flush=True)
+    rows: List[Tuple[str, str, float, Dict[str, Any]]] = []  # strategy, estimate, RMS lateral error (mm), result
+    for strategy, (label, error, face_fit) in product(strategies, estimates):
+        clock = time.time()
+        read_slot = None if args.slot_reader is None else ReadSlot(args.slot_reader, args.env_id, face_fit)
+        expert = erring_expert(args.env_id, error / 1000, strategy, read_slot, args.look_steps)
+        if read_slot is None:
+            result = evaluate_expert(args.env_id, args.episodes, args.first_seed, expert=expert)
+        else:  # the same observations and renderer as the reader's training views
+            result = evaluate_expert(args.env_id, args.episodes, args.first_seed, obs_mode=SEG_MODE,
+                                     expert=expert, fast_render=None)
+            error = 1000 * float(np.sqrt(np.mean(np.square(read_slot.errors))))
+        rows.append((strategy, label, error, result))
+        print("{}, {} ({:.2f} mm): success {:.3f} ({:.0f} s)".format(
+            strategy, label, error, result["success_rate"], time.time() - clock), flush=True)
 
     print("\n{} episodes per cell (seeds {}-{})\n".format(
         args.episodes, args.first_seed, args.first_seed + args.episodes - 1))
-    print("| strategy | lateral error (mm) | success | mean length | success vs push |")
-    print("|---|---|---|---|---|")
-    for strategy in strategies:
-        for error, result in results[strategy].items():
-            push = results.get("push", {}).get(error, {}).get("success_rate", 0.0)
-            print("| {} | {:.1f} | {:.3f} | {:.0f} | {} |".format(
-                strategy, error, result["success_rate"], result["mean_length"],
-                "{:.2f}x".format(result["success_rate"] / push) if push > 0 else "-"))
-
+    print("| strategy | slot estimate | lateral error (mm) | success | mean length | success vs push | vs the first estimate |")
+    print("|---|---|---|---|---|---|---|")
+    success = {(strategy, label): result["success_rate"] for strategy, label, _, result in rows}
+    for strategy, label, error, result in rows:
+        ratios = [(result["success_rate"], success.get(("push", label), 0.0)),
+                  (result["success_rate"], success[(strategy, estimates[0][0])])]
+        print("| {} | {} | {:.2f} | {:.3f} | {:.0f} | {} |".format(
+            strategy, label, error, result["success_rate"], result["mean_length"],
+            " | ".join("{:.2f}x".format(a / b) if b > 0 else "-" for a, b in ratios)))
 
 if __name__ == "__main__":
     main()
