@@ -7,7 +7,11 @@ The same look views (`training.slot_views.collect_views`: the expert's look pose
 the same jitter, seeds the reader never saw) are rendered once with the fast renderer (what training
 uses on software Vulkan) and once with the official one (what the official evaluator uses), each in its
 own process (SAPIEN shares one renderer per process). Printed per renderer: the reader's RMS errors
-(lateral and along the slot axis in mm, angle in rad), and the official / fast ratio of each.
+(lateral and along the slot axis in mm, angle in rad), and the official / fast ratio of each. Where the
+task's slot has a known face (`agent.slot_fit`, PlugCharger), each view is read twice: by the network
+alone and refined by the face fit (the agent's reading), with the ratio of the two on the official views:
+
+    .venv/bin/python benchmarks/reader_renderers.py PlugCharger-v0 --reader runs/PlugCharger-v0/slot_reader_1000.onnx
 """
 import argparse
 import multiprocessing as mp
@@ -17,10 +21,13 @@ from typing import Dict, Optional
 import numpy as np
 
 
-def reading_errors(env_id: str, reader_path: str, seeds: range, fast_render: Optional[bool]) -> Dict[str, float]:
-    """The reader's RMS errors on the look views of `seeds`, rendered with `fast_render`."""
+def reading_errors(env_id: str, reader_path: str, seeds: range, fast_render: Optional[bool]
+                   ) -> Dict[str, Dict[str, float]]:
+    """The reader's RMS errors on the look views of `seeds`, rendered with `fast_render`, per reading:
+    "network" (the network alone) and, where the task's slot has a known face, "network + face fit"."""
     from agent.policy import reader
     from agent.registry import get_task, reader_spec
+    from agent.slot_fit import SLOT_FACES
     from training.experts import make_expert
     from training.slot_reader import reader_entry
     from training.slot_views import collect_views, errors, view_env
@@ -29,11 +36,16 @@ def reading_errors(env_id: str, reader_path: str, seeds: range, fast_render: Opt
     look = (expert.look_distance, expert.look_pitch, expert.look_jitter)
     views = collect_views(env_id, list(seeds), look, fast_render)
     env = view_env(env_id, fast_render)
-    read = reader(reader_entry(Path(reader_path), env_id), reader_spec(get_task(env_id)), env.observation_space)
+    entry, spec = reader_entry(Path(reader_path), env_id), reader_spec(get_task(env_id))
+    readings = {name: reader(entry, spec, env.observation_space, face_fit=face_fit)
+                for name, face_fit in (("network", False), ("network + face fit", True))[:1 + (env_id in SLOT_FACES)]}
     env.close()
-    rng = np.random.default_rng(0)
-    readings = np.stack([read(observation, rng) for _, observation, _ in views])
-    return {"views": len(views), **errors(readings, np.stack([target for _, _, target in views]))}
+    targets = np.stack([target for _, _, target in views])
+    results = {}
+    for name, read in readings.items():
+        rng = np.random.default_rng(0)
+        results[name] = {"views": len(views), **errors(np.stack([read(obs, rng) for _, obs, _ in views]), targets)}
+    return results
 
 
 def main() -> None:
@@ -49,13 +61,19 @@ def main() -> None:
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         for name, fast in (("fast", True), ("official", False)):
             results[name] = pool.apply(reading_errors, (args.env_id, reader_path, seeds, fast))
-    print("| renderer | views | lateral RMS (mm) | along RMS (mm) | angle RMS (rad) |\n|---|---|---|---|---|")
-    for name, row in results.items():
-        print("| {} | {} | {:.2f} | {:.2f} | {:.4f} |".format(name, row["views"], row["lateral_mm"], row["along_mm"],
-                                                          row["angle_rad"]))
-    print("official / fast: " + ", ".join("{} {:.2f}".format(key, results["official"][key] / results["fast"][key])
-                                          for key in ("lateral_mm", "along_mm", "angle_rad")))
-
+    print("| renderer | reading | views | lateral RMS (mm) | along RMS (mm) | angle RMS (rad) |\n|---|---|---|---|---|---|")
+    for renderer, rows in results.items():
+        for reading, row in rows.items():
+            print("| {} | {} | {} | {:.3f} | {:.3f} | {:.5f} |".format(
+                renderer, reading, row["views"], row["lateral_mm"], row["along_mm"], row["angle_rad"]))
+    keys = ("lateral_mm", "along_mm", "angle_rad")
+    for reading in results["fast"]:
+        print("{}, official / fast: ".format(reading) + ", ".join(
+            "{} {:.2f}".format(key, results["official"][reading][key] / results["fast"][reading][key]) for key in keys))
+    if len(results["official"]) > 1:
+        fitted, network = results["official"]["network + face fit"], results["official"]["network"]
+        print("official, face fit / network: " + ", ".join("{} {:.3f}".format(key, fitted[key] / network[key])
+                                                             for key in keys))
 
 if __name__ == "__main__":
     main()
