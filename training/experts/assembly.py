@@ -2,6 +2,7 @@
 import gymnasium as gym
 import numpy as np
 import sapien.core as sapien
+from transforms3d.axangles import axangle2mat
 from transforms3d.quaternions import mat2quat
 
 from agent.slot_memory import slot_rotation
@@ -79,7 +80,29 @@ class InsertionExpert(GraspExpert):
         self.steps += 1
         if self.steps <= self.look_steps:
             return self.look(env)
+        if self.unlook_tilt is not None and self.tilt(env) > self.unlook_tilt and not self.holds_target(env):
+            return self.unlook(env)
         return super().act(env)
+
+    unlook_tilt = None  # rad: after the look, a gripper tilted further than this from pointing down first
+    # turns straight down (`unlook`) before reaching for the grasp (None: never); turning towards the grasp
+    # directly can run the wrist into its joint limit, where the arm stalls
+
+    @staticmethod
+    def tilt(env: gym.Env) -> float:
+        """Angle (rad) between the gripper's approach axis (the TCP's z) and straight down."""
+        approach = tcp_pose(env).to_transformation_matrix()[:3, 2]
+        return float(np.arccos(np.clip(-approach[2], -1.0, 1.0)))
+
+    def unlook(self, env: gym.Env) -> np.ndarray:
+        """Turn the gripper straight down about the horizontal (keeping its heading), rising a little."""
+        tcp = tcp_pose(env)
+        rotation = tcp.to_transformation_matrix()[:3, :3]
+        axis = np.cross(rotation[:, 2], [0.0, 0.0, -1.0])
+        down = axangle2mat(axis / np.linalg.norm(axis), self.tilt(env)) @ rotation
+        return pose_action(env, sapien.Pose(tcp.p + [0.0, 0.0, self.unlook_rise], mat2quat(down)), OPEN)
+
+    unlook_rise = 0.02  # m the hand aims above its current position while it turns down
 
     look_floor = 0.03  # m, lowest TCP height in the look pose: the hand camera sits above the TCP, and a
     # lower TCP puts the fingers on the table; the look is raised by up to `look_jitter` to keep it
@@ -168,6 +191,8 @@ class PlugChargerExpert(InsertionExpert):
     look_pitch = 0.9  # the receptacle faces the robot: at 0.6 the wrist stops the turn 0.1-0.2 rad short;
     # at 0.9 all of 30 looks arrive within 2 cm and 0.04 rad in 20 steps
     lateral_tolerance = 0.0004  # the pin slots leave 0.5 mm on each side
+    unlook_tilt = 0.5  # after the 0.9-rad look, turning straight to the grasp stalled 4 of 40 episodes at the
+    # wrist's joint limit; turning down first inserts 0.975 after the look, as without one
     angle_tolerance = 0.01
     push_step = 0.005
 
