@@ -165,3 +165,15 @@ def test_insertion_push_slows_continuously_with_the_misalignment(env_id: str, mo
         assert advance(entrance + 0.002, 3 * tolerance) == pytest.approx(-expert.push_step, abs=1e-6)  # inside, out of line: back out
     finally:
         env.close()
+
+
+@pytest.mark.sim
+def test_plug_charger_expert_turns_down_after_its_look_instead_of_stalling_at_the_wrist_limit() -> None:
+    """Seed 10000: after the 0.9-rad look, turning straight to the grasp ran the wrist into its joint limit."""
+    results = {}
+    for unlook_tilt in (None, 0.5):
+        expert = make_expert("PlugCharger-v0")
+        expert.look_steps, expert.unlook_tilt = 40, unlook_tilt
+        results[unlook_tilt] = evaluate_expert("PlugCharger-v0", n_episodes=1, first_seed=10000, expert=expert)
+    assert results[None]["success_rate"] == 0.0 and results[None]["mean_length"] == 200
+    assert results[0.5]["success_rate"] == 1.0
