@@ -44,7 +44,8 @@ def refine(xyz: np.ndarray, position: np.ndarray, axis: np.ndarray, face: SlotFa
            ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """The slot's (world origin, x axis) fitted to the face in world points `xyz` (N, 3), starting from
     the estimate (`position`, `axis`); None where too few points lie near the face."""
-    position, axis = np.asarray(position, np.float64), np.asarray(axis, np.float64)
+    position, axis = np.array(position, np.float64), np.asarray(axis, np.float64)
+    position[2] = face.height  # known: only the slot's horizontal place and heading vary
     xyz = np.asarray(xyz, np.float64)
     for band in BANDS:
         rotation = slot_rotation(axis)
@@ -60,7 +61,6 @@ def refine(xyz: np.ndarray, position: np.ndarray, axis: np.ndarray, face: SlotFa
         centre = np.array([local[front, 0].mean(), 0.5 * (lateral.min() + lateral.max()), 0.0])
         position = position + rotation @ centre
         axis = rotation @ np.array([normal[0], normal[1], 0.0])
-    position[2] = face.height
     return position, axis / np.linalg.norm(axis)
 
 

@@ -31,7 +31,7 @@ def test_refine_finds_the_slot_from_an_estimate_millimetres_and_degrees_off() ->
     rng = np.random.default_rng(0)
     position, axis = np.array([0.06, -0.03, FACE.height]), turned(np.array([1.0, 0.0, 0.0]), 0.3)
     points = slot_points(position, axis, rng)
-    guess = position + slot_rotation(axis) @ np.array([0.004, -0.003, 0.0])
+    guess = position + slot_rotation(axis) @ np.array([0.004, -0.003, 0.002])
     fitted_position, fitted_axis = refine(points, guess, turned(axis, 0.05), FACE)
     np.testing.assert_allclose(fitted_position, position, atol=1e-6)
     np.testing.assert_allclose(fitted_axis, axis, atol=1e-6)
