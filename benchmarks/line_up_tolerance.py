@@ -23,8 +23,8 @@ from the view there with the agent's code, and the expert grasps and inserts on 
 row's "lateral error" is the readings' RMS lateral error over the episodes. Where the task's slot has a
 known face (`agent.slot_fit`, PlugCharger) it runs twice: the network's reading alone (the baseline),
 then refined by the face fit, as the agent reads it.
-Printed: a markdown table of success rate and mean episode length per error and strategy, and each
-strategy's success as a ratio to `push` at the same error.
+Printed: a markdown table of success rate and mean episode length per slot estimate and strategy, with
+each success as a ratio to `push`'s on the same estimate and to the same strategy's on the first estimate.
 """
 import argparse
 import time
@@ -173,6 +173,7 @@ def main() -> None:
         print("| {} | {} | {:.2f} | {:.3f} | {:.0f} | {} |".format(
             strategy, label, error, result["success_rate"], result["mean_length"],
             " | ".join("{:.2f}x".format(a / b) if b > 0 else "-" for a, b in ratios)))
+
 
 if __name__ == "__main__":
     main()
