@@ -13,6 +13,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from agent.preprocessing import kept_points
 from agent.slot_memory import slot_from_reading, slot_rotation
 
 BANDS = (0.02, 0.005, 0.001, 0.0005)  # m, half-widths around the current plane, one fit each
@@ -79,8 +80,8 @@ def refined_reading(reading: np.ndarray, observation: Dict[str, Any], face: Slot
     if not (np.isfinite(reading).all() and np.isfinite(tcp).all()):
         return reading
     xyzw = np.asarray(observation["pointcloud"]["xyzw"], np.float64)
-    points = xyzw[(xyzw[:, 3] > 0.5) & np.isfinite(xyzw).all(axis=1), :3]
-    fitted = refine(points, *slot_from_reading(reading, tcp), face)
+    # the points the network may see; a non-finite one that passes falls outside every band of `refine`
+    fitted = refine(xyzw[kept_points(xyzw), :3], *slot_from_reading(reading, tcp), face)
     if fitted is None:
         return reading
     position, axis = fitted

@@ -37,8 +37,8 @@ def reading_errors(env_id: str, reader_path: str, seeds: range, fast_render: Opt
     views = collect_views(env_id, list(seeds), look, fast_render)
     env = view_env(env_id, fast_render)
     entry, spec = reader_entry(Path(reader_path), env_id), reader_spec(get_task(env_id))
-    readings = {name: reader(entry, spec, env.observation_space, face_fit=face_fit)
-                for name, face_fit in (("network", False), ("network + face fit", True))[:1 + (env_id in SLOT_FACES)]}
+    variants = {"network": False, "network + face fit": True} if env_id in SLOT_FACES else {"network": False}
+    readings = {name: reader(entry, spec, env.observation_space, face_fit=face_fit) for name, face_fit in variants.items()}
     env.close()
     targets = np.stack([target for _, _, target in views])
     results = {}
@@ -74,6 +74,7 @@ def main() -> None:
         fitted, network = results["official"]["network + face fit"], results["official"]["network"]
         print("official, face fit / network: " + ", ".join("{} {:.3f}".format(key, fitted[key] / network[key])
                                                              for key in keys))
+
 
 if __name__ == "__main__":
     main()
