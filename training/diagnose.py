@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import gymnasium as gym
 import numpy as np
 import sapien.core as sapien
+from transforms3d.quaternions import quat2axangle
 
 from agent.preprocessing import preprocess, state_size
 from agent.registry import get_task
@@ -45,6 +46,16 @@ def slot_error(offset: sapien.Pose, entrance: Optional[float] = None) -> Dict[st
     return error if entrance is None else {**error, "entrance": round(entrance, 4)}
 
 
+SETTLE_STEPS = 10  # steps after the grasp at which the held object's pose in the hand is first recorded
+
+
+def in_hand_pose(offset: sapien.Pose) -> Dict[str, List[float]]:
+    """The held object's pose in the TCP frame: position (mm) and rotation vector (rad), to compare grasps."""
+    axis, angle = quat2axangle(offset.q)
+    return {"position_mm": [round(float(v) * 1000, 2) for v in offset.p],
+            "rotation": [round(float(v) * angle, 4) for v in axis]}
+
+
 def nearer(best: Optional[sapien.Pose], candidate: sapien.Pose) -> sapien.Pose:
     """The relative pose of the two with the smaller translation (`best` None: `candidate`)."""
     return candidate if best is None or np.linalg.norm(candidate.p) < np.linalg.norm(best.p) else best
@@ -63,7 +74,8 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
     before the grasp where the expert's label and the student's action closed the gripper, and the
     mean absolute difference between its actions and the expert's labels (all 7 dimensions), over
     the episode and over its steps after the grasp (None without one); insertion tasks add the
-    closest approach to the inserted pose after the grasp (`slot_error`); with `slot_reader`, the hand
+    closest approach to the inserted pose after the grasp (`slot_error`) and the object's pose in the hand
+    there and `SETTLE_STEPS` after the grasp (`in_hand`); with `slot_reader`, the hand
     camera's offset from the look pose when it read (`look_offset`) and the read slot's error
     (`reading_error`: along its axis, lateral, angle).
     Point sampling is seeded per episode, so a run is repeatable, but not the selection run itself."""
@@ -86,7 +98,7 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             obs, _ = env.reset(seed=seed)
             rng = np.random.default_rng(seed)
             expert.reset(env)
-            grasp_step, closest, nearest_slot, errors, success = None, None, None, [], False
+            grasp_step, closest, nearest_slot, settled, in_hand, errors, success = None, None, None, None, None, [], False
             closing = np.zeros(2, dtype=int)  # steps before the grasp where the expert / student closed
             looked: Dict[str, Any] = {}
             if memory is not None:
@@ -106,10 +118,14 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
                     closest = nearer(closest, expert.grasp_pose(env).inv() * tcp_pose(env))  # z < 0: above
                     closing += np.array([label[-1] < 0, action[-1] < 0])
                 elif inserts:  # x < 0: in front of the (true) slot
-                    nearest_slot = nearer(nearest_slot, env.unwrapped.goal_pose.inv() * expert.target(env).pose)
+                    candidate = env.unwrapped.goal_pose.inv() * expert.target(env).pose
+                    if nearer(nearest_slot, candidate) is candidate:
+                        nearest_slot, in_hand = candidate, tcp_pose(env).inv() * expert.target(env).pose
                 obs, _, terminated, truncated, info = env.step(action)
                 if grasp_step is None and expert.holds_target(env):
                     grasp_step = step + 1
+                if grasp_step is not None and step + 1 == grasp_step + SETTLE_STEPS and expert.holds_target(env):
+                    settled = tcp_pose(env).inv() * expert.target(env).pose
                 success = bool(info.get("success", False))
                 if terminated or truncated:
                     break
@@ -122,6 +138,8 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             if inserts:
                 record["closest_to_slot"] = (None if nearest_slot is None
                                              else slot_error(nearest_slot, expert.entrance(env)))
+                record["in_hand"] = {key: None if pose is None else in_hand_pose(pose)
+                                     for key, pose in (("settled", settled), ("closest_to_slot", in_hand))}
             records.append({**record, **looked})
     finally:
         env.close()
