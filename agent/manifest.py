@@ -8,6 +8,7 @@
         "spec": {"n_points": 1200, "channels": 6, "state_size": 51, "action_size": 7},
         "control_mode": "pd_ee_delta_pose", "obs_mode": "pointcloud", "voxel_size": 0.0,
         "slot_reader": {"file": "...", "sha256": "...", "spec": {...}, "look_step": 30},  # looking policies only
+        "held_fit": true,                                # looking policies that fit the held object (agent.held_fit)
         "provenance": {"command": "...", "stage": 2, "checkpoint": "...", "date": "YYYY-MM-DD",
                        "success": {"rate": 0.9, "episodes": 100, "seeds": "1000000-1000099"}}}}}
 
@@ -67,6 +68,7 @@ class ManifestEntry(NamedTuple):
     provenance: Dict[str, Any]
     voxel_size: float = 0.0  # the preprocessing's voxel side (agent.preprocessing); absent in older manifests: 0
     slot_reader: Optional[SlotReaderEntry] = None  # a looking policy's slot reader; absent: none
+    held_fit: bool = False  # a looking policy that fits the object in its hand (agent.held_fit); absent: False
 
     def to_json(self, directory: Path) -> Dict[str, Any]:
         """The entry as stored in the manifest of `directory`."""
@@ -75,6 +77,8 @@ class ManifestEntry(NamedTuple):
                "obs_mode": self.obs_mode, "voxel_size": self.voxel_size, "provenance": self.provenance}
         if self.slot_reader is not None:
             raw["slot_reader"] = self.slot_reader.to_json(directory)
+        if self.held_fit:
+            raw["held_fit"] = True
         return raw
 
 
@@ -115,8 +119,11 @@ def parse_entry(env_id: str, raw: Dict[str, Any], directory: Path) -> ManifestEn
         _relative_file(reader, directory), str(reader["sha256"]), _input_spec(reader), int(reader["look_step"]))
     if slot_reader is not None and slot_reader.look_step < 1:
         raise ValueError("slot_reader.look_step must be >= 1, got {}".format(slot_reader.look_step))
+    held_fit = bool(raw.get("held_fit", False))
+    if held_fit and slot_reader is None:
+        raise ValueError("held_fit needs a slot_reader: the held object's pose is given in the slot's frame")
     return ManifestEntry(env_id, path, str(raw["sha256"]), spec, str(raw["control_mode"]),
-                         str(raw["obs_mode"]), provenance, float(raw.get("voxel_size", 0.0)), slot_reader)
+                         str(raw["obs_mode"]), provenance, float(raw.get("voxel_size", 0.0)), slot_reader, held_fit)
 
 
 def read_manifest(directory: Path) -> Dict[str, ManifestEntry]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from agent.manifest import (MANIFEST_NAME, InputSpec, ManifestEntry, SlotReaderEntry, WeightsError, entry_for,
                             read_manifest, weights_dir)
+from agent.held_fit import HELD_BOXES, HeldTracker
 from agent.onnx_model import OUTPUT_NAME, load_session
 from agent.preprocessing import NetworkInput, preprocess, state_size
 from agent.registry import TASKS, TaskSpec, looking, reader_spec
@@ -65,7 +66,11 @@ def resolve(env_id: str, directory: Optional[Union[str, Path]] = None) -> Tuple[
     """The task and its manifest entry, consistent with each other; errors name what is missing."""
     directory = weights_dir() if directory is None else Path(directory)
     entry = entry_for(env_id, read_manifest(directory), sorted(TASKS), directory / MANIFEST_NAME)
-    task = TASKS[env_id] if entry.slot_reader is None else looking(TASKS[env_id], entry.slot_reader.look_step)
+    task = (TASKS[env_id] if entry.slot_reader is None
+            else looking(TASKS[env_id], entry.slot_reader.look_step, entry.held_fit))
+    if task.held_fit and env_id not in HELD_BOXES:
+        raise WeightsError("{} sets held_fit for {}, whose held object has no known box (agent/held_fit.py)".format(
+            directory / MANIFEST_NAME, env_id))
     declared = (entry.control_mode, entry.obs_mode, entry.spec.n_points, entry.spec.channels, entry.voxel_size)
     expected = (task.control_mode, task.obs_mode, task.total_points, CHANNELS, task.voxel_size)
     if declared != expected:
@@ -128,7 +133,8 @@ class Policy:
     `threads`: onnxruntime intra-op threads (default `$MS2AGENT_ORT_THREADS` or 1);
     `seed`: preprocessing RNG seed, restored by every `reset()`.
     A looking policy (its manifest entry has a `slot_reader`) counts the steps since `reset()`, reads the
-    slot at its look step and remembers it (agent.slot_memory): call `reset()` at every episode start.
+    slot at its look step and remembers it (agent.slot_memory), and one with `held_fit` also fits the object
+    in its hand on every observation (agent.held_fit): call `reset()` at every episode start.
     """
 
     def __init__(self, env_id: str, observation_space: Any, action_space: Any,
@@ -153,6 +159,7 @@ class Policy:
         if self.entry.slot_reader is not None:
             read = reader(self.entry.slot_reader, reader_spec(self.task), observation_space, threads)
             self.memory = SlotMemory(lambda observation: read(observation, self._rng), self.entry.slot_reader.look_step)
+        self.tracker = HeldTracker(HELD_BOXES[env_id]) if self.task.held_fit else None
         self.reset()
 
     def reset(self, seed: Optional[int] = None) -> None:
@@ -160,6 +167,8 @@ class Policy:
         self._rng = np.random.default_rng(self.seed if seed is None else seed)
         if self.memory is not None:
             self.memory.reset()
+        if self.tracker is not None:
+            self.tracker.reset()
 
     def act(self, observation: Dict[str, Any]) -> np.ndarray:
         """The policy's deterministic action for one raw observation."""
@@ -173,11 +182,13 @@ class Policy:
         return np.clip(action, self.low, self.high).astype(np.float32, copy=False)
 
     def network_input(self, observation: Dict[str, Any]) -> NetworkInput:
-        """Preprocessed inputs (a looking policy's with its remembered slot), made finite (with one warning)
-        if the observation was not."""
+        """Preprocessed inputs (a looking policy's with its remembered slot and held object), made finite
+        (with one warning) if the observation was not."""
         try:
             if self.memory is not None:
                 observation = self.memory.remember(observation)
+            if self.tracker is not None:
+                observation = self.tracker.track(observation)
             network_input = preprocess(observation, self.task, self._rng)
         except (KeyError, TypeError, IndexError) as error:
             missing = missing_keys(observation, self.task)

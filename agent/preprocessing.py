@@ -11,8 +11,9 @@ Pure numpy (Python 3.8), shared unchanged by the agent and by training:
 6. state = qpos, qvel, base/TCP/goal positions (and TCP->goal) in the frame, remaining `extra`
    entries flattened.
 A looking task's goal is the slot its policy read and remembers (`agent.slot_memory` adds it to the
-observation first); its state also holds the TCP's pose in that slot's frame (`tcp_in_slot`), just before
-the trailing TCP pose.
+observation first); its state also holds the TCP's pose in that slot's frame (`tcp_in_slot`), and, where the
+policy fits the object in its hand (`agent.held_fit` adds `extra.held_in_tcp`), that object's pose in the
+slot frame (`held_in_slot`), just before the trailing TCP pose.
 """
 from typing import Any, Dict, NamedTuple, Optional
 
@@ -25,6 +26,7 @@ GROUND_Z = 1e-4
 GOAL_JITTER = 0.01
 GOAL_RGB = (0.0, 1.0, 0.0)
 FRAME_KEYS = ("tcp_pose", "goal_pos")  # extra entries used as frame-related positions
+HELD_KEY = "held_in_tcp"  # extra entry of a held-object fit (agent.held_fit): position (m), two rotation columns
 TCP_IN_SLOT_SIZE = 9  # `tcp_in_slot`: position (cm, clipped) and the first two columns of the rotation
 TCP_IN_SLOT_RANGE = 0.1  # m: positions clipped to this along each slot axis, then given in cm (1 mm = 0.1)
 
@@ -74,6 +76,22 @@ def tcp_in_slot(extra: Dict[str, Any]) -> np.ndarray:
                            rotation[:, 0], rotation[:, 1]])
 
 
+def held_in_slot(extra: Dict[str, Any]) -> np.ndarray:
+    """The held object's pose in the remembered slot frame, from its fitted pose in the TCP frame
+    (`HELD_KEY`), as `TCP_IN_SLOT_SIZE` entries like `tcp_in_slot`; zeros without a slot or a fit."""
+    held = np.asarray(extra[HELD_KEY], dtype=np.float64)
+    axis = np.asarray(extra["goal_axis"], dtype=np.float64)
+    if not np.any(axis) or not np.any(held):
+        return np.zeros(TCP_IN_SLOT_SIZE)
+    slot = slot_rotation(axis)
+    tcp = np.asarray(extra["tcp_pose"], dtype=np.float64)
+    tcp_rotation = quaternion_to_matrix(tcp[3:])
+    position = slot.T @ (tcp[:3] + tcp_rotation @ held[:3] - np.asarray(extra["goal_pos"], dtype=np.float64))
+    columns = slot.T @ tcp_rotation @ held[3:].reshape(2, 3).T
+    return np.concatenate([np.clip(position, -TCP_IN_SLOT_RANGE, TCP_IN_SLOT_RANGE) * 100.0,
+                           columns[:, 0], columns[:, 1]])
+
+
 def sample_indices(n_available: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` indices into `n_available` items: a random subset, or all of them plus random repeats."""
     if n_available >= n:
@@ -91,22 +109,27 @@ def build_state(agent: Dict[str, Any], extra: Dict[str, Any], origin: np.ndarray
     goal = extra.get("goal_pos")
     if goal is not None:
         parts += [to_frame(goal, origin, rotation), to_frame(goal, tcp[:3], rotation)]
-    parts += [extra[key] for key in sorted(extra) if key not in FRAME_KEYS]
+    parts += [extra[key] for key in sorted(extra) if key not in FRAME_KEYS + (HELD_KEY,)]
     if "goal_axis" in extra:  # a looking policy's remembered slot
         parts.append(tcp_in_slot(extra))
+        if HELD_KEY in extra:
+            parts.append(held_in_slot(extra))
     parts.append(tcp)
     return np.concatenate([np.ravel(part) for part in parts]).astype(np.float32)
 
 
 def state_size(observation_space: Any, spec: Optional[TaskSpec] = None) -> int:
     """Length of the state vector for an env's (gymnasium Dict) observation space; a looking `spec`'s
-    observations also carry the remembered slot (agent.slot_memory)."""
+    observations also carry the remembered slot (agent.slot_memory) and, with `held_fit`, the held object's
+    fitted pose (agent.held_fit)."""
     def zeros(group: str) -> Dict[str, np.ndarray]:
         return {key: np.zeros(observation_space[group][key].shape) for key in observation_space[group].keys()}
 
     extra = zeros("extra")
     if spec is not None and spec.look_step:
         extra = with_slot({"extra": extra}, np.zeros(3), np.zeros(3))["extra"]
+        if spec.held_fit:
+            extra[HELD_KEY] = np.zeros(TCP_IN_SLOT_SIZE)
     return build_state(zeros("agent"), extra, np.zeros(3), np.eye(3)).size
 
 

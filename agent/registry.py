@@ -20,6 +20,7 @@ class TaskSpec(NamedTuple):
     voxel_size: float = 0.0  # m; > 0: one point per occupied voxel before sampling (see agent.preprocessing)
     look_step: int = 0  # > 0: a slot reader reads the slot at this step and the policy remembers it
     # as its goal (agent.slot_memory); set by `looking`
+    held_fit: bool = False  # a looking policy that also fits the object in its hand (agent.held_fit)
 
     @property
     def total_points(self) -> int:
@@ -40,18 +41,20 @@ class TaskSpec(NamedTuple):
 GOAL_POINTS = 50  # green points around the goal, where a task has one
 
 
-def looking(spec: TaskSpec, look_step: int) -> TaskSpec:
-    """`spec` for a policy that reads its slot at `look_step` (agent.slot_memory) and sees it as a goal."""
+def looking(spec: TaskSpec, look_step: int, held_fit: bool = False) -> TaskSpec:
+    """`spec` for a policy that reads its slot at `look_step` (agent.slot_memory) and sees it as a goal;
+    with `held_fit`, also the pose of the object in its hand in that slot's frame (agent.held_fit)."""
     if look_step < 1:
         raise ValueError("look_step must be >= 1, got {}".format(look_step))
     if spec.n_goal_points:
         raise ValueError("{} observes its goal; looking is for tasks that hide their slot".format(spec.env_id))
-    return spec._replace(n_points=spec.total_points - GOAL_POINTS, n_goal_points=GOAL_POINTS, look_step=look_step)
+    return spec._replace(n_points=spec.total_points - GOAL_POINTS, n_goal_points=GOAL_POINTS, look_step=look_step,
+                         held_fit=held_fit)
 
 
 def reader_spec(spec: TaskSpec) -> TaskSpec:
     """The preprocessing of a task's slot reader: all points from the camera, no goal, no look."""
-    return spec._replace(n_points=spec.total_points, n_goal_points=0, look_step=0)
+    return spec._replace(n_points=spec.total_points, n_goal_points=0, look_step=0, held_fit=False)
 
 
 ARM = "pd_ee_delta_pose"

@@ -123,6 +123,8 @@ MAX_STEPS = typer.Option(None, help="cut episodes shorter than the task's time l
 SLOT_READER = typer.Option(None, help="a looking policy (insertion tasks): this exported slot reader "
                            "(`ms2agent export-slot-reader`) reads the slot at its look step and the policy sees it as "
                            "its goal")
+HELD_FIT = typer.Option(False, "--held-fit", help="with --slot-reader (PlugCharger): the policy also sees the pose of "
+                       "the object in its hand in the slot's frame, fitted on its known box (agent/held_fit.py)")
 
 
 @app.command()
@@ -198,7 +200,8 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
                 "give each round more scenes"),
             init_from: Optional[Path] = typer.Option(None, help="continue from this student: a checkpoint or an "
                                                      "exported weights/ENV.onnx (every round is then DAgger)"),
-            slot_reader: Optional[Path] = SLOT_READER, workers: Optional[int] = WORKERS, seed: int = SEED) -> None:
+            slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT, workers: Optional[int] = WORKERS,
+            seed: int = SEED) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
     result.json names the round with the best selection success."""
     from training.distill import DistillConfig, distill as run_distill
@@ -213,7 +216,7 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
                                n_workers=workers or os.cpu_count() or 1,
                                eval_episodes=eval_episodes, collect_episode_steps=collect_episode_steps,
                                seed=seed, init_from=str(init_from) if init_from else None,
-                               slot_reader=str(slot_reader) if slot_reader else None)
+                               slot_reader=str(slot_reader) if slot_reader else None, held_fit=held_fit)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
@@ -248,13 +251,14 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
            weights_dir: Path = typer.Option(Path("weights"), help="where the ONNX file and manifest go"),
            command: str = typer.Option("", help="training command recorded as provenance"),
            slot_reader: Optional[Path] = typer.Option(None, help="the slot reader a looking policy was trained with "
-                                                      "(copied into --weights-dir)")) -> None:
+                                                      "(copied into --weights-dir)"),
+           held_fit: bool = HELD_FIT) -> None:
     """Export to ONNX (opset 17), check parity with torch on real observations, update the manifest."""
     from training.export import export_checkpoint
 
     get_task(env_id)
     try:
-        summary = export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader)
+        summary = export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader, held_fit)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(summary, indent=2))
@@ -345,12 +349,13 @@ def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
              student: Path = typer.Argument(..., help="student checkpoint (.pt) or exported weights/ENV.onnx"),
              episodes: int = typer.Option(4, help="number of episodes"),
              first_seed: int = typer.Option(2_000_000, help="first episode seed (default: the selection seeds)"),
-             slot_reader: Optional[Path] = SLOT_READER) -> None:
+             slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT) -> None:
     """Where a student fails: per episode, its grasp, closest approach and distance from the expert's labels."""
     from training.diagnose import diagnose as run
 
     checked_expert(env_id)
-    for record in run(env_id, student, list(range(first_seed, first_seed + episodes)), slot_reader=slot_reader):
+    for record in run(env_id, student, list(range(first_seed, first_seed + episodes)), slot_reader=slot_reader,
+                      held_fit=held_fit):
         typer.echo(json.dumps(record))
 
 

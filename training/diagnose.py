@@ -68,7 +68,7 @@ def look_offset(env: gym.Env, expert: InsertionExpert) -> Dict[str, float]:
 
 
 def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
-             slot_reader: Optional[Path] = None) -> List[Dict[str, Any]]:
+             slot_reader: Optional[Path] = None, held_fit: bool = False) -> List[Dict[str, Any]]:
     """One record per seed: success, steps, first grasp step, closest approach to the grasp pose
     before grasping (distance, height above it, lateral and angle error there; m, rad), the steps
     before the grasp where the expert's label and the student's action closed the gripper, and the
@@ -77,16 +77,16 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
     closest approach to the inserted pose after the grasp (`slot_error`) and the object's pose in the hand
     there and `SETTLE_STEPS` after the grasp (`in_hand`); with `slot_reader`, the hand
     camera's offset from the look pose when it read (`look_offset`) and the read slot's error
-    (`reading_error`: along its axis, lateral, angle).
+    (`reading_error`: along its axis, lateral, angle); `held_fit`: the student fits the held object (agent.held_fit).
     Point sampling is seeded per episode, so a run is repeatable, but not the selection run itself."""
     spec = get_task(env_id)
     expert = make_expert(env_id)  # every expert grasps first (training.experts.base.GraspExpert)
     inserts = isinstance(expert, InsertionExpert)
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=None)
     rng = np.random.default_rng(0)  # rebound per episode; the memory's reader reads the current one
-    memory = None
+    memory = tracker = None
     if slot_reader is not None:
-        spec, memory = looking_memory(slot_reader, spec, env.observation_space, lambda: rng)
+        spec, memory, tracker = looking_memory(slot_reader, spec, env.observation_space, lambda: rng, held_fit)
         expert.look_steps = memory.look_step
     model = ActorCritic(state_size(env.observation_space, spec), env.action_space.shape[0],
                         env.action_space.low, env.action_space.high)
@@ -103,6 +103,8 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             looked: Dict[str, Any] = {}
             if memory is not None:
                 memory.reset()
+            if tracker is not None:
+                tracker.reset()
             for step in range(max_steps):
                 if memory is not None:
                     obs = memory.remember(obs)
@@ -110,6 +112,8 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
                         expert.reading = slot_pose(memory.position, memory.axis)
                         looked = {"look_offset": look_offset(env, expert), "read_at": step,
                                   "reading_error": slot_error(env.unwrapped.goal_pose.inv() * expert.reading)}
+                if tracker is not None:
+                    obs = tracker.track(obs)
                 net = preprocess(obs, spec, rng)
                 action = actor(net.points[None], net.state[None])[0]
                 label = expert.act(env)

@@ -66,6 +66,7 @@ class DistillConfig:
     seed: int = 0
     init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
     slot_reader: Optional[str] = None  # a looking student: this exported slot reader (training.slot_reader)
+    held_fit: bool = False  # a looking student that also sees the held object's fitted pose (agent.held_fit)
 
     def __post_init__(self) -> None:
         checked_loss(self.loss)
@@ -73,6 +74,9 @@ class DistillConfig:
             raise ValueError("collect_episode_steps must be >= 1 (None: the task's time limit)")
         if not 0.0 <= self.expert_share < 1.0:
             raise ValueError("expert_share must be in [0, 1) (the student drives the rest of a DAgger round)")
+        if self.held_fit and not self.slot_reader:
+            raise ValueError("held_fit is for looking students: the held object's pose is given in the slot's frame "
+                             "(pass a slot reader)")
 
 
 def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise: float,
@@ -174,7 +178,7 @@ def student_spec(config: DistillConfig) -> TaskSpec:
     """The preprocessing the student sees: the task's, or its looking version with a slot reader."""
     spec = get_task(config.env_id)
     if config.slot_reader:  # a looking student sees its reading as goal points
-        spec = looking(spec, reader_entry(Path(config.slot_reader), config.env_id).look_step)
+        spec = looking(spec, reader_entry(Path(config.slot_reader), config.env_id).look_step, config.held_fit)
     return spec
 
 
@@ -189,7 +193,8 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
     records_file = run_dir / "distill_records.json"
     records = json.loads(records_file.read_text()) if records_file.exists() else []
     spec = student_spec(config)
-    selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_SEEDS, slot_reader=config.slot_reader)
+    selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_SEEDS, slot_reader=config.slot_reader,
+                           held_fit=config.held_fit)
     try:
         model = ActorCritic(selection.state_size, len(selection.action_low), selection.action_low, selection.action_high)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -210,7 +215,8 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                 student = torch_actor(model) if student_drives else None
                 limit = {} if config.collect_episode_steps is None else {"max_episode_steps": config.collect_episode_steps}
                 with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_SEEDS + 1_000_000 * (k + 1),
-                                with_expert=True, slot_reader=config.slot_reader, **limit) as workers:
+                                with_expert=True, slot_reader=config.slot_reader, held_fit=config.held_fit,
+                                **limit) as workers:
                     shown = round(config.samples_per_round * config.expert_share) if student else 0
                     data = collect(workers, config.samples_per_round - shown, student, config.expert_noise, rng)
                     if shown:  # the expert's episodes; the student's alone give `student_rollout_success`

@@ -16,6 +16,7 @@ import onnxruntime
 import torch
 from torch import nn
 
+from agent.held_fit import HELD_BOXES, HeldTracker
 from agent.manifest import InputSpec, ManifestEntry, file_sha256, write_entry
 from agent.preprocessing import TCP_IN_SLOT_SIZE, preprocess
 from agent.registry import TaskSpec, get_task, looking
@@ -98,15 +99,19 @@ def actor_weights_from_onnx(path: Path) -> Dict[str, torch.Tensor]:
 
 def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> List[Any]:
     """Network inputs (preprocessed as `spec`) from a short random-action episode of the real task; a
-    looking spec's observations carry a made-up slot (1 dm ahead of the TCP)."""
+    looking spec's observations carry a made-up slot (1 dm ahead of the TCP) and, with `held_fit`, the
+    held-object fit's pose (agent.held_fit)."""
     from training.envs import make_env
 
     env = make_env(spec.env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode)
     rng = np.random.default_rng(seed)
+    tracker = HeldTracker(HELD_BOXES[spec.env_id]) if spec.held_fit else None
 
     def network_input(obs: Dict[str, Any]) -> Any:
         if spec.look_step:
             obs = with_slot(obs, np.asarray(obs["extra"]["tcp_pose"][:3]) + [0.0, 0.1, 0.0], np.array([0.0, 1.0, 0.0]))
+        if tracker is not None:
+            obs = tracker.track(obs)
         return preprocess(obs, spec, rng)
 
     try:
@@ -135,11 +140,13 @@ def check_parity(model: ActorCritic, onnx_model: bytes, inputs: List[Any], toler
 
 
 def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command: str,
-                      slot_reader: Optional[Path] = None) -> Dict[str, Any]:
+                      slot_reader: Optional[Path] = None, held_fit: bool = False) -> Dict[str, Any]:
     """Write `weights_dir/ENV.onnx` and its manifest entry (a looking policy's `slot_reader` is copied
-    next to it as `ENV.slot_reader.onnx`); returns a summary."""
+    next to it as `ENV.slot_reader.onnx`; `held_fit`: it also fits the held object); returns a summary."""
+    if held_fit and slot_reader is None:
+        raise ValueError("--held-fit is for looking policies: pass the policy's --slot-reader")
     reader = None if slot_reader is None else reader_entry(slot_reader, env_id)
-    spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step)
+    spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step, held_fit)
     model = model_from_checkpoint(checkpoint)
     record = load_checkpoint(checkpoint).get("record", {})
     state_size = model.critic[0].in_features - model.pointnet.out_features
@@ -175,7 +182,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     }
     entry = ManifestEntry(env_id, path, file_sha256(path),
                           InputSpec(spec.total_points, 6, state_size, len(model.action_scale)),
-                          spec.control_mode, spec.obs_mode, provenance, spec.voxel_size, reader)
+                          spec.control_mode, spec.obs_mode, provenance, spec.voxel_size, reader, held_fit)
     write_entry(weights_dir, entry)
     return {"onnx": str(path), "bytes": len(data), "max_abs_diff": difference, "provenance": provenance,
             "slot_reader": None if reader is None else str(reader.path)}

@@ -12,13 +12,14 @@ need to know about the look.
 """
 import io
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
+from agent.held_fit import HELD_BOXES, HeldTracker
 from agent.manifest import SlotReaderEntry, file_sha256
 from agent.onnx_model import INPUT_NAMES, make_session, model_spec
 from agent.policy import reader
@@ -186,13 +187,15 @@ def reader_entry(path: Path, env_id: str) -> SlotReaderEntry:
     return SlotReaderEntry(Path(path), file_sha256(path), model_spec(session, READING_NAME), int(metadata[LOOK_STEP_KEY]))
 
 
-def looking_memory(slot_reader: Path, spec: TaskSpec, observation_space: Any,
-                   rng: Callable[[], np.random.Generator]) -> Tuple[TaskSpec, SlotMemory]:
-    """The looking version of `spec` and a slot memory reading with an exported slot reader, as the
-    agent builds them (`rng()`: the preprocessing RNG in use when it reads)."""
+def looking_memory(slot_reader: Path, spec: TaskSpec, observation_space: Any, rng: Callable[[], np.random.Generator],
+                   held_fit: bool = False) -> Tuple[TaskSpec, SlotMemory, Optional[HeldTracker]]:
+    """The looking version of `spec`, a slot memory reading with an exported slot reader and, with
+    `held_fit`, a held-object tracker (agent.held_fit), as the agent builds them (`rng()`: the
+    preprocessing RNG in use when it reads)."""
     entry = reader_entry(slot_reader, spec.env_id)
     read = reader(entry, reader_spec(spec), observation_space)
-    return looking(spec, entry.look_step), SlotMemory(lambda observation: read(observation, rng()), entry.look_step)
+    memory = SlotMemory(lambda observation: read(observation, rng()), entry.look_step)
+    return looking(spec, entry.look_step, held_fit), memory, HeldTracker(HELD_BOXES[spec.env_id]) if held_fit else None
 
 
 def train_slot_reader(env_id: str, out: Path, episodes: int, updates: int, look_step: int, first_seed: int = 0,

@@ -8,7 +8,8 @@ with one lavapipe thread (`LP_NUM_THREADS=1`), which is faster than sharing thre
 `fast_render=False` is passed, with `training.fast_render`'s light meshes and one-pass shader.
 With `slot_reader` (an exported slot reader, `training.slot_reader`) the policy looks: each worker
 remembers the slot read at the reader's look step (agent.slot_memory, as the agent does), and the
-expert starts with a look phase of that many steps and then acts on the reading. The look's actions
+expert starts with a look phase of that many steps and then acts on the reading; with `held_fit` too, each
+worker also fits the held object on every observation (agent.held_fit). The look's actions
 get no reward: the tasks' dense rewards punish a gripper that does not point down, which would teach
 PPO to skip the look.
 """
@@ -38,7 +39,7 @@ class Step(NamedTuple):
 
 
 def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, with_expert: bool,
-            slot_reader: Optional[str], env_kwargs: Dict) -> None:
+            slot_reader: Optional[str], held_fit: bool, env_kwargs: Dict) -> None:
     os.environ.setdefault("LP_NUM_THREADS", "1")
     from training.envs import make_env
 
@@ -47,11 +48,11 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    reward_mode="dense", **env_kwargs)
     rng = np.random.default_rng(first_seed + worker)
-    memory = None
+    memory = tracker = None
     if slot_reader is not None:
         from training.slot_reader import looking_memory
 
-        spec, memory = looking_memory(Path(slot_reader), spec, env.observation_space, lambda: rng)
+        spec, memory, tracker = looking_memory(Path(slot_reader), spec, env.observation_space, lambda: rng, held_fit)
     expert = None
     if with_expert:
         from training.experts import make_expert
@@ -71,6 +72,8 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
             expert.reset(env)
         if memory is not None:
             memory.reset()
+        if tracker is not None:
+            tracker.reset()
         return obs
 
     def observe(obs):
@@ -78,6 +81,8 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
             obs = memory.remember(obs)
             if expert is not None and memory.axis.any():  # the slot was read: the expert acts on the reading
                 expert.reading = slot_pose(memory.position, memory.axis)
+        if tracker is not None:
+            obs = tracker.track(obs)
         net = preprocess(obs, spec, rng)
         label = expert.act(env) if expert is not None else None
         return net.points, net.state, label
@@ -112,7 +117,7 @@ class EnvWorkers:
     """`n_workers` envs of one task stepping in parallel processes; call `reset()` first."""
 
     def __init__(self, env_id: str, n_workers: int, first_seed: int = 0, with_expert: bool = False,
-                 slot_reader: Optional[str] = None, **env_kwargs) -> None:
+                 slot_reader: Optional[str] = None, held_fit: bool = False, **env_kwargs) -> None:
         context = mp.get_context("spawn")
         self.n_workers = n_workers
         self.connections = []
@@ -121,7 +126,7 @@ class EnvWorkers:
             parent, child = context.Pipe()
             process = context.Process(target=_worker, daemon=True,
                                       args=(child, env_id, worker, n_workers, first_seed, with_expert, slot_reader,
-                                            env_kwargs))
+                                            held_fit, env_kwargs))
             process.start()
             child.close()
             self.connections.append(parent)

@@ -1,0 +1,168 @@
+"""Fitting the pose of the object in the hand from the camera points (PlugCharger's charger).
+
+A student that grasps the charger a few mm or 0.1 rad off the expert's grasp holds it that far off in the
+hand, which the point-cloud network does not resolve to the 0.5 mm / 0.01 rad the pins need (`ms2agent
+diagnose` records `in_hand`). The charger's base is a known box, and the hand holds ~1,500 exact camera
+points on it. Starting from an estimate of its pose in the TCP frame, `fit` selects the points near the
+box (between the fingers: farther out lie the fingers themselves; on the base's side of the pin roots:
+ahead lie the pins and, when lining up, the receptacle) and fits the box to them by point-to-plane ICP,
+in narrowing selections. Only the faces the cameras can see are matched: the face the object rested on
+(its -z face) never faces a camera, and excluding it stops the top face's points fitting a box flipped
+below them. `held_pose` runs it from a nominal grasp and from the previous pose and keeps the one that
+explains the most points; `HeldTracker` does so on every observation of an episode and adds the pose to
+it (`extra.held_in_tcp`), from which preprocessing gives the policy the object's pose in the slot frame it
+read (`agent.preprocessing.held_in_slot`): what the expert lines up. Pure numpy (Python 3.8).
+"""
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from agent.preprocessing import HELD_KEY, kept_points, quaternion_to_matrix
+from agent.slot_memory import rotation_vector_to_matrix
+
+FINGER_HALF_WIDTH = 0.012  # m, half the finger's width along the TCP's x axis (the pad is ~2 cm wide)
+MARGINS = (0.01, 0.005, 0.003)  # m, around the current box estimate: the points selected for each fit
+ITERATIONS = 4  # ICP iterations per selection
+MAX_FIT_POINTS = 1500  # the selected points are thinned to about this many for the ICP steps (speed)
+INLIER_DISTANCE = 0.001  # m from the box's faces: a point the fit explains
+FINGER_MARGIN = 0.001  # m inside the finger pads from where on points count as the fingers
+MIN_POINTS = 200  # fewer explained points: no pose (None)
+REACH = 0.1  # m from the TCP within which camera points can be on a held object (the rest is never fitted)
+SETTLED_SHARE = 0.9  # share of its selected points the previous pose explains, from which on it is kept
+# without also fitting from the nominal grasp (the object has not moved in the hand)
+
+
+class HeldBox(NamedTuple):
+    """A held object's box (its frame) and the grasp the policy is expected to hold it in."""
+    center: Tuple[float, float, float]  # m, of the box in the object's frame
+    half_size: Tuple[float, float, float]  # m
+    max_x: float  # m, object-frame x beyond which points belong to something else (the pins, the slot)
+    nominal: Tuple[float, ...]  # the object's pose in the TCP frame at an expert's grasp: position (m)
+    # and rotation vector (rad)
+
+
+HELD_BOXES = {  # the charger's base (ManiSkill2 PlugChargerEnv: half size 2 x 1.5 x 1.2 cm behind the pin roots)
+    "PlugCharger-v0": HeldBox((-0.02, 0.0, 0.0), (0.02, 0.015, 0.012), 0.001,
+                              (0.0335, 0.0001, 0.0061, -3.1307, -0.0097, -0.302)),
+}
+
+
+def nominal_pose(box: HeldBox) -> np.ndarray:
+    """The 4x4 pose of the object in the TCP frame at the expert's grasp."""
+    pose = np.eye(4)
+    pose[:3, :3] = rotation_vector_to_matrix(box.nominal[3:])
+    pose[:3, 3] = box.nominal[:3]
+    return pose
+
+
+def closest_on_faces(local: np.ndarray, box: HeldBox) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For points in the object's frame (N, 3): the closest point on the box's visible faces (all but -z),
+    that face's outward normal, and the distance (m)."""
+    offset = local - np.asarray(box.center)
+    half = np.asarray(box.half_size)
+    best = (np.zeros_like(local), np.zeros_like(local), np.full(len(local), np.inf))
+    for axis in range(3):
+        for sign in (1.0, -1.0):
+            if axis == 2 and sign < 0:
+                continue  # the face it rested on: no camera sees it
+            point = np.clip(offset, -half, half)
+            point[:, axis] = sign * half[axis]
+            distance = np.linalg.norm(offset - point, axis=1)
+            closer = distance < best[2]
+            best[0][closer], best[2][closer] = point[closer], distance[closer]
+            best[1][closer] = 0.0
+            best[1][closer, axis] = sign
+    return best[0] + np.asarray(box.center), best[1], best[2]
+
+
+def in_object_frame(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Points (N, 3) of the TCP frame expressed in the object's frame at `pose` (4x4, object in TCP)."""
+    return (points - pose[:3, 3]) @ pose[:3, :3]
+
+
+def select(points: np.ndarray, pose: np.ndarray, box: HeldBox, margin: float,
+           fingers: Tuple[float, float]) -> np.ndarray:
+    """Mask of the TCP-frame points within `margin` of the box at `pose`, short of `max_x` and between the
+    finger pads (`fingers`: the Panda's finger joint positions, m: the left pad's TCP y, minus the right's)."""
+    local = in_object_frame(points, pose) - np.asarray(box.center)
+    near = np.all(np.abs(local) < np.asarray(box.half_size) + margin, axis=1)
+    between = (points[:, 1] < fingers[0] - FINGER_MARGIN) & (points[:, 1] > FINGER_MARGIN - fingers[1])
+    beside = np.abs(points[:, 0]) > FINGER_HALF_WIDTH  # beyond the pads' width: the box's own sides
+    return near & (local[:, 0] + box.center[0] < box.max_x) & (between | beside)
+
+
+def icp_step(points: np.ndarray, pose: np.ndarray, box: HeldBox) -> np.ndarray:
+    """One linearised point-to-plane step: the pose (4x4) that moves the box onto `points` (TCP frame)."""
+    local = in_object_frame(points, pose)
+    closest, normals, _ = closest_on_faces(local, box)
+    rows = np.hstack([np.cross(local, normals), normals])
+    solution = np.linalg.lstsq(rows, -np.sum(normals * (local - closest), axis=1), rcond=None)[0]
+    update = np.eye(4)  # maps the object frame to the points' better match: applied to the points' side
+    update[:3, :3] = rotation_vector_to_matrix(solution[:3])
+    update[:3, 3] = solution[3:]
+    return pose @ np.linalg.inv(update)
+
+
+class Fit(NamedTuple):
+    pose: np.ndarray  # 4x4, the object in the TCP frame
+    explained: int  # selected points within `INLIER_DISTANCE` of its visible faces
+    selected: int  # points selected around it
+
+
+def fit(points: np.ndarray, initial: np.ndarray, box: HeldBox, fingers: Tuple[float, float]) -> Fit:
+    """The box fitted to `points` (TCP frame) from the pose `initial`, in the selections of `MARGINS`."""
+    pose = initial
+    for margin in MARGINS:
+        chosen = points[select(points, pose, box, margin, fingers)]
+        if len(chosen) < MIN_POINTS:
+            return Fit(pose, 0, len(chosen))
+        chosen = chosen[:: -(-len(chosen) // MAX_FIT_POINTS)]
+        for _ in range(ITERATIONS):
+            pose = icp_step(chosen, pose, box)
+    chosen = points[select(points, pose, box, MARGINS[-1], fingers)]
+    explained = int(np.sum(closest_on_faces(in_object_frame(chosen, pose), box)[2] < INLIER_DISTANCE))
+    return Fit(pose, explained, len(chosen))
+
+
+def held_pose(points: np.ndarray, box: HeldBox, fingers: Tuple[float, float],
+              previous: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    """The held object's pose in the TCP frame (4x4) fitted to camera points (TCP frame, (N, 3)): from
+    `previous` if that still explains `SETTLED_SHARE` of its points, else from it and from the nominal grasp,
+    whichever explains more; None below `MIN_POINTS` (nothing held, or too little of it seen)."""
+    fits = [] if previous is None else [fit(points, previous, box, fingers)]
+    if not fits or fits[0].explained < max(MIN_POINTS, SETTLED_SHARE * fits[0].selected):
+        fits.append(fit(points, nominal_pose(box), box, fingers))
+    best = max(fits, key=lambda result: result.explained)
+    return best.pose if best.explained >= MIN_POINTS else None
+
+
+def held_entry(pose: Optional[np.ndarray]) -> np.ndarray:
+    """`extra.held_in_tcp`: the pose's position (m) and the first two columns of its rotation; zeros: none."""
+    return np.zeros(9) if pose is None else np.concatenate([pose[:3, 3], pose[:3, 0], pose[:3, 1]])
+
+
+class HeldTracker:
+    """Fits a task's held object (`box`) on every observation of an episode, warm-started from the last
+    pose, and adds it to the observation (`HELD_KEY`); `reset()` at every episode start."""
+
+    def __init__(self, box: HeldBox) -> None:
+        self.box = box
+        self.reset()
+
+    def reset(self) -> None:
+        self.pose: Optional[np.ndarray] = None
+
+    def track(self, observation: Dict[str, Any]) -> Dict[str, Any]:
+        """A shallow copy of `observation` whose `extra` carries the held object's pose (zeros: none)."""
+        tcp = np.asarray(observation["extra"]["tcp_pose"], dtype=np.float64)
+        fingers = np.asarray(observation["agent"]["qpos"], dtype=np.float64)[-2:]
+        xyzw = np.asarray(observation["pointcloud"]["xyzw"])
+        if np.isfinite(tcp).all() and np.isfinite(fingers).all():
+            keep = kept_points(xyzw) & np.isfinite(xyzw).all(axis=1)
+            rotation = quaternion_to_matrix(tcp[3:])
+            near = keep & (np.linalg.norm(xyzw[:, :3] - tcp[:3], axis=1) < REACH)
+            points = (xyzw[near, :3].astype(np.float64) - tcp[:3]) @ rotation
+            self.pose = held_pose(points, self.box, (float(fingers[0]), float(fingers[1])), self.pose)
+        else:
+            self.pose = None
+        return dict(observation, extra=dict(observation["extra"], **{HELD_KEY: held_entry(self.pose)}))

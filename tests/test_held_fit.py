@@ -1,0 +1,156 @@
+"""The fit of the object in the hand (agent/held_fit.py) and the state it gives a looking policy."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.held_fit import HELD_BOXES, HeldTracker, held_entry, held_pose, nominal_pose
+from agent.preprocessing import HELD_KEY, TCP_IN_SLOT_SIZE, build_state, held_in_slot
+from agent.slot_memory import rotation_vector_to_matrix
+
+BOX = HELD_BOXES["PlugCharger-v0"]
+FINGERS = (0.015, 0.015)  # closed on the charger's 3 cm
+
+
+def pose(position, rotation_vector) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation_vector_to_matrix(rotation_vector)
+    matrix[:3, 3] = position
+    return matrix
+
+
+def face_grid(axis: int, sign: float, step: float = 0.001) -> np.ndarray:
+    """Object-frame points on one face of the charger's base box."""
+    center, half = np.asarray(BOX.center), np.asarray(BOX.half_size)
+    others = [a for a in range(3) if a != axis]
+    u, v = np.meshgrid(*(np.arange(-half[a], half[a] + 1e-9, step) for a in others))
+    points = np.zeros((u.size, 3))
+    points[:, others[0]], points[:, others[1]] = u.ravel(), v.ravel()
+    points[:, axis] = sign * half[axis]
+    return points + center
+
+
+def seen_points(held: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """TCP-frame points as the cameras see a held charger: its top (+z) and front/back (x) faces, its pins,
+    the finger pads beside it, and clutter well away."""
+    faces = np.concatenate([face_grid(2, 1.0), face_grid(0, 1.0), face_grid(0, -1.0)])
+    pins = rng.uniform([0.0, -0.008, -0.003], [0.016, 0.008, 0.003], (200, 3))
+    local = np.concatenate([faces, pins])
+    points = local @ held[:3, :3].T + held[:3, 3]
+    pads = np.column_stack([rng.uniform(-0.009, 0.009, 400), np.repeat([0.0152, -0.0152], 200),
+                            rng.uniform(-0.03, 0.0, 400)])
+    clutter = rng.uniform(-0.3, 0.3, (300, 3)) + [0.0, 0.0, 0.4]
+    return np.concatenate([points, pads, clutter])
+
+
+@pytest.mark.parametrize("offset", [(0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+                                    (0.006, 0.0, 0.004, 0.0, 0.0, 0.15),  # a grasp 6 mm along, 4 mm deeper, yawed
+                                    (-0.005, 0.001, -0.003, 0.05, -0.04, -0.1)])
+def test_the_fit_finds_the_held_box_from_the_nominal_grasp(offset) -> None:
+    held = nominal_pose(BOX) @ pose(offset[:3], offset[3:])
+    fitted = held_pose(seen_points(held, np.random.default_rng(0)), BOX, FINGERS)
+    error = np.linalg.inv(held) @ fitted
+    np.testing.assert_allclose(error[:3, 3], 0.0, atol=5e-5)
+    np.testing.assert_allclose(error[:3, :3], np.eye(3), atol=1e-3)
+
+
+def test_no_pose_without_the_object_and_the_tracker_gives_zeros() -> None:
+    far = np.random.default_rng(0).uniform(-0.3, 0.3, (2000, 3)) + [0.0, 0.0, 0.5]
+    assert held_pose(far, BOX, FINGERS) is None
+    observation = {"extra": {"tcp_pose": np.array([0.0, 0.0, 0.5, 0.0, 1.0, 0.0, 0.0])},
+                   "agent": {"qpos": np.zeros(9)},
+                   "pointcloud": {"xyzw": np.column_stack([far, np.ones(len(far))])}}
+    tracked = HeldTracker(BOX).track(observation)
+    assert not np.any(tracked["extra"][HELD_KEY]) and HELD_KEY not in observation["extra"]
+
+
+def test_the_state_gives_the_held_object_in_the_slot_frame_before_the_tcp_pose() -> None:
+    tcp = np.array([0.1, -0.05, 0.12, 0.0, 1.0, 0.0, 0.0])  # pointing down
+    held = nominal_pose(BOX)
+    slot_position, slot_axis = np.array([0.3, 0.0, 0.1]), np.array([0.0, 1.0, 0.0])
+    extra = {"tcp_pose": tcp, "goal_pos": slot_position, "goal_axis": slot_axis, HELD_KEY: held_entry(held)}
+    entries = held_in_slot(extra)
+    tcp_rotation = rotation_vector_to_matrix([np.pi, 0.0, 0.0])
+    world = tcp[:3] + tcp_rotation @ held[:3, 3]
+    slot = np.stack([slot_axis, [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], axis=1)  # agent.slot_memory.slot_rotation
+    np.testing.assert_allclose(entries[:3], np.clip(slot.T @ (world - slot_position), -0.1, 0.1) * 100, atol=1e-9)
+    np.testing.assert_allclose(entries[3:6], slot.T @ tcp_rotation @ held[:3, 0], atol=1e-9)
+    agent = {"qpos": np.zeros(9), "qvel": np.zeros(9), "base_pose": np.zeros(7)}
+    state = build_state(agent, extra, np.zeros(3), np.eye(3))
+    np.testing.assert_allclose(state[-7 - TCP_IN_SLOT_SIZE:-7], entries, atol=1e-6)
+    assert not np.any(held_in_slot(dict(extra, **{HELD_KEY: held_entry(None)})))  # no fit: zeros
+
+
+@pytest.mark.sim
+def test_the_fit_places_the_charger_an_expert_holds_to_a_tenth_of_a_millimetre() -> None:
+    """Real views (official renderer) while the expert carries the charger: every 5th held step from step 10
+    on is fitted, across the pins (the charger's y and z) within 0.2 mm and its pins' axis within 0.006."""
+    from training.envs import make_env
+    from training.experts import make_expert
+    from training.experts.base import tcp_pose
+
+    env = make_env("PlugCharger-v0", obs_mode="pointcloud", control_mode="pd_ee_delta_pose", fast_render=None)
+    expert, tracker, errors = make_expert("PlugCharger-v0"), HeldTracker(BOX), []
+    try:
+        obs, _ = env.reset(seed=3002)
+        expert.reset(env)
+        for step in range(60):
+            fitted = tracker.track(obs)["extra"][HELD_KEY]
+            if step % 5 == 0 and step >= 10 and expert.holds_target(env):
+                true = (tcp_pose(env).inv() * env.unwrapped.charger.pose).to_transformation_matrix()
+                across = true[:3, :3].T @ (fitted[:3] - true[:3, 3])
+                errors.append((np.abs(across[1:]).max(), np.abs(fitted[3:6] - true[:3, 0]).max()))
+            obs, *_ = env.step(expert.act(env))
+    finally:
+        env.close()
+    assert len(errors) >= 5
+    assert max(e[0] for e in errors) < 2e-4 and max(e[1] for e in errors) < 6e-3
+
+
+def test_a_manifest_sets_held_fit_only_for_a_looking_policy(tmp_path) -> None:
+    from agent.manifest import parse_entry
+
+    raw = {"file": "PlugCharger-v0.onnx", "sha256": "0", "control_mode": "pd_ee_delta_pose", "obs_mode": "pointcloud",
+           "spec": {"n_points": 1200, "channels": 6, "state_size": 58, "action_size": 7}, "held_fit": True,
+           "provenance": {"command": "c", "stage": 1, "checkpoint": "x", "date": "d",
+                          "success": {"rate": 0.0, "episodes": 0, "seeds": "none"}}}
+    with pytest.raises(ValueError, match="held_fit needs a slot_reader"):
+        parse_entry("PlugCharger-v0", raw, tmp_path)
+    reader = {"file": "r.onnx", "sha256": "0", "look_step": 40,
+              "spec": {"n_points": 1200, "channels": 6, "state_size": 31, "action_size": 6}}
+    entry = parse_entry("PlugCharger-v0", dict(raw, slot_reader=reader), tmp_path)
+    assert entry.held_fit and entry.to_json(tmp_path)["held_fit"] is True
+    assert "held_fit" not in entry._replace(held_fit=False).to_json(tmp_path)  # older manifests stay as they were
+
+
+@pytest.mark.sim
+def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
+    """A looking PlugCharger policy with `held_fit` (untrained network, the shipped reader) acts in the real env;
+    its state holds the held entries (58 = 49 + 9), zeros while nothing is in the hand."""
+    import shutil
+
+    from agent.manifest import write_entry
+    from agent.onnx_model import register
+    from agent.policy import Policy
+    from test_agent_models import PROVENANCE, export_actor_critic
+    from training.envs import make_env
+    from training.slot_reader import reader_entry
+
+    env_id, weights = "PlugCharger-v0", tmp_path / "weights"
+    weights.mkdir()
+    shipped = Path(__file__).resolve().parents[1] / "weights" / "{}.slot_reader.onnx".format(env_id)
+    shutil.copy(shipped, weights / shipped.name)
+    export_actor_critic(weights / "{}.onnx".format(env_id), 58, 7)
+    entry = register(weights, env_id, weights / "{}.onnx".format(env_id), "pd_ee_delta_pose", "pointcloud", PROVENANCE)
+    write_entry(weights, entry._replace(slot_reader=reader_entry(weights / shipped.name, env_id), held_fit=True))
+    env = make_env(env_id, obs_mode="pointcloud", control_mode="pd_ee_delta_pose")
+    try:
+        policy = Policy(env_id, env.observation_space, env.action_space, weights=weights)
+        assert policy.task.held_fit and policy.tracker is not None
+        obs, _ = env.reset(seed=0)
+        for _ in range(3):
+            state = policy.network_input(obs).state
+            assert state.shape == (58,) and not np.any(state[-7 - TCP_IN_SLOT_SIZE:-7])  # no slot read yet
+            obs, *_ = env.step(policy.act(obs))
+    finally:
+        env.close()
