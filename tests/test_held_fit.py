@@ -154,3 +154,25 @@ def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
             obs, *_ = env.step(policy.act(obs))
     finally:
         env.close()
+
+
+def test_held_fit_without_a_slot_reader_is_refused() -> None:
+    from training.distill import DistillConfig
+    from training.vec_env import EnvWorkers
+
+    with pytest.raises(ValueError, match="looking"):
+        EnvWorkers("PlugCharger-v0", 1, held_fit=True)
+    with pytest.raises(ValueError, match="looking"):
+        DistillConfig("PlugCharger-v0", held_fit=True)
+
+
+@pytest.mark.sim
+def test_env_workers_fit_the_held_object_as_the_agent_does() -> None:
+    """Training's workers give a held-fit student the agent's state (58 entries), the expert labelling it."""
+    from training.vec_env import EnvWorkers
+
+    reader = Path(__file__).resolve().parents[1] / "weights" / "PlugCharger-v0.slot_reader.onnx"
+    with EnvWorkers("PlugCharger-v0", 1, with_expert=True, slot_reader=str(reader), held_fit=True) as workers:
+        assert workers.state_size == 58
+        step = workers.reset()
+        assert step.state.shape == (1, 58) and step.expert_action.shape == (1, 7)

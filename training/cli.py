@@ -77,7 +77,7 @@ def _ppo_run(env_id: str, stages: List[int], *, run_dir: Optional[Path], resume:
              stage1_iterations: int = 0, stage2_iterations: int = 0, stage2_batch_factor: float = 0.9,
              stage2_samples_factor: float = 0.875, init_from: Optional[Path] = None,
              init_log_std: Optional[float] = None, start_from: Optional[Path] = None,
-             slot_reader: Optional[Path] = None) -> None:
+             slot_reader: Optional[Path] = None, held_fit: bool = False) -> None:
     from training.ppo import PPOConfig
     from training.run_dir import RunDirectoryError
     from training.two_stage import RunConfig, TwoStageRun
@@ -89,7 +89,8 @@ def _ppo_run(env_id: str, stages: List[int], *, run_dir: Optional[Path], resume:
                        stage2_batch_factor=stage2_batch_factor, stage2_samples_factor=stage2_samples_factor,
                        n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed,
                        init_from=str(init_from) if init_from else None, init_log_std=init_log_std,
-                       max_episode_steps=max_episode_steps, slot_reader=str(slot_reader) if slot_reader else None)
+                       max_episode_steps=max_episode_steps, slot_reader=str(slot_reader) if slot_reader else None,
+                       held_fit=held_fit)
     try:
         run = TwoStageRun(run_dir or RUNS / env_id / "ppo", config, resume=resume, force=force)
         result = run.run(stages, start_from=start_from)
@@ -133,12 +134,14 @@ def train(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Pa
           batch_size: int = BATCH, lr: float = LR, eval_episodes: int = EVAL_EPISODES,
           workers: Optional[int] = WORKERS, init_from: Optional[Path] = INIT_FROM,
           init_log_std: Optional[float] = INIT_LOG_STD, freeze_pointnet: bool = FREEZE, seed: int = SEED,
-          max_episode_steps: Optional[int] = MAX_STEPS, slot_reader: Optional[Path] = SLOT_READER) -> None:
+          max_episode_steps: Optional[int] = MAX_STEPS, slot_reader: Optional[Path] = SLOT_READER,
+          held_fit: bool = HELD_FIT) -> None:
     """Stage 1: PPO with the paper's settings, evaluated and checkpointed every iteration."""
     _ppo_run(env_id, [1], run_dir=run_dir, resume=resume, force=force, stage1_iterations=iterations,
              samples_per_iteration=samples_per_iteration, batch_size=batch_size, lr=lr,
              eval_episodes=eval_episodes, workers=workers, init_from=init_from, init_log_std=init_log_std,
-             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps, slot_reader=slot_reader)
+             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps, slot_reader=slot_reader,
+             held_fit=held_fit)
 
 
 @app.command()
@@ -150,13 +153,13 @@ def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
              batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
              eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS, freeze_pointnet: bool = FREEZE,
              seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS,
-             slot_reader: Optional[Path] = SLOT_READER) -> None:
+             slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT) -> None:
     """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
     _ppo_run(env_id, [2], run_dir=run_dir, resume=resume, stage2_iterations=iterations,
              samples_per_iteration=samples_per_iteration, batch_size=batch_size, lr=lr,
              stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor, eval_episodes=eval_episodes,
              workers=workers, start_from=from_checkpoint, freeze_pointnet=freeze_pointnet, seed=seed,
-             max_episode_steps=max_episode_steps, slot_reader=slot_reader)
+             max_episode_steps=max_episode_steps, slot_reader=slot_reader, held_fit=held_fit)
 
 
 @app.command("two-stage")
@@ -167,14 +170,15 @@ def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optiona
               eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
               init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD,
               freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS,
-              slot_reader: Optional[Path] = SLOT_READER) -> None:
+              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT) -> None:
     """Both stages in one command; the result is the best stage-2 checkpoint, or stage 1's if never beaten
     (with --init-from, stage 1's candidates include the initialisation itself, as iteration 0)."""
     _ppo_run(env_id, [1, 2], run_dir=run_dir, resume=resume, force=force, stage1_iterations=stage1_iterations,
              stage2_iterations=stage2_iterations, samples_per_iteration=samples_per_iteration,
              batch_size=batch_size, lr=lr, stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor,
              eval_episodes=eval_episodes, workers=workers, init_from=init_from, init_log_std=init_log_std,
-             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps, slot_reader=slot_reader)
+             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps, slot_reader=slot_reader,
+             held_fit=held_fit)
 
 
 @app.command()
@@ -231,7 +235,8 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
              episodes: int = typer.Option(100, help="number of episodes"),
              first_seed: int = typer.Option(1_000_000, help="seeds first_seed .. first_seed+episodes-1 "
                                             "(1,000,000+ are never used in training)"),
-             slot_reader: Optional[Path] = SLOT_READER, workers: Optional[int] = WORKERS) -> None:
+             slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT,
+             workers: Optional[int] = WORKERS) -> None:
     """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
     from training.checkpoints import model_from_checkpoint
     from training.evaluation import evaluate as run_evaluate, torch_actor
@@ -240,7 +245,7 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
     get_task(env_id)
     # Reported success rates come from the official renderer, not the fast training path.
     with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, fast_render=False,
-                    slot_reader=str(slot_reader) if slot_reader else None) as envs:
+                    slot_reader=str(slot_reader) if slot_reader else None, held_fit=held_fit) as envs:
         metrics = run_evaluate(torch_actor(model_from_checkpoint(checkpoint)), envs, episodes)
     typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
 

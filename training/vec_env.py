@@ -118,6 +118,9 @@ class EnvWorkers:
 
     def __init__(self, env_id: str, n_workers: int, first_seed: int = 0, with_expert: bool = False,
                  slot_reader: Optional[str] = None, held_fit: bool = False, **env_kwargs) -> None:
+        if held_fit and slot_reader is None:
+            raise ValueError("held_fit is for looking policies: the held object's pose is given in the slot's frame "
+                             "(pass a slot reader)")
         context = mp.get_context("spawn")
         self.n_workers = n_workers
         self.connections = []
