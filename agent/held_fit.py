@@ -8,16 +8,17 @@ box (between the fingers: farther out lie the fingers themselves; on the base's 
 ahead lie the pins and, when lining up, the receptacle) and fits the box to them by point-to-plane ICP,
 in narrowing selections. Only the faces the cameras can see are matched: the face the object rested on
 (its -z face) never faces a camera, and excluding it stops the top face's points fitting a box flipped
-below them. `held_pose` runs it from a nominal grasp and from the previous pose and keeps the one that
-explains the most points; `HeldTracker` does so on every observation of an episode and adds the pose to
-it (`extra.held_in_tcp`), from which preprocessing gives the policy the object's pose in the slot frame it
-read (`agent.preprocessing.held_in_slot`): what the expert lines up. Pure numpy (Python 3.8).
+below them. `held_pose` runs it from the previous pose and, unless that still explains the points, also from
+the nominal grasp, keeping the fit that explains more; `HeldTracker` does so on every observation of an
+episode and adds the pose to it (`extra.held_in_tcp`), from which preprocessing gives the policy the object's
+pose in the slot frame it read (`agent.preprocessing.held_in_slot`): what the expert lines up. Pure numpy
+(Python 3.8).
 """
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from agent.preprocessing import HELD_KEY, kept_points, quaternion_to_matrix
+from agent.preprocessing import HELD_KEY, HELD_SIZE, kept_points, quaternion_to_matrix
 from agent.slot_memory import rotation_vector_to_matrix
 
 FINGER_HALF_WIDTH = 0.012  # m, half the finger's width along the TCP's x axis (the pad is ~2 cm wide)
@@ -138,7 +139,7 @@ def held_pose(points: np.ndarray, box: HeldBox, fingers: Tuple[float, float],
 
 def held_entry(pose: Optional[np.ndarray]) -> np.ndarray:
     """`extra.held_in_tcp`: the pose's position (m) and the first two columns of its rotation; zeros: none."""
-    return np.zeros(9) if pose is None else np.concatenate([pose[:3, 3], pose[:3, 0], pose[:3, 1]])
+    return np.zeros(HELD_SIZE) if pose is None else np.concatenate([pose[:3, 3], pose[:3, 0], pose[:3, 1]])
 
 
 class HeldTracker:

@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from agent.held_fit import HELD_BOXES, HeldTracker
 from agent.manifest import (MANIFEST_NAME, InputSpec, ManifestEntry, SlotReaderEntry, WeightsError, entry_for,
                             read_manifest, weights_dir)
-from agent.held_fit import HELD_BOXES, HeldTracker
 from agent.onnx_model import OUTPUT_NAME, load_session
 from agent.preprocessing import NetworkInput, preprocess, state_size
 from agent.registry import TASKS, TaskSpec, looking, reader_spec

@@ -27,6 +27,7 @@ GOAL_JITTER = 0.01
 GOAL_RGB = (0.0, 1.0, 0.0)
 FRAME_KEYS = ("tcp_pose", "goal_pos")  # extra entries used as frame-related positions
 HELD_KEY = "held_in_tcp"  # extra entry of a held-object fit (agent.held_fit): position (m), two rotation columns
+HELD_SIZE = 9
 TCP_IN_SLOT_SIZE = 9  # `tcp_in_slot`: position (cm, clipped) and the first two columns of the rotation
 TCP_IN_SLOT_RANGE = 0.1  # m: positions clipped to this along each slot axis, then given in cm (1 mm = 0.1)
 
@@ -129,7 +130,7 @@ def state_size(observation_space: Any, spec: Optional[TaskSpec] = None) -> int:
     if spec is not None and spec.look_step:
         extra = with_slot({"extra": extra}, np.zeros(3), np.zeros(3))["extra"]
         if spec.held_fit:
-            extra[HELD_KEY] = np.zeros(TCP_IN_SLOT_SIZE)
+            extra[HELD_KEY] = np.zeros(HELD_SIZE)
     return build_state(zeros("agent"), extra, np.zeros(3), np.eye(3)).size
 
 
