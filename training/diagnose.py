@@ -75,9 +75,9 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
     mean absolute difference between its actions and the expert's labels (all 7 dimensions), over
     the episode and over its steps after the grasp (None without one); insertion tasks add the
     closest approach to the inserted pose after the grasp (`slot_error`) and the object's pose in the hand
-    there and `SETTLE_STEPS` after the grasp (`in_hand`); with `slot_reader`, the hand
-    camera's offset from the look pose when it read (`look_offset`) and the read slot's error
-    (`reading_error`: along its axis, lateral, angle); `held_fit`: the student fits the held object (agent.held_fit).
+    there and `SETTLE_STEPS` after the grasp (`in_hand`); with `slot_reader`, the hand camera's offset
+    from the look pose when it read (`look_offset`) and the read slot's error (`reading_error`: along
+    its axis, lateral, angle); `held_fit`: the student fits the held object (agent.held_fit).
     Point sampling is seeded per episode, so a run is repeatable, but not the selection run itself."""
     spec = get_task(env_id)
     expert = make_expert(env_id)  # every expert grasps first (training.experts.base.GraspExpert)
@@ -98,7 +98,8 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             obs, _ = env.reset(seed=seed)
             rng = np.random.default_rng(seed)
             expert.reset(env)
-            grasp_step, closest, nearest_slot, settled, in_hand, errors, success = None, None, None, None, None, [], False
+            grasp_step, closest, nearest_slot, errors, success = None, None, None, [], False
+            settled = in_hand = None  # the held object's pose in the hand: after the grasp, nearest the slot
             closing = np.zeros(2, dtype=int)  # steps before the grasp where the expert / student closed
             looked: Dict[str, Any] = {}
             if memory is not None:

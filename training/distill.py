@@ -44,7 +44,7 @@ from training.checkpoints import initialise_from, load_checkpoint, model_checkpo
 from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
 from training.networks import ActorCritic
 from training.slot_reader import reader_entry
-from training.vec_env import EnvWorkers
+from training.vec_env import HELD_FIT_WITHOUT_READER, EnvWorkers
 
 
 @dataclass
@@ -75,8 +75,7 @@ class DistillConfig:
         if not 0.0 <= self.expert_share < 1.0:
             raise ValueError("expert_share must be in [0, 1) (the student drives the rest of a DAgger round)")
         if self.held_fit and not self.slot_reader:
-            raise ValueError("held_fit is for looking students: the held object's pose is given in the slot's frame "
-                             "(pass a slot reader)")
+            raise ValueError(HELD_FIT_WITHOUT_READER)
 
 
 def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise: float,

@@ -24,6 +24,10 @@ from agent.preprocessing import preprocess, state_size
 from agent.registry import get_task
 
 
+HELD_FIT_WITHOUT_READER = ("held_fit is for looking policies: the held object's pose is given in the slot's frame "
+                           "(pass a slot reader)")
+
+
 class Step(NamedTuple):
     """A batch over workers (leading axis = worker)."""
 
@@ -119,8 +123,7 @@ class EnvWorkers:
     def __init__(self, env_id: str, n_workers: int, first_seed: int = 0, with_expert: bool = False,
                  slot_reader: Optional[str] = None, held_fit: bool = False, **env_kwargs) -> None:
         if held_fit and slot_reader is None:
-            raise ValueError("held_fit is for looking policies: the held object's pose is given in the slot's frame "
-                             "(pass a slot reader)")
+            raise ValueError(HELD_FIT_WITHOUT_READER)
         context = mp.get_context("spawn")
         self.n_workers = n_workers
         self.connections = []
