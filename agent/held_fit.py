@@ -18,7 +18,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from agent.preprocessing import HELD_KEY, HELD_SIZE, kept_points, quaternion_to_matrix
+from agent.preprocessing import HELD_KEY, HELD_SIZE, kept_points, quaternion_to_matrix, to_frame
 from agent.slot_memory import rotation_vector_to_matrix
 
 FINGER_HALF_WIDTH = 0.012  # m, half the finger's width along the TCP's x axis (the pad is ~2 cm wide)
@@ -78,7 +78,7 @@ def closest_on_faces(local: np.ndarray, box: HeldBox) -> Tuple[np.ndarray, np.nd
 
 def in_object_frame(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
     """Points (N, 3) of the TCP frame expressed in the object's frame at `pose` (4x4, object in TCP)."""
-    return (points - pose[:3, 3]) @ pose[:3, :3]
+    return to_frame(points, pose[:3, 3], pose[:3, :3])
 
 
 def select(points: np.ndarray, pose: np.ndarray, box: HeldBox, margin: float,
@@ -160,9 +160,8 @@ class HeldTracker:
         xyzw = np.asarray(observation["pointcloud"]["xyzw"])
         if np.isfinite(tcp).all() and np.isfinite(fingers).all():
             keep = kept_points(xyzw) & np.isfinite(xyzw).all(axis=1)
-            rotation = quaternion_to_matrix(tcp[3:])
             near = keep & (np.linalg.norm(xyzw[:, :3] - tcp[:3], axis=1) < REACH)
-            points = (xyzw[near, :3].astype(np.float64) - tcp[:3]) @ rotation
+            points = to_frame(xyzw[near, :3].astype(np.float64), tcp[:3], quaternion_to_matrix(tcp[3:]))
             self.pose = held_pose(points, self.box, (float(fingers[0]), float(fingers[1])), self.pose)
         else:
             self.pose = None

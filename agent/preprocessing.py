@@ -62,35 +62,33 @@ def to_frame(xyz: Any, origin: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     return (np.asarray(xyz) - origin) @ rotation
 
 
+def in_slot(extra: Dict[str, Any], position: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """A pose (world `position`, the first two `columns` of its world rotation, (3, 2)) in a looking policy's
+    remembered slot frame (`extra.goal_pos`, `extra.goal_axis`, `agent.slot_memory.slot_rotation`), as
+    `TCP_IN_SLOT_SIZE` state entries: the position in cm, clipped to `TCP_IN_SLOT_RANGE`, and the columns."""
+    slot = slot_rotation(np.asarray(extra["goal_axis"], dtype=np.float64))
+    local = slot.T @ (position - np.asarray(extra["goal_pos"], dtype=np.float64))
+    turned = slot.T @ columns
+    return np.concatenate([np.clip(local, -TCP_IN_SLOT_RANGE, TCP_IN_SLOT_RANGE) * 100.0, turned[:, 0], turned[:, 1]])
+
+
 def tcp_in_slot(extra: Dict[str, Any]) -> np.ndarray:
-    """The TCP's pose in a looking policy's remembered slot frame (`extra.goal_pos`, `extra.goal_axis`,
-    `agent.slot_memory.slot_rotation`), as `TCP_IN_SLOT_SIZE` state entries: its position in cm, clipped
-    to `TCP_IN_SLOT_RANGE`, and the first two columns of its rotation; zeros before the read."""
-    axis = np.asarray(extra["goal_axis"], dtype=np.float64)
-    if not np.any(axis):
+    """The TCP's pose in the remembered slot frame (`in_slot`); zeros before the read."""
+    if not np.any(extra["goal_axis"]):
         return np.zeros(TCP_IN_SLOT_SIZE)
-    slot = slot_rotation(axis)
     tcp = np.asarray(extra["tcp_pose"], dtype=np.float64)
-    position = slot.T @ (tcp[:3] - np.asarray(extra["goal_pos"], dtype=np.float64))
-    rotation = slot.T @ quaternion_to_matrix(tcp[3:])
-    return np.concatenate([np.clip(position, -TCP_IN_SLOT_RANGE, TCP_IN_SLOT_RANGE) * 100.0,
-                           rotation[:, 0], rotation[:, 1]])
+    return in_slot(extra, tcp[:3], quaternion_to_matrix(tcp[3:])[:, :2])
 
 
 def held_in_slot(extra: Dict[str, Any]) -> np.ndarray:
-    """The held object's pose in the remembered slot frame, from its fitted pose in the TCP frame
-    (`HELD_KEY`), as `TCP_IN_SLOT_SIZE` entries like `tcp_in_slot`; zeros without a slot or a fit."""
+    """The held object's pose in the remembered slot frame (`in_slot`), from its fitted pose in the TCP
+    frame (`HELD_KEY`); zeros without a slot or a fit."""
     held = np.asarray(extra[HELD_KEY], dtype=np.float64)
-    axis = np.asarray(extra["goal_axis"], dtype=np.float64)
-    if not np.any(axis) or not np.any(held):
+    if not np.any(extra["goal_axis"]) or not np.any(held):
         return np.zeros(TCP_IN_SLOT_SIZE)
-    slot = slot_rotation(axis)
     tcp = np.asarray(extra["tcp_pose"], dtype=np.float64)
     tcp_rotation = quaternion_to_matrix(tcp[3:])
-    position = slot.T @ (tcp[:3] + tcp_rotation @ held[:3] - np.asarray(extra["goal_pos"], dtype=np.float64))
-    columns = slot.T @ tcp_rotation @ held[3:].reshape(2, 3).T
-    return np.concatenate([np.clip(position, -TCP_IN_SLOT_RANGE, TCP_IN_SLOT_RANGE) * 100.0,
-                           columns[:, 0], columns[:, 1]])
+    return in_slot(extra, tcp[:3] + tcp_rotation @ held[:3], tcp_rotation @ held[3:].reshape(2, 3).T)
 
 
 def sample_indices(n_available: int, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -47,7 +47,7 @@ def main() -> None:
     from transforms3d.quaternions import mat2quat
 
     from agent.held_fit import HELD_BOXES, held_pose, nominal_pose
-    from agent.preprocessing import kept_points
+    from agent.preprocessing import kept_points, to_frame
     from agent.registry import get_task
     from training.envs import make_env
     from training.experts import make_expert
@@ -72,7 +72,7 @@ def main() -> None:
                 if step % 3 == 0 and step >= FIRST_STEP and expert.holds_target(env):
                     tcp = tcp_pose(env).to_transformation_matrix()
                     cloud = obs["pointcloud"]["xyzw"]
-                    points = (cloud[kept_points(cloud), :3] - tcp[:3, 3]) @ tcp[:3, :3]
+                    points = to_frame(cloud[kept_points(cloud), :3], tcp[:3, 3], tcp[:3, :3])
                     start = time.perf_counter()
                     previous = held_pose(points, box, tuple(obs["agent"]["qpos"][-2:]), previous)
                     seconds.append(time.perf_counter() - start)
