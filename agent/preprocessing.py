@@ -13,9 +13,9 @@ Pure numpy (Python 3.8), shared unchanged by the agent and by training:
 A looking task's goal is the slot its policy read and remembers (`agent.slot_memory` adds it to the
 observation first); its state also holds the TCP's pose in that slot's frame (`tcp_in_slot`), and, where the
 policy fits the object in its hand (`agent.held_fit` adds `extra.held_in_tcp`), that object's pose in the
-slot frame (`held_in_slot`), just before the trailing TCP pose.
+slot frame (`held_in_slot`: coarse, then a fine copy of its line-up error), just before the trailing TCP pose.
 """
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -30,6 +30,12 @@ HELD_KEY = "held_in_tcp"  # extra entry of a held-object fit (agent.held_fit): p
 HELD_SIZE = 9
 TCP_IN_SLOT_SIZE = 9  # `tcp_in_slot`: position (cm, clipped) and the first two columns of the rotation
 TCP_IN_SLOT_RANGE = 0.1  # m: positions clipped to this along each slot axis, then given in cm (1 mm = 0.1)
+LINE_UP_SIZE = 6  # `held_in_slot`'s fine copy: position (mm) and rotation error (sin(angle) x axis, in
+# LINE_UP_ANGLE), each clipped to +-LINE_UP_CLIP: the insertion tolerances (0.4 mm, 0.01 rad) are 0.04 and 0.01
+# in the coarse entries and 0.4 and 1 here, so a network can resolve them
+LINE_UP_ANGLE = 0.01  # rad per unit
+LINE_UP_CLIP = 5.0
+HELD_IN_SLOT_SIZE = TCP_IN_SLOT_SIZE + LINE_UP_SIZE
 
 
 class NetworkInput(NamedTuple):
@@ -62,14 +68,30 @@ def to_frame(xyz: Any, origin: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     return (np.asarray(xyz) - origin) @ rotation
 
 
-def in_slot(extra: Dict[str, Any], position: np.ndarray, columns: np.ndarray) -> np.ndarray:
+def pose_in_slot(extra: Dict[str, Any], position: np.ndarray, columns: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """A pose (world `position`, the first two `columns` of its world rotation, (3, 2)) in a looking policy's
-    remembered slot frame (`extra.goal_pos`, `extra.goal_axis`, `agent.slot_memory.slot_rotation`), as
-    `TCP_IN_SLOT_SIZE` state entries: the position in cm, clipped to `TCP_IN_SLOT_RANGE`, and the columns."""
+    remembered slot frame (`extra.goal_pos`, `extra.goal_axis`, `agent.slot_memory.slot_rotation`): its
+    position and the two columns there."""
     slot = slot_rotation(np.asarray(extra["goal_axis"], dtype=np.float64))
-    local = slot.T @ (position - np.asarray(extra["goal_pos"], dtype=np.float64))
-    turned = slot.T @ columns
+    return slot.T @ (position - np.asarray(extra["goal_pos"], dtype=np.float64)), slot.T @ columns
+
+
+def in_slot(extra: Dict[str, Any], position: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """A pose in the remembered slot frame (`pose_in_slot`) as `TCP_IN_SLOT_SIZE` state entries: the position
+    in cm, clipped to `TCP_IN_SLOT_RANGE`, and the columns."""
+    local, turned = pose_in_slot(extra, position, columns)
     return np.concatenate([np.clip(local, -TCP_IN_SLOT_RANGE, TCP_IN_SLOT_RANGE) * 100.0, turned[:, 0], turned[:, 1]])
+
+
+def line_up(extra: Dict[str, Any], position: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """A held object's line-up error in the remembered slot frame, where it is inserted at the origin with no
+    rotation, as `LINE_UP_SIZE` fine state entries: its position in mm and its rotation's sin(angle) x axis in
+    `LINE_UP_ANGLE`, each clipped to `LINE_UP_CLIP`."""
+    local, turned = pose_in_slot(extra, position, columns)
+    rotation = np.column_stack([turned, np.cross(turned[:, 0], turned[:, 1])])
+    sine_axis = 0.5 * np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0],
+                                rotation[1, 0] - rotation[0, 1]])
+    return np.clip(np.concatenate([local * 1000.0, sine_axis / LINE_UP_ANGLE]), -LINE_UP_CLIP, LINE_UP_CLIP)
 
 
 def tcp_in_slot(extra: Dict[str, Any]) -> np.ndarray:
@@ -81,14 +103,15 @@ def tcp_in_slot(extra: Dict[str, Any]) -> np.ndarray:
 
 
 def held_in_slot(extra: Dict[str, Any]) -> np.ndarray:
-    """The held object's pose in the remembered slot frame (`in_slot`), from its fitted pose in the TCP
-    frame (`HELD_KEY`); zeros without a slot or a fit."""
+    """The held object's pose in the remembered slot frame (`in_slot`, then its `line_up` error), from its
+    fitted pose in the TCP frame (`HELD_KEY`); zeros without a slot or a fit."""
     held = np.asarray(extra[HELD_KEY], dtype=np.float64)
     if not np.any(extra["goal_axis"]) or not np.any(held):
-        return np.zeros(TCP_IN_SLOT_SIZE)
+        return np.zeros(HELD_IN_SLOT_SIZE)
     tcp = np.asarray(extra["tcp_pose"], dtype=np.float64)
     tcp_rotation = quaternion_to_matrix(tcp[3:])
-    return in_slot(extra, tcp[:3] + tcp_rotation @ held[:3], tcp_rotation @ held[3:].reshape(2, 3).T)
+    position, columns = tcp[:3] + tcp_rotation @ held[:3], tcp_rotation @ held[3:].reshape(2, 3).T
+    return np.concatenate([in_slot(extra, position, columns), line_up(extra, position, columns)])
 
 
 def sample_indices(n_available: int, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agent.held_fit import HELD_BOXES, HeldTracker, held_entry, held_pose, nominal_pose
-from agent.preprocessing import HELD_KEY, TCP_IN_SLOT_SIZE, build_state, held_in_slot
+from agent.preprocessing import HELD_IN_SLOT_SIZE, HELD_KEY, LINE_UP_CLIP, build_state, held_in_slot
 from agent.slot_memory import rotation_vector_to_matrix
 
 BOX = HELD_BOXES["PlugCharger-v0"]
@@ -77,8 +77,24 @@ def test_the_state_gives_the_held_object_in_the_slot_frame_before_the_tcp_pose()
     np.testing.assert_allclose(entries[3:6], slot.T @ tcp_rotation @ held[:3, 0], atol=1e-9)
     agent = {"qpos": np.zeros(9), "qvel": np.zeros(9), "base_pose": np.zeros(7)}
     state = build_state(agent, extra, np.zeros(3), np.eye(3))
-    np.testing.assert_allclose(state[-7 - TCP_IN_SLOT_SIZE:-7], entries, atol=1e-6)
+    np.testing.assert_allclose(state[-7 - HELD_IN_SLOT_SIZE:-7], entries, atol=1e-6)
     assert not np.any(held_in_slot(dict(extra, **{HELD_KEY: held_entry(None)})))  # no fit: zeros
+
+
+@pytest.mark.parametrize("offset_mm, angle", [(0.3, 0.004), (-2.0, -0.03), (12.0, 0.2)])
+def test_the_fine_line_up_entries_give_the_held_objects_error_in_mm_and_hundredths_of_a_radian(
+        offset_mm: float, angle: float) -> None:
+    slot_position, slot_axis = np.array([0.3, 0.1, 0.1]), np.array([0.0, 1.0, 0.0])
+    slot = np.stack([slot_axis, [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], axis=1)  # agent.slot_memory.slot_rotation
+    tcp = np.array([0.2, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0])  # world-aligned: held_in_tcp is the world pose
+    turned = slot @ rotation_vector_to_matrix([0.0, 0.0, angle])  # yawed about the slot's up axis
+    held = np.eye(4)
+    held[:3, :3] = turned
+    held[:3, 3] = slot_position + slot @ np.array([-0.01, offset_mm / 1000.0, 0.0]) - tcp[:3]
+    extra = {"tcp_pose": tcp, "goal_pos": slot_position, "goal_axis": slot_axis, HELD_KEY: held_entry(held)}
+    fine = held_in_slot(extra)[-6:]
+    clip = lambda value: np.clip(value, -LINE_UP_CLIP, LINE_UP_CLIP)  # noqa: E731
+    np.testing.assert_allclose(fine, clip([-10.0, offset_mm, 0.0, 0.0, 0.0, np.sin(angle) / 0.01]), atol=1e-9)
 
 
 @pytest.mark.sim
@@ -126,7 +142,7 @@ def test_a_manifest_sets_held_fit_only_for_a_looking_policy(tmp_path) -> None:
 @pytest.mark.sim
 def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
     """A looking PlugCharger policy with `held_fit` (untrained network, the shipped reader) acts in the real env;
-    its state holds the held entries (58 = 49 + 9), zeros while nothing is in the hand."""
+    its state holds the held entries (64 = 49 + 15), zeros while nothing is in the hand."""
     import shutil
 
     from agent.manifest import write_entry
@@ -140,7 +156,7 @@ def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
     weights.mkdir()
     shipped = Path(__file__).resolve().parents[1] / "weights" / "{}.slot_reader.onnx".format(env_id)
     shutil.copy(shipped, weights / shipped.name)
-    export_actor_critic(weights / "{}.onnx".format(env_id), 58, 7)
+    export_actor_critic(weights / "{}.onnx".format(env_id), 64, 7)
     entry = register(weights, env_id, weights / "{}.onnx".format(env_id), "pd_ee_delta_pose", "pointcloud", PROVENANCE)
     write_entry(weights, entry._replace(slot_reader=reader_entry(weights / shipped.name, env_id), held_fit=True))
     env = make_env(env_id, obs_mode="pointcloud", control_mode="pd_ee_delta_pose")
@@ -150,7 +166,7 @@ def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
         obs, _ = env.reset(seed=0)
         for _ in range(3):
             state = policy.network_input(obs).state
-            assert state.shape == (58,) and not np.any(state[-7 - TCP_IN_SLOT_SIZE:-7])  # no slot read yet
+            assert state.shape == (64,) and not np.any(state[-7 - HELD_IN_SLOT_SIZE:-7])  # no slot read yet
             obs, *_ = env.step(policy.act(obs))
     finally:
         env.close()
@@ -168,11 +184,11 @@ def test_held_fit_without_a_slot_reader_is_refused() -> None:
 
 @pytest.mark.sim
 def test_env_workers_fit_the_held_object_as_the_agent_does() -> None:
-    """Training's workers give a held-fit student the agent's state (58 entries), the expert labelling it."""
+    """Training's workers give a held-fit student the agent's state (64 entries), the expert labelling it."""
     from training.vec_env import EnvWorkers
 
     reader = Path(__file__).resolve().parents[1] / "weights" / "PlugCharger-v0.slot_reader.onnx"
     with EnvWorkers("PlugCharger-v0", 1, with_expert=True, slot_reader=str(reader), held_fit=True) as workers:
-        assert workers.state_size == 58
+        assert workers.state_size == 64
         step = workers.reset()
-        assert step.state.shape == (1, 58) and step.expert_action.shape == (1, 7)
+        assert step.state.shape == (1, 64) and step.expert_action.shape == (1, 7)

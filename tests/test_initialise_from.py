@@ -40,22 +40,25 @@ def test_exported_actor_loads_back_into_the_network(tmp_path: Path, trained: boo
 
 
 @pytest.mark.parametrize("kind", ["onnx", "checkpoint"])
-@pytest.mark.parametrize("source_state", [31, 40], ids=["not looking", "looking without the TCP in the slot frame"])
-def test_a_looking_network_starts_from_a_policy_that_does_not_look(tmp_path: Path, kind: str, source_state: int) -> None:
+@pytest.mark.parametrize("source_state, target_state", [(31, 49), (40, 49), (49, 64), (58, 64)],
+                         ids=["not looking", "looking without the TCP in the slot frame", "looking without the held fit",
+                              "held fit without the line-up entries"])
+def test_a_looking_network_starts_from_a_policy_with_fewer_state_entries(tmp_path: Path, kind: str, source_state: int,
+                                                                          target_state: int) -> None:
     torch.manual_seed(0)
     source = ActorCritic(source_state, 7, [-1.0] * 7, [1.0] * 7)
     with torch.no_grad():
         for parameter in source.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
-    target = ActorCritic(49, 7, [-1.0] * 7, [1.0] * 7)
+    target = ActorCritic(target_state, 7, [-1.0] * 7, [1.0] * 7)
     if kind == "onnx":
         initialise_from(target, export(source, tmp_path / "policy.onnx"))
     else:
         save_checkpoint(model_checkpoint(source), tmp_path / "student.pt")
         initialise_from(target, tmp_path / "student.pt")
     points, state = torch.randn(3, 1200, 6), torch.randn(3, source_state)
-    # the slot's entries (goal, TCP -> goal, goal axis; then the TCP in the slot frame) go before the trailing TCP pose
-    looking_state = torch.cat([state[:, :-7], torch.randn(3, 49 - source_state), state[:, -7:]], dim=1)
+    # the new entries (the slot's, the TCP's and the held object's pose in its frame) go before the trailing TCP pose
+    looking_state = torch.cat([state[:, :-7], torch.randn(3, target_state - source_state), state[:, -7:]], dim=1)
     with torch.no_grad():
         torch.testing.assert_close(target(points, looking_state), source(points, state), rtol=1e-5, atol=1e-5)
         if kind == "checkpoint":  # the whole model: the critic too

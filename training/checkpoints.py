@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import torch
 
-from agent.preprocessing import TCP_IN_SLOT_SIZE
+from agent.preprocessing import HELD_IN_SLOT_SIZE, LINE_UP_SIZE, TCP_IN_SLOT_SIZE
 from training.networks import ActorCritic
 
 
@@ -51,6 +51,9 @@ def model_checkpoint(model: ActorCritic, **extra: Any) -> Dict[str, Any]:
 SLOT_STATE_SIZE = 9 + TCP_IN_SLOT_SIZE  # state entries a remembered slot adds: its position, TCP -> slot,
 # its axis, and the TCP's pose in its frame (agent.preprocessing.tcp_in_slot), which older looking policies lack
 TCP_POSE_SIZE = 7  # the state's last entries (agent.preprocessing.build_state)
+WIDENINGS = (SLOT_STATE_SIZE, TCP_IN_SLOT_SIZE, HELD_IN_SLOT_SIZE, LINE_UP_SIZE)  # state entries a checkpoint may
+# lack: a policy that does not look, an older looking one, a looking one without the held object's fit, an
+# older held-fit one without the fine line-up entries (each kind joins its new entries just before the TCP pose)
 
 
 def with_slot_columns(weight: torch.Tensor, count: int) -> torch.Tensor:
@@ -67,9 +70,9 @@ def initialise_from(model: ActorCritic, path: Path) -> None:
     """Load `path` into `model`: a checkpoint's whole model, or an exported ONNX policy's PointNet and
     actor (`weights/ENV.onnx`, so training can continue from a shipped policy when its run directory is
     gone); the ONNX file holds no critic or log-std, so those keep their fresh initialisation (the
-    action bounds come from the task, as for any new model). A looking model (`--slot-reader`) may start
-    from an insertion policy that does not look, or from a looking one without the TCP's pose in the slot
-    frame, either kind: the state entries it lacks start with zero weights."""
+    action bounds come from the task, as for any new model). A looking model (`--slot-reader`, `--held-fit`)
+    may start from an insertion policy with fewer state entries (`WIDENINGS`): the entries it lacks start with
+    zero weights."""
     path = Path(path)
     exported = path.suffix == ".onnx"
     if exported:
@@ -81,7 +84,7 @@ def initialise_from(model: ActorCritic, path: Path) -> None:
     wanted = model.state_dict()
     for first in ("actor.0.weight", "critic.0.weight"):
         missing_columns = wanted[first].shape[1] - weights[first].shape[1] if first in weights else 0
-        if missing_columns in (SLOT_STATE_SIZE, TCP_IN_SLOT_SIZE):  # a policy that does not look, or an older looking one
+        if missing_columns in WIDENINGS:
             weights[first] = with_slot_columns(weights[first], missing_columns)
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
