@@ -4,7 +4,8 @@
 # (`ms2agent two-stage --init-from`), export the chosen checkpoint to weights/ and score it with the
 # official evaluator on held-out seeds (scripts/evaluate.sh). A looking task (LOOKING_TASKS) gets a
 # slot reader (`ms2agent train-slot-reader`) after the distillation, and its student is distilled again
-# into a looking policy (`distill --slot-reader --init-from STUDENT`) that PPO fine-tunes and export ships.
+# into a looking policy (`distill --slot-reader --init-from STUDENT`) that PPO fine-tunes and export ships;
+# a held-fit task (HELD_FIT_TASKS) also fits the object in its hand (`--held-fit` on all three).
 #
 #   bash scripts/train_rigid_body.sh [ENV_ID ...]
 #
@@ -22,12 +23,13 @@
 #                                                         COLLECT_EPISODE_STEPS= (empty): the task's limit;
 #                                                         TRAIN_POINTS: camera points per cloud in BC
 #                                                         updates (default 300; 0: all of them)
-#   LOOKING_TASKS READER_EPISODES READER_UPDATES LOOK_ROUNDS
-#                                                         looking tasks (default: PegInsertionSide-v0; PlugCharger's
-#                                                         reader is 5x short of its expert's 0.4 mm); the reader's
+#   LOOKING_TASKS HELD_FIT_TASKS READER_EPISODES READER_UPDATES LOOK_ROUNDS LOOK_SAMPLES
+#                                                         looking tasks (default: PegInsertionSide-v0 PlugCharger-v0),
+#                                                         held-fit tasks (default: PlugCharger-v0); the reader's
 #                                                         4000 look views and 5000 updates; 8 looking distillation
-#                                                         rounds (6000 samples, a quarter from the noise-free expert,
-#                                                         2000 L1 updates on 600-point clouds, episodes <= 160 steps)
+#                                                         rounds (6000 samples; PlugCharger-v0 12000, as its shipped
+#                                                         run; a quarter from the noise-free expert, 2000 L1 updates
+#                                                         on 600-point clouds, episodes <= 160 steps)
 #   STAGE1 STAGE2 PPO_SAMPLES PPO_BATCH PPO_LR INIT_LOG_STD
 #                                                         two-stage PPO (stage 2: batch x0.9, samples x0.875)
 #   EVAL_EPISODES EVAL_WORKERS                            official evaluator episodes (seeds 1,000,000+),
@@ -43,7 +45,8 @@ PPO_BATCH=${PPO_BATCH:-330}
 PPO_LR=${PPO_LR:-3e-5}
 INIT_LOG_STD=${INIT_LOG_STD:--2.3}
 EVAL_EPISODES=${EVAL_EPISODES:-100}
-LOOKING_TASKS=${LOOKING_TASKS-PegInsertionSide-v0}
+LOOKING_TASKS=${LOOKING_TASKS-PegInsertionSide-v0 PlugCharger-v0}
+HELD_FIT_TASKS=${HELD_FIT_TASKS-PlugCharger-v0}
 READER_EPISODES=${READER_EPISODES:-4000}
 READER_UPDATES=${READER_UPDATES:-5000}
 LOOK_ROUNDS=${LOOK_ROUNDS:-8}
@@ -82,12 +85,15 @@ for ENV_ID in "${ENVS[@]}"; do
     READER="runs/$ENV_ID/slot_reader.onnx"
     echo "== $ENV_ID: slot reader ($READER_EPISODES look views, $READER_UPDATES updates; kept when re-run)"
     "$MS2AGENT" train-slot-reader "$ENV_ID" --episodes "$READER_EPISODES" --updates "$READER_UPDATES" --out "$READER"
-    echo "== $ENV_ID: looking distillation from $STUDENT ($LOOK_ROUNDS rounds)"
-    "$MS2AGENT" distill "$ENV_ID" --slot-reader "$READER" --run-dir "runs/$ENV_ID/looking" --init-from "$STUDENT" \
-      --expert-share 0.25 --loss l1 --samples-per-round 6000 --updates-per-round 2000 --train-points 600 \
+    LOOK=(--slot-reader "$READER")
+    [[ " $HELD_FIT_TASKS " != *" $ENV_ID "* ]] || LOOK+=(--held-fit)
+    look_samples=6000; [ "$ENV_ID" != PlugCharger-v0 ] || look_samples=12000
+    look_samples=${LOOK_SAMPLES:-$look_samples}
+    echo "== $ENV_ID: looking distillation from $STUDENT ($LOOK_ROUNDS rounds of $look_samples samples; ${LOOK[*]})"
+    "$MS2AGENT" distill "$ENV_ID" "${LOOK[@]}" --run-dir "runs/$ENV_ID/looking" --init-from "$STUDENT" \
+      --expert-share 0.25 --loss l1 --samples-per-round "$look_samples" --updates-per-round 2000 --train-points 600 \
       --collect-episode-steps 160 --rounds "$LOOK_ROUNDS"
     STUDENT=$(json_field "runs/$ENV_ID/looking/result.json" student)
-    LOOK=(--slot-reader "$READER")
   fi
 
   echo "== $ENV_ID: two-stage PPO from $STUDENT (the student itself is stage 1's iteration 0)"
