@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from agent.held_fit import HELD_BOXES, HeldTracker
+from agent.looking import Looking
 from agent.manifest import (MANIFEST_NAME, InputSpec, ManifestEntry, SlotReaderEntry, WeightsError, entry_for,
                             read_manifest, weights_dir)
 from agent.onnx_model import OUTPUT_NAME, load_session
@@ -155,20 +156,19 @@ class Policy:
         self.neutral = np.clip(np.zeros_like(self.low), self.low, self.high)
         self.seed = seed
         self.coped: Counter = Counter()  # bad observations handled, by kind
-        self.memory = None
+        self.looking = None
         if self.entry.slot_reader is not None:
             read = reader(self.entry.slot_reader, reader_spec(self.task), observation_space, threads)
-            self.memory = SlotMemory(lambda observation: read(observation, self._rng), self.entry.slot_reader.look_step)
-        self.tracker = HeldTracker(HELD_BOXES[env_id]) if self.task.held_fit else None
+            self.looking = Looking(SlotMemory(lambda observation: read(observation, self._rng),
+                                              self.entry.slot_reader.look_step),
+                                   HeldTracker(HELD_BOXES[env_id]) if self.task.held_fit else None)
         self.reset()
 
     def reset(self, seed: Optional[int] = None) -> None:
         """Start an episode: reseed preprocessing (with `seed`, else the policy's seed), forget the slot."""
         self._rng = np.random.default_rng(self.seed if seed is None else seed)
-        if self.memory is not None:
-            self.memory.reset()
-        if self.tracker is not None:
-            self.tracker.reset()
+        if self.looking is not None:
+            self.looking.reset()
 
     def act(self, observation: Dict[str, Any]) -> np.ndarray:
         """The policy's deterministic action for one raw observation."""
@@ -185,10 +185,8 @@ class Policy:
         """Preprocessed inputs (a looking policy's with its remembered slot and held object), made finite
         (with one warning) if the observation was not."""
         try:
-            if self.memory is not None:
-                observation = self.memory.remember(observation)
-            if self.tracker is not None:
-                observation = self.tracker.track(observation)
+            if self.looking is not None:
+                observation = self.looking.observe(observation)
             network_input = preprocess(observation, self.task, self._rng)
         except (KeyError, TypeError, IndexError) as error:
             missing = missing_keys(observation, self.task)

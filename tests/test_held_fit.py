@@ -162,7 +162,7 @@ def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
     env = make_env(env_id, obs_mode="pointcloud", control_mode="pd_ee_delta_pose")
     try:
         policy = Policy(env_id, env.observation_space, env.action_space, weights=weights)
-        assert policy.task.held_fit and policy.tracker is not None
+        assert policy.task.held_fit and policy.looking.tracker is not None
         obs, _ = env.reset(seed=0)
         for _ in range(3):
             state = policy.network_input(obs).state

@@ -117,10 +117,10 @@ def test_the_manifest_keeps_the_slot_reader_and_the_agent_looks(tmp_path: Path) 
     for step in range(LOOK_STEP + 2):
         action = policy.act(peg_observation(step))
         assert action.shape == (7,) and np.isfinite(action).all()
-        axes.append(policy.memory.axis.copy())
+        axes.append(policy.looking.memory.axis.copy())
     assert [bool(np.any(axis)) for axis in axes] == [step >= LOOK_STEP for step in range(LOOK_STEP + 2)]
     policy.reset()
-    assert not np.any(policy.memory.axis) and policy.memory.step == 0
+    assert not np.any(policy.looking.memory.axis) and policy.looking.memory.step == 0
 
 
 def test_a_slot_reader_that_does_not_fit_the_env_is_refused(tmp_path: Path) -> None:

@@ -84,9 +84,10 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
     inserts = isinstance(expert, InsertionExpert)
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=None)
     rng = np.random.default_rng(0)  # rebound per episode; the memory's reader reads the current one
-    memory = tracker = None
+    memory = looked = None
     if slot_reader is not None:
-        spec, memory, tracker = looking_memory(slot_reader, spec, env.observation_space, lambda: rng, held_fit)
+        spec, looked = looking_memory(slot_reader, spec, env.observation_space, lambda: rng, held_fit)
+        memory = looked.memory
         expert.look_steps = memory.look_step
     model = ActorCritic(state_size(env.observation_space, spec), env.action_space.shape[0],
                         env.action_space.low, env.action_space.high)
@@ -102,19 +103,15 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             settled = in_hand = None  # the held object's pose in the hand: after the grasp, nearest the slot
             closing = np.zeros(2, dtype=int)  # steps before the grasp where the expert / student closed
             looked: Dict[str, Any] = {}
-            if memory is not None:
-                memory.reset()
-            if tracker is not None:
-                tracker.reset()
+            if looked is not None:
+                looked.reset()
             for step in range(max_steps):
-                if memory is not None:
-                    obs = memory.remember(obs)
+                if looked is not None:
+                    obs = looked.observe(obs)
                     if memory.read_at == step:
                         expert.reading = slot_pose(memory.position, memory.axis)
                         looked = {"look_offset": look_offset(env, expert), "read_at": step,
                                   "reading_error": slot_error(env.unwrapped.goal_pose.inv() * expert.reading)}
-                if tracker is not None:
-                    obs = tracker.track(obs)
                 net = preprocess(obs, spec, rng)
                 action = actor(net.points[None], net.state[None])[0]
                 label = expert.act(env)

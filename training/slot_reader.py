@@ -12,7 +12,7 @@ need to know about the look.
 """
 import io
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Tuple
 
 import numpy as np
 import onnx
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from agent.held_fit import HELD_BOXES, HeldTracker
+from agent.looking import Looking
 from agent.manifest import SlotReaderEntry, file_sha256
 from agent.onnx_model import INPUT_NAMES, make_session, model_spec
 from agent.policy import reader
@@ -188,14 +189,14 @@ def reader_entry(path: Path, env_id: str) -> SlotReaderEntry:
 
 
 def looking_memory(slot_reader: Path, spec: TaskSpec, observation_space: Any, rng: Callable[[], np.random.Generator],
-                   held_fit: bool = False) -> Tuple[TaskSpec, SlotMemory, Optional[HeldTracker]]:
-    """The looking version of `spec`, a slot memory reading with an exported slot reader and, with
-    `held_fit`, a held-object tracker (agent.held_fit), as the agent builds them (`rng()`: the
-    preprocessing RNG in use when it reads)."""
+                   held_fit: bool = False) -> Tuple[TaskSpec, Looking]:
+    """The looking version of `spec` and what it keeps over an episode (agent.looking): a slot memory reading
+    with an exported slot reader and, with `held_fit`, a held-object tracker (agent.held_fit), as the agent
+    builds them (`rng()`: the preprocessing RNG in use when it reads)."""
     entry = reader_entry(slot_reader, spec.env_id)
     read = reader(entry, reader_spec(spec), observation_space)
     memory = SlotMemory(lambda observation: read(observation, rng()), entry.look_step)
-    return looking(spec, entry.look_step, held_fit), memory, HeldTracker(HELD_BOXES[spec.env_id]) if held_fit else None
+    return looking(spec, entry.look_step, held_fit), Looking(memory, HeldTracker(HELD_BOXES[spec.env_id]) if held_fit else None)
 
 
 def train_slot_reader(env_id: str, out: Path, episodes: int, updates: int, look_step: int, first_seed: int = 0,

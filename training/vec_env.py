@@ -52,11 +52,12 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    reward_mode="dense", **env_kwargs)
     rng = np.random.default_rng(first_seed + worker)
-    memory = tracker = None
+    memory = looked = None
     if slot_reader is not None:
         from training.slot_reader import looking_memory
 
-        spec, memory, tracker = looking_memory(Path(slot_reader), spec, env.observation_space, lambda: rng, held_fit)
+        spec, looked = looking_memory(Path(slot_reader), spec, env.observation_space, lambda: rng, held_fit)
+        memory = looked.memory
     expert = None
     if with_expert:
         from training.experts import make_expert
@@ -74,19 +75,15 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
         episode += 1
         if expert is not None:
             expert.reset(env)
-        if memory is not None:
-            memory.reset()
-        if tracker is not None:
-            tracker.reset()
+        if looked is not None:
+            looked.reset()
         return obs
 
     def observe(obs):
-        if memory is not None:
-            obs = memory.remember(obs)
+        if looked is not None:
+            obs = looked.observe(obs)
             if expert is not None and memory.axis.any():  # the slot was read: the expert acts on the reading
                 expert.reading = slot_pose(memory.position, memory.axis)
-        if tracker is not None:
-            obs = tracker.track(obs)
         net = preprocess(obs, spec, rng)
         label = expert.act(env) if expert is not None else None
         return net.points, net.state, label
