@@ -84,10 +84,10 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
     inserts = isinstance(expert, InsertionExpert)
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=None)
     rng = np.random.default_rng(0)  # rebound per episode; the memory's reader reads the current one
-    memory = looked = None
+    memory = looking_state = None
     if slot_reader is not None:
-        spec, looked = looking_memory(slot_reader, spec, env.observation_space, lambda: rng, held_fit)
-        memory = looked.memory
+        spec, looking_state = looking_memory(slot_reader, spec, env.observation_space, lambda: rng, held_fit)
+        memory = looking_state.memory
         expert.look_steps = memory.look_step
     model = ActorCritic(state_size(env.observation_space, spec), env.action_space.shape[0],
                         env.action_space.low, env.action_space.high)
@@ -103,11 +103,11 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             settled = in_hand = None  # the held object's pose in the hand: after the grasp, nearest the slot
             closing = np.zeros(2, dtype=int)  # steps before the grasp where the expert / student closed
             looked: Dict[str, Any] = {}
-            if looked is not None:
-                looked.reset()
+            if looking_state is not None:
+                looking_state.reset()
             for step in range(max_steps):
-                if looked is not None:
-                    obs = looked.observe(obs)
+                if looking_state is not None:
+                    obs = looking_state.observe(obs)
                     if memory.read_at == step:
                         expert.reading = slot_pose(memory.position, memory.axis)
                         looked = {"look_offset": look_offset(env, expert), "read_at": step,

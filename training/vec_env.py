@@ -52,12 +52,12 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    reward_mode="dense", **env_kwargs)
     rng = np.random.default_rng(first_seed + worker)
-    memory = looked = None
+    memory = looking_state = None
     if slot_reader is not None:
         from training.slot_reader import looking_memory
 
-        spec, looked = looking_memory(Path(slot_reader), spec, env.observation_space, lambda: rng, held_fit)
-        memory = looked.memory
+        spec, looking_state = looking_memory(Path(slot_reader), spec, env.observation_space, lambda: rng, held_fit)
+        memory = looking_state.memory
     expert = None
     if with_expert:
         from training.experts import make_expert
@@ -75,13 +75,13 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
         episode += 1
         if expert is not None:
             expert.reset(env)
-        if looked is not None:
-            looked.reset()
+        if looking_state is not None:
+            looking_state.reset()
         return obs
 
     def observe(obs):
-        if looked is not None:
-            obs = looked.observe(obs)
+        if looking_state is not None:
+            obs = looking_state.observe(obs)
             if expert is not None and memory.axis.any():  # the slot was read: the expert acts on the reading
                 expert.reading = slot_pose(memory.position, memory.axis)
         net = preprocess(obs, spec, rng)
