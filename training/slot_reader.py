@@ -196,7 +196,8 @@ def looking_memory(slot_reader: Path, spec: TaskSpec, observation_space: Any, rn
     entry = reader_entry(slot_reader, spec.env_id)
     read = reader(entry, reader_spec(spec), observation_space)
     memory = SlotMemory(lambda observation: read(observation, rng()), entry.look_step)
-    return looking(spec, entry.look_step, held_fit), Looking(memory, HeldTracker(HELD_BOXES[spec.env_id]) if held_fit else None)
+    tracker = HeldTracker(HELD_BOXES[spec.env_id]) if held_fit else None
+    return looking(spec, entry.look_step, held_fit), Looking(memory, tracker)
 
 
 def train_slot_reader(env_id: str, out: Path, episodes: int, updates: int, look_step: int, first_seed: int = 0,
