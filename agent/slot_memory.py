@@ -2,7 +2,7 @@
 
 PegInsertionSide's and PlugCharger's observations do not say where the hole / receptacle is, and the
 clouds a policy sees while holding the peg place it no better than ~6 mm. From the hand camera ~10 cm
-in front of it, a slot reader (a PointNet regressor, `training.slot_reader`) places it to ~2.4 mm.
+in front of it, a slot reader (a PointNet regressor, `training.slot_reader.train`) places it to ~2.4 mm.
 A looking policy brings the hand camera there first; the observation after `look_step` actions (the
 reset observation counts as 0) goes to the reader, and from then on every observation carries the
 remembered slot as `extra.goal_pos` (the slot frame's origin, world) and `extra.goal_axis` (its x axis,

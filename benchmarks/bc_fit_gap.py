@@ -26,10 +26,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
-from training.distill import DistillConfig, behaviour_cloning, load_rounds, student_spec  # noqa: E402
-from training.evaluation import torch_actor  # noqa: E402
-from training.networks import ActorCritic  # noqa: E402
+from training.common.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from training.algorithms.distill import DistillConfig, behaviour_cloning, load_rounds, student_spec  # noqa: E402
+from training.common.evaluation import torch_actor  # noqa: E402
+from training.common.networks import ActorCritic  # noqa: E402
 
 Part = Tuple[np.ndarray, np.ndarray, np.ndarray]  # points, states, labels
 

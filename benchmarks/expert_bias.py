@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.envs import make_env  # noqa: E402
+from training.common.envs import make_env  # noqa: E402
 from training.experts import make_expert, parse_settings  # noqa: E402
 from training.experts.base import GraspExpert  # noqa: E402
 from training.experts.rollout import run_episode  # noqa: E402

@@ -49,7 +49,7 @@ def main() -> None:
     from agent.held_fit import HELD_BOXES, held_pose, nominal_pose
     from agent.preprocessing import kept_points, to_frame
     from agent.registry import get_task
-    from training.envs import make_env
+    from training.common.envs import make_env
     from training.experts import make_expert
     from training.experts.base import tcp_pose
 

@@ -36,7 +36,7 @@ simulation steps) where the hand camera looks at the slot's entrance face from D
 keeps the wrist off the table, 0.9 for PlugCharger, whose receptacle faces the robot), give or take `--look-jitter` m along each axis and 0.1 rad, as a policy would get there on its
 own. With `--save DIR`, `ms2agent export-slot-reader DIR/uniform.pt OUT.onnx` makes it a looking policy's
 reader; `ms2agent train-slot-reader ENV` does the `uniform` variant's collection and training in one
-command (`training.slot_reader.train_slot_reader`, on the views of `training.slot_views`).
+command (`training.slot_reader.train.train_slot_reader`, on the views of `training.slot_reader.views`).
 `--grasp` keeps the line-up states but regresses the other half of the line-up, how the object is
 held: the TCP's position in the object's frame (lateral: off the object's axis) and the object's axis
 in the TCP frame. With the slot placed by a close look, this is what a policy must still read.
@@ -63,9 +63,9 @@ sys.path.insert(0, str(ROOT))
 from agent.registry import get_task  # noqa: E402
 from training.experts import make_expert  # noqa: E402
 from training.experts.assembly import InsertionExpert  # noqa: E402
-from training.point_shares import phase  # noqa: E402
-from training.slot_reader import fit_reader, save_estimator  # noqa: E402
-from training.slot_views import (SEG_MODE, View, collect_views, compact, errors, rotation_vector,  # noqa: E402
+from training.analysis.point_shares import phase  # noqa: E402
+from training.slot_reader.train import fit_reader, save_estimator  # noqa: E402
+from training.slot_reader.views import (SEG_MODE, View, collect_views, compact, errors, rotation_vector,  # noqa: E402
                                  split_by_seed, view_env)
 
 LINE_UP_RANGE = 0.08  # m in front of the entrance where a held object counts as lining up

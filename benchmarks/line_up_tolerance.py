@@ -43,11 +43,11 @@ from agent.registry import get_task, reader_spec
 from agent.slot_fit import SLOT_FACES
 from agent.slot_memory import slot_from_reading
 from line_up_perception import SEG_MODE
-from training.demos import current_observation
+from training.algorithms.demos import current_observation
 from training.experts import evaluate_expert, make_expert
 from training.experts.assembly import InsertionExpert, slot_pose
 from training.experts.base import carry_action, rotation_angle
-from training.slot_reader import reader_entry
+from training.slot_reader.train import reader_entry
 
 PECK_PITCH = 0.004  # m between the spiral's turns (the peg's hole leaves 3 mm on each side)
 PECK_STEP = 0.002  # m along the spiral per probe

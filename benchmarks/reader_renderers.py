@@ -1,9 +1,9 @@
-"""Does a slot reader, trained on `training.fast_render` views, read the official renderer's views as well?
+"""Does a slot reader, trained on `training.common.fast_render` views, read the official renderer's views as well?
 
     .venv/bin/python benchmarks/reader_renderers.py [PegInsertionSide-v0] [--reader weights/ENV.slot_reader.onnx]
         [--views 200] [--first-seed 5000000]    # ~3 min here for the defaults
 
-The same look views (`training.slot_views.collect_views`: the expert's look pose by inverse kinematics,
+The same look views (`training.slot_reader.views.collect_views`: the expert's look pose by inverse kinematics,
 the same jitter, seeds the reader never saw) are rendered once with the fast renderer (what training
 uses on software Vulkan) and once with the official one (what the official evaluator uses), each in its
 own process (SAPIEN shares one renderer per process). Printed per renderer: the reader's RMS errors
@@ -29,8 +29,8 @@ def reading_errors(env_id: str, reader_path: str, seeds: range, fast_render: Opt
     from agent.registry import get_task, reader_spec
     from agent.slot_fit import SLOT_FACES
     from training.experts import make_expert
-    from training.slot_reader import reader_entry
-    from training.slot_views import collect_views, errors, view_env
+    from training.slot_reader.train import reader_entry
+    from training.slot_reader.views import collect_views, errors, view_env
 
     expert = make_expert(env_id)
     look = (expert.look_distance, expert.look_pitch, expert.look_jitter)

@@ -1,4 +1,4 @@
-"""Point-cloud simulation throughput, default rendering against `training.fast_render`, in one run.
+"""Point-cloud simulation throughput, default rendering against `training.common.fast_render`, in one run.
 
     .venv/bin/python benchmarks/sim_throughput.py [--env PickCube-v0] [--steps 60] [--processes 1 2]
                                                    [--setups fast meshes shader] [--max-error 1e-3]
@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from training.fast_render import MAX_ERROR
+from training.common.fast_render import MAX_ERROR
 
 OBS = dict(obs_mode="pointcloud", control_mode="pd_ee_delta_pose")
 SETUPS = ("default", "meshes", "shader", "fast")
@@ -31,8 +31,8 @@ SETUPS = ("default", "meshes", "shader", "fast")
 def make(env_id: str, setup: str, max_error: float) -> Any:
     """A point-cloud env with the given rendering setup."""
     from agent.vulkan_fallback import activate
-    from training.envs import make_env
-    from training.fast_render import fast_rendering, fast_robot_meshes, forward_shader_dir
+    from training.common.envs import make_env
+    from training.common.fast_render import fast_rendering, fast_robot_meshes, forward_shader_dir
 
     if setup == "default":
         return make_env(env_id, **OBS)
@@ -51,7 +51,7 @@ def select_shader(setup: str) -> None:
     and every reconfiguration (e.g. PegInsertionSide's reset) reads again for its new cameras."""
     import sapien.core as sapien
 
-    from training.fast_render import forward_shader_dir
+    from training.common.fast_render import forward_shader_dir
 
     sapien.render_config.camera_shader_dir = str(forward_shader_dir()) if setup in ("shader", "fast") else "ibl"
 

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from training.networks import ActorCritic
-from training.ppo import PPO, PPOConfig
-from training.vec_env import EnvWorkers
+from training.common.networks import ActorCritic
+from training.algorithms.ppo import PPO, PPOConfig
+from training.common.vec_env import EnvWorkers
 
 
 def main() -> None:

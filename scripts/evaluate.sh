@@ -30,7 +30,7 @@ trap 'kill $(jobs -p) 2> /dev/null || true' EXIT  # no evaluator outlives a fail
 for ((k = WORKERS - 1; k >= 0; k--)); do  # shard 0 last, in the foreground: its progress bar shows
   SHARD="$OUT/shard-$k"
   mkdir -p "$SHARD"
-  "$PY" -m training.official_evaluation config "$ENV_ID" "$EPISODES" "$FIRST_SEED" "$k" "$WORKERS" > "$SHARD/config.json"
+  "$PY" -m training.export.official_evaluation config "$ENV_ID" "$EPISODES" "$FIRST_SEED" "$k" "$WORKERS" > "$SHARD/config.json"
   evaluate=("$PY" -m mani_skill2.evaluation.run_evaluation -e "$ENV_ID" -o "$SHARD" --config-file "$SHARD/config.json" "$@")
   SHARDS+=("$SHARD")
   if [ "$k" -gt 0 ]; then
@@ -41,4 +41,4 @@ for ((k = WORKERS - 1; k >= 0; k--)); do  # shard 0 last, in the foreground: its
   fi
 done
 for pid in ${PIDS[@]+"${PIDS[@]}"}; do wait "$pid" || echo "an evaluator process failed (logs: $OUT/shard-*/evaluator.log)" >&2; done
-"$PY" -m training.official_evaluation merge "$OUT" "${SHARDS[@]}"
+"$PY" -m training.export.official_evaluation merge "$OUT" "${SHARDS[@]}"

@@ -49,7 +49,7 @@ for ENV_ID in "${ENVS[@]}"; do
   "$PY" - "$ENV_ID" <<'PY'
 import subprocess, sys
 from agent.registry import get_task
-from training.envs import missing_assets
+from training.common.envs import missing_assets
 for uid in missing_assets(get_task(sys.argv[1])):
     subprocess.run([sys.executable, "-m", "mani_skill2.utils.download_asset", uid, "-y"], check=True)
 PY

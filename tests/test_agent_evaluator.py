@@ -19,7 +19,7 @@ ENV_ID = "PickCube-v0"
 
 def ship_untrained(weights: Path, env_id: str = ENV_ID) -> None:
     """An untrained paper network for `env_id` in `weights`, sized from the real env's spaces."""
-    from training.envs import make_env
+    from training.common.envs import make_env
 
     task = get_task(env_id)
     env = make_env(env_id, obs_mode=task.obs_mode, control_mode=task.control_mode)
@@ -55,7 +55,7 @@ def test_official_evaluator_runs_a_looking_policy(tmp_path: Path) -> None:
     import torch
 
     from agent.manifest import read_manifest, write_entry
-    from training.slot_reader import Regressor, SlotEstimator, export_slot_reader, save_estimator
+    from training.slot_reader.train import Regressor, SlotEstimator, export_slot_reader, save_estimator
 
     env_id, weights = "PegInsertionSide-v0", tmp_path / "weights"
     torch.manual_seed(0)

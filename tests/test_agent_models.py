@@ -44,11 +44,11 @@ def tiny_model(n_points: int, state_size: int, action_size: int, gain: float = 1
 
 
 def export_actor_critic(path: Path, state_size: int, action_size: int, n_points: int = 1200) -> None:
-    """Export an untrained paper network as training does (training.export, opset 17, dynamic batch)."""
+    """Export an untrained paper network as training does (training.export.export, opset 17, dynamic batch)."""
     import torch
 
-    from training.export import onnx_bytes
-    from training.networks import ActorCritic
+    from training.export.export import onnx_bytes
+    from training.common.networks import ActorCritic
 
     torch.manual_seed(0)
     network = ActorCritic(state_size, action_size, [-1.0] * action_size, [1.0] * action_size)
@@ -175,7 +175,7 @@ def test_sessions_are_tuned_for_single_calls() -> None:
 def test_exported_paper_network_matches_torch(tmp_path: Path) -> None:
     import torch
 
-    from training.networks import ActorCritic
+    from training.common.networks import ActorCritic
 
     export_actor_critic(tmp_path / "net.onnx", state_size=37, action_size=7)
     session = make_session(str(tmp_path / "net.onnx"))

@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from agent.registry import get_task
 from test_demos import write_official_demo
-from training.bc import BCConfig, bc, best_record, split_episodes
-from training.envs import has_cuda
-from training.checkpoints import load_checkpoint, model_from_checkpoint
-from training.demos import read_demo, save_episode, write_source
+from training.algorithms.bc import BCConfig, bc, best_record, split_episodes
+from training.common.envs import has_cuda
+from training.common.checkpoints import load_checkpoint, model_from_checkpoint
+from training.algorithms.demos import read_demo, save_episode, write_source
 from training.experts import record_demos
-from training.networks import ActorCritic
+from training.common.networks import ActorCritic
 
 APP = typer.Typer()
 APP.command()(bc)

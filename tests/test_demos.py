@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agent.registry import get_task
-from training.demos import (DemoError, converted_source, load_converted, read_demo, save_episode,
+from training.algorithms.demos import (DemoError, converted_source, load_converted, read_demo, save_episode,
                             write_source)
 
 RIGID, SOFT = get_task("PickCube-v0"), get_task("Excavate-v0")

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.diagnose import SETTLE_STEPS, diagnose
-from training.slot_reader import reader_entry
+from training.analysis.diagnose import SETTLE_STEPS, diagnose
+from training.slot_reader.train import reader_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import pytest
 
 import torch
 
-from training.distill import DistillConfig, behaviour_cloning, best_round, distill, point_subset
-from training.networks import ActorCritic
+from training.algorithms.distill import DistillConfig, behaviour_cloning, best_round, distill, point_subset
+from training.common.networks import ActorCritic
 
 
 def test_point_subset_keeps_camera_and_goal_shares() -> None:

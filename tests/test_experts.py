@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from training.envs import make_env
+from training.common.envs import make_env
 from training.experts import EXPERTS, Expert, evaluate_expert, make_expert, parse_settings, record_demos
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import fast_render as fr
+from training.common import fast_render as fr
 
 NS = {"c": "http://www.collada.org/2005/11/COLLADASchema"}
 
@@ -214,7 +214,7 @@ def _pointclouds(envs: list, states: list) -> list:
 @pytest.mark.sim
 def test_fast_env_observations_match_the_default_renderer() -> None:
     from agent.vulkan_fallback import activate
-    from training.envs import make_env
+    from training.common.envs import make_env
 
     obs = dict(obs_mode="pointcloud", control_mode="pd_ee_delta_pose")
     activate()  # as make_env does, before anything imports SAPIEN

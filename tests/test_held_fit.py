@@ -101,7 +101,7 @@ def test_the_fine_line_up_entries_give_the_held_objects_error_in_mm_and_hundredt
 def test_the_fit_places_the_charger_an_expert_holds_to_a_tenth_of_a_millimetre() -> None:
     """Real views (official renderer) while the expert carries the charger: every 5th held step from step 10
     on is fitted, across the pins (the charger's y and z) within 0.2 mm and its pins' axis within 0.006."""
-    from training.envs import make_env
+    from training.common.envs import make_env
     from training.experts import make_expert
     from training.experts.base import tcp_pose
 
@@ -149,8 +149,8 @@ def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
     from agent.onnx_model import register
     from agent.policy import Policy
     from test_agent_models import PROVENANCE, export_actor_critic
-    from training.envs import make_env
-    from training.slot_reader import reader_entry
+    from training.common.envs import make_env
+    from training.slot_reader.train import reader_entry
 
     env_id, weights = "PlugCharger-v0", tmp_path / "weights"
     weights.mkdir()
@@ -173,8 +173,8 @@ def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
 
 
 def test_held_fit_without_a_slot_reader_is_refused() -> None:
-    from training.distill import DistillConfig
-    from training.vec_env import EnvWorkers
+    from training.algorithms.distill import DistillConfig
+    from training.common.vec_env import EnvWorkers
 
     with pytest.raises(ValueError, match="looking"):
         EnvWorkers("PlugCharger-v0", 1, held_fit=True)
@@ -185,7 +185,7 @@ def test_held_fit_without_a_slot_reader_is_refused() -> None:
 @pytest.mark.sim
 def test_env_workers_fit_the_held_object_as_the_agent_does() -> None:
     """Training's workers give a held-fit student the agent's state (64 entries), the expert labelling it."""
-    from training.vec_env import EnvWorkers
+    from training.common.vec_env import EnvWorkers
 
     reader = Path(__file__).resolve().parents[1] / "weights" / "PlugCharger-v0.slot_reader.onnx"
     with EnvWorkers("PlugCharger-v0", 1, with_expert=True, slot_reader=str(reader), held_fit=True) as workers:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import training.distill
-from training.checkpoints import CorruptCheckpointError, initialise_from, model_checkpoint, save_checkpoint
-from training.distill import DistillConfig, collect, distill
-from training.export import ExportedActor, actor_weights_from_onnx, onnx_bytes
-from training.networks import ActorCritic
+import training.algorithms.distill
+from training.common.checkpoints import CorruptCheckpointError, initialise_from, model_checkpoint, save_checkpoint
+from training.algorithms.distill import DistillConfig, collect, distill
+from training.export.export import ExportedActor, actor_weights_from_onnx, onnx_bytes
+from training.common.networks import ActorCritic
 
 
 def export(model: ActorCritic, path: Path, n_points: int = 1200) -> Path:
@@ -94,7 +94,7 @@ def test_distill_from_a_shipped_student_starts_with_dagger(tmp_path: Path, monke
         drivers.append(student)
         return collect(workers, n_samples, student, noise, rng)
 
-    monkeypatch.setattr(training.distill, "collect", recording_collect)
+    monkeypatch.setattr(training.algorithms.distill, "collect", recording_collect)
     config = DistillConfig("PickCube-v0", rounds=1, samples_per_round=8, updates_per_round=0, batch_size=4,
                            n_workers=1, eval_episodes=1, init_from=str(export(source, tmp_path / "student.onnx")))
     distill(tmp_path / "run", config)

@@ -1,7 +1,7 @@
 """The PointNet's winners-only gradient pass is exact: same pooled features, same gradients."""
 import torch
 
-from training.networks import PointNet, winning_points
+from training.common.networks import PointNet, winning_points
 
 
 def test_gradient_pass_on_the_winning_points_matches_the_full_cloud() -> None:

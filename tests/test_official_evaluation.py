@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from training.official_evaluation import episode_config, merge_dirs, merge_results, wilson_interval
+from training.export.official_evaluation import episode_config, merge_dirs, merge_results, wilson_interval
 
 
 def test_shards_cover_every_episode_once_with_its_seed() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from training.plots import distill_label, plot_learning_curve, plot_recipe
+from training.analysis.plots import distill_label, plot_learning_curve, plot_recipe
 
 PPO_ROWS = [{"stage": 1, "iteration": 1, "env_steps": 4000, "success": 0.9},
             {"stage": 1, "iteration": 2, "env_steps": 8000, "success": 0.95},
@@ -47,7 +47,7 @@ def test_film_strip_picks_evenly_spaced_frames_first_and_last_included(tmp_path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from training.film_strip import save_strip
+    from training.analysis.film_strip import save_strip
 
     frames = [np.full((8, 6, 3), step, np.uint8) for step in range(11)]  # frame k is filled with k
     path = save_strip(frames, tmp_path / "strip.png", n_frames=3, pixel_stride=2)
@@ -58,7 +58,7 @@ def test_film_strip_picks_evenly_spaced_frames_first_and_last_included(tmp_path:
 
 @pytest.mark.sim
 def test_film_strip_of_the_shipped_pickcube_policy(tmp_path: Path) -> None:
-    from training.film_strip import save_strip, successful_episode
+    from training.analysis.film_strip import save_strip, successful_episode
 
     episode = successful_episode("PickCube-v0", attempts=3)  # shipped policy: 0.97 on held-out seeds
     assert 1_000_000 <= episode["seed"] < 1_000_003 and 1 < len(episode["frames"]) <= 201

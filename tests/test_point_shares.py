@@ -1,7 +1,7 @@
 """`ms2agent point-shares`: camera points per actor while the expert reaches, carries and lines up."""
 import pytest
 
-from training.point_shares import ROBOT, point_shares
+from training.analysis.point_shares import ROBOT, point_shares
 
 
 @pytest.mark.sim

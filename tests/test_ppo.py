@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoints import (CorruptCheckpointError, load_checkpoint, model_checkpoint, model_from_checkpoint,
+from training.common.checkpoints import (CorruptCheckpointError, load_checkpoint, model_checkpoint, model_from_checkpoint,
                                   save_checkpoint)
-from training.networks import ActorCritic
-from training.ppo import PPO, PPOConfig, RunningMeanStd, clipped_policy_loss, compute_gae
-from training.vec_env import Step
-from training.run_dir import RunDirectory, RunDirectoryError
-from training.two_stage import RunConfig, TwoStageRun, final_choice, select_best
+from training.common.networks import ActorCritic
+from training.algorithms.ppo import PPO, PPOConfig, RunningMeanStd, clipped_policy_loss, compute_gae
+from training.common.vec_env import Step
+from training.common.run_dir import RunDirectory, RunDirectoryError
+from training.algorithms.two_stage import RunConfig, TwoStageRun, final_choice, select_best
 
 
 def test_gae_by_hand_with_termination_and_truncation() -> None:

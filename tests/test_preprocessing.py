@@ -160,7 +160,7 @@ def test_registry_covers_the_challenge_tasks() -> None:
 
 @pytest.mark.sim
 def test_real_observation_matches_state_size() -> None:
-    from training.envs import make_env
+    from training.common.envs import make_env
 
     env = make_env("PickCube-v0")
     try:
@@ -176,7 +176,7 @@ def test_real_observation_matches_state_size() -> None:
 
 @pytest.mark.sim
 def test_real_robot_seg_observation_drops_the_robot_and_voxels_thin_the_cloud() -> None:
-    from training.envs import make_env
+    from training.common.envs import make_env
 
     env = make_env("PegInsertionSide-v0", obs_mode="pointcloud+robot_seg")
     try:

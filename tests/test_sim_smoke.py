@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from agent.policy import Policy, resolve
-from training.envs import make_env
+from training.common.envs import make_env
 
 TASKS = ["PickCube-v0", "LiftCube-v0", "StackCube-v0", "PegInsertionSide-v0", "PlugCharger-v0"]
 

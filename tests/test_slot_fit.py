@@ -60,7 +60,7 @@ def test_refined_reading_is_a_reading_of_the_fitted_slot() -> None:
 @pytest.mark.sim
 def test_the_face_fit_places_plugchargers_receptacle_to_a_fraction_of_its_clearance() -> None:
     """On real look views (the official renderer), from an estimate as far off as the learned reader's."""
-    from training.slot_views import collect_views
+    from training.slot_reader.views import collect_views
 
     rng = np.random.default_rng(0)
     views = collect_views("PlugCharger-v0", [70000, 70001, 70002], look=(0.1, 0.9, 0.02), fast_render=False)

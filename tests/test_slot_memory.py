@@ -132,7 +132,7 @@ def test_a_slot_reader_that_does_not_fit_the_env_is_refused(tmp_path: Path) -> N
 def test_the_exported_slot_reader_computes_the_trained_regressor(tmp_path: Path) -> None:
     import torch
 
-    from training.slot_reader import Regressor, SlotEstimator, export_slot_reader, save_estimator
+    from training.slot_reader.train import Regressor, SlotEstimator, export_slot_reader, save_estimator
 
     torch.manual_seed(0)
     spec = get_task(ENV_ID)
@@ -149,7 +149,7 @@ def test_the_exported_slot_reader_computes_the_trained_regressor(tmp_path: Path)
     reading = make_session(str(entry.path)).run(["reading"], {"points": points, "state": state})[0]
     np.testing.assert_allclose(reading, estimator.predict(points, state), atol=1e-5)
 
-    from training.slot_reader import reader_entry
+    from training.slot_reader.train import reader_entry
 
     with pytest.raises(ValueError, match="PegInsertionSide-v0's slot"):
         reader_entry(entry.path, "PlugCharger-v0")
@@ -161,7 +161,7 @@ def test_the_exported_slot_reader_computes_the_trained_regressor(tmp_path: Path)
 @pytest.mark.sim
 @pytest.mark.parametrize("env_id", [ENV_ID, "PlugCharger-v0"])
 def test_the_experts_look_phase_brings_the_hand_camera_to_the_look_pose(env_id: str) -> None:
-    from training.envs import make_env
+    from training.common.envs import make_env
     from training.experts import make_expert
     from training.experts.base import rotation_angle
 
@@ -186,8 +186,8 @@ def test_the_experts_look_phase_brings_the_hand_camera_to_the_look_pose(env_id: 
 def test_env_workers_remember_the_slot_read_at_the_look_step(tmp_path: Path) -> None:
     import torch
 
-    from training.slot_reader import Regressor, SlotEstimator, export_slot_reader, save_estimator
-    from training.vec_env import EnvWorkers
+    from training.slot_reader.train import Regressor, SlotEstimator, export_slot_reader, save_estimator
+    from training.common.vec_env import EnvWorkers
 
     torch.manual_seed(0)
     save_estimator(SlotEstimator(Regressor(31), np.zeros(6), np.ones(6)), get_task(ENV_ID), tmp_path / "uniform.pt")
@@ -205,7 +205,7 @@ def test_env_workers_remember_the_slot_read_at_the_look_step(tmp_path: Path) -> 
 
 
 def test_only_insertion_tasks_train_a_slot_reader(tmp_path: Path) -> None:
-    from training.slot_reader import train_slot_reader
+    from training.slot_reader.train import train_slot_reader
 
     with pytest.raises(ValueError, match="not an insertion task"):
         train_slot_reader("PickCube-v0", tmp_path / "reader.onnx", episodes=4, updates=1, look_step=5)
@@ -215,7 +215,7 @@ def test_only_insertion_tasks_train_a_slot_reader(tmp_path: Path) -> None:
 def test_a_slot_reader_trains_on_look_views_and_exports(tmp_path: Path) -> None:
     """Four episodes' views (three to train, one held out), two updates: an exported reader that reads at
     the given step; a re-run finds the saved regressor and only exports."""
-    from training.slot_reader import reader_entry, train_slot_reader
+    from training.slot_reader.train import reader_entry, train_slot_reader
 
     out = tmp_path / "reader.onnx"
     report = train_slot_reader("PegInsertionSide-v0", out, episodes=4, updates=2, look_step=5)

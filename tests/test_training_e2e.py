@@ -79,8 +79,8 @@ def test_killed_run_resumes_without_losing_iterations(tmp_path: Path) -> None:
 def test_init_from_a_student_evaluates_it_first_and_sets_its_exploration_noise(tmp_path: Path) -> None:
     import torch
 
-    from training.checkpoints import model_checkpoint
-    from training.networks import ActorCritic
+    from training.common.checkpoints import model_checkpoint
+    from training.common.networks import ActorCritic
 
     student = ActorCritic(37, 7, [-1.0] * 7, [1.0] * 7)
     with torch.no_grad():

@@ -9,8 +9,8 @@ import typer
 
 from agent.registry import TaskSpec, get_task
 from agent.vulkan_fallback import LOADER_VARIABLES, activate
-from training.bc import bc
-from training.envs import has_cuda, missing_assets
+from training.algorithms.bc import bc
+from training.common.envs import has_cuda, missing_assets
 
 app = typer.Typer(help="Train, evaluate and export ManiSkill2 point-cloud policies.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -78,9 +78,9 @@ def _ppo_run(env_id: str, stages: List[int], *, run_dir: Optional[Path], resume:
              stage2_samples_factor: float = 0.875, init_from: Optional[Path] = None,
              init_log_std: Optional[float] = None, start_from: Optional[Path] = None,
              slot_reader: Optional[Path] = None, held_fit: bool = False) -> None:
-    from training.ppo import PPOConfig
-    from training.run_dir import RunDirectoryError
-    from training.two_stage import RunConfig, TwoStageRun
+    from training.algorithms.ppo import PPOConfig
+    from training.common.run_dir import RunDirectoryError
+    from training.algorithms.two_stage import RunConfig, TwoStageRun
 
     checked_task(env_id, "ppo")
     config = RunConfig(env_id, PPOConfig(batch_size=batch_size, samples_per_iteration=samples_per_iteration, lr=lr,
@@ -208,7 +208,7 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
             seed: int = SEED) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
     result.json names the round with the best selection success."""
-    from training.distill import DistillConfig, distill as run_distill
+    from training.algorithms.distill import DistillConfig, distill as run_distill
 
     checked_task(env_id, "ppo")
     checked_expert(env_id)
@@ -238,9 +238,9 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT,
              workers: Optional[int] = WORKERS) -> None:
     """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
-    from training.checkpoints import model_from_checkpoint
-    from training.evaluation import evaluate as run_evaluate, torch_actor
-    from training.vec_env import EnvWorkers
+    from training.common.checkpoints import model_from_checkpoint
+    from training.common.evaluation import evaluate as run_evaluate, torch_actor
+    from training.common.vec_env import EnvWorkers
 
     get_task(env_id)
     # Reported success rates come from the official renderer, not the fast training path.
@@ -259,7 +259,7 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
                                                       "(copied into --weights-dir)"),
            held_fit: bool = HELD_FIT) -> None:
     """Export to ONNX (opset 17), check parity with torch on real observations, update the manifest."""
-    from training.export import export_checkpoint
+    from training.export.export import export_checkpoint
 
     get_task(env_id)
     try:
@@ -281,7 +281,7 @@ def train_slot_reader(env_id: str = typer.Argument(..., help=ENV_HELP),
     """Train a looking policy's slot reader (an insertion task's slot placed from the hand camera's view at
     the expert's look pose) and export it to ONNX; prints its held-out errors (the last quarter of the
     episodes). ~45 min for the defaults; a re-run with the regressor saved only exports."""
-    from training.slot_reader import train_slot_reader as run_training
+    from training.slot_reader.train import train_slot_reader as run_training
 
     get_task(env_id)
     try:
@@ -299,7 +299,7 @@ def export_slot_reader(estimator: Path = typer.Argument(..., help="a slot reader
                        look_step: int = typer.Option(40, min=1, help="the step at which a looking policy reads the "
                                                      "slot (the expert's look phase lasts that many steps)")) -> None:
     """Export a slot reader to ONNX for looking policies (--slot-reader of distill, train, evaluate, export)."""
-    from training.slot_reader import export_slot_reader as run_export
+    from training.slot_reader.train import export_slot_reader as run_export
 
     try:
         entry = run_export(estimator, out, look_step)
@@ -313,7 +313,7 @@ def export_slot_reader(estimator: Path = typer.Argument(..., help="a slot reader
 def plot(run_dir: Path = typer.Argument(..., help="a PPO or BC run directory (holding metrics.csv), or a task's "
                                          "directory runs/ENV_ID (distill/ then ppo/)")) -> None:
     """(Re)draw RUN_DIR/learning_curve.png: success vs env steps (or BC updates), stage boundaries marked."""
-    from training.plots import plot_learning_curve, plot_recipe
+    from training.analysis.plots import plot_learning_curve, plot_recipe
 
     typer.echo(str(plot_learning_curve(run_dir) if (run_dir / "metrics.csv").exists() else plot_recipe(run_dir)))
 
@@ -325,7 +325,7 @@ def film_strip(env_id: str = typer.Argument(..., help=ENV_HELP),
                attempts: int = typer.Option(5, help="seeds to try"),
                frames: int = typer.Option(6, help="evenly spaced frames in the strip")) -> None:
     """Image strip of one successful held-out episode of the shipped policy (official renderer)."""
-    from training.film_strip import save_strip, successful_episode
+    from training.analysis.film_strip import save_strip, successful_episode
 
     get_task(env_id)
     episode = successful_episode(env_id, first_seed, attempts)
@@ -356,7 +356,7 @@ def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
              first_seed: int = typer.Option(2_000_000, help="first episode seed (default: the selection seeds)"),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT) -> None:
     """Where a student fails: per episode, its grasp, closest approach and distance from the expert's labels."""
-    from training.diagnose import diagnose as run
+    from training.analysis.diagnose import diagnose as run
 
     checked_expert(env_id)
     for record in run(env_id, student, list(range(first_seed, first_seed + episodes)), slot_reader=slot_reader,
@@ -372,7 +372,7 @@ def point_shares(env_id: str = typer.Argument(..., help=ENV_HELP),
                  lean: Optional[float] = typer.Option(None, help="insertion tasks: the expert's grasp lean "
                                                       "towards the held object's head, rad (default: its own)")) -> None:
     """What a student sees of each object: shares of the camera points per actor, reaching, carrying and (insertion tasks) lining up, where it also counts the points at the slot entrance."""
-    from training.point_shares import point_shares as run
+    from training.analysis.point_shares import point_shares as run
 
     checked_expert(env_id)
     typer.echo(json.dumps(run(env_id, list(range(first_seed, first_seed + episodes)), every=every, lean=lean),

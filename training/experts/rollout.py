@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 from mani_skill2.utils.wrappers import RecordEpisode
 
-from ..envs import make_env
+from ..common.envs import make_env
 from .base import Expert
 from .registry import make_expert
 

@@ -5,8 +5,8 @@ first_seed + episode id) in its own `run_evaluation` process; the merged `averag
 the mean of every metric over all episodes, as the evaluator computes it for one process. The agent
 reseeds its preprocessing at every reset, so the split does not change any episode.
 
-    python -m training.official_evaluation config ENV_ID EPISODES FIRST_SEED SHARD N_SHARDS
-    python -m training.official_evaluation merge OUT_DIR SHARD_DIR ...   (prints the success line)
+    python -m training.export.official_evaluation config ENV_ID EPISODES FIRST_SEED SHARD N_SHARDS
+    python -m training.export.official_evaluation merge OUT_DIR SHARD_DIR ...   (prints the success line)
 """
 import json
 import math

@@ -16,7 +16,7 @@ import gymnasium as gym
 
 from agent.preprocessing import kept_points
 from agent.registry import get_task
-from training.envs import make_env
+from training.common.envs import make_env
 from training.experts import Expert, make_expert
 from training.experts.assembly import InsertionExpert
 

@@ -21,14 +21,14 @@ from transforms3d.quaternions import quat2axangle
 
 from agent.preprocessing import preprocess, state_size
 from agent.registry import get_task
-from training.checkpoints import initialise_from
-from training.envs import make_env
-from training.evaluation import torch_actor
+from training.common.checkpoints import initialise_from
+from training.common.envs import make_env
+from training.common.evaluation import torch_actor
 from training.experts import make_expert
 from training.experts.assembly import InsertionExpert, slot_pose
 from training.experts.base import rotation_angle, tcp_pose
-from training.networks import ActorCritic
-from training.slot_reader import looking_memory
+from training.common.networks import ActorCritic
+from training.slot_reader.train import looking_memory
 
 
 def pose_error(offset: sapien.Pose) -> Dict[str, float]:

@@ -22,12 +22,12 @@ import torch
 from tqdm import tqdm
 
 from agent.registry import get_task
-from training.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
-from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, evaluate, torch_actor
-from training.networks import ActorCritic
-from training.ppo import PPO, PPOConfig
-from training.run_dir import RunDirectory, RunDirectoryError
-from training.vec_env import EnvWorkers
+from training.common.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
+from training.common.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, evaluate, torch_actor
+from training.common.networks import ActorCritic
+from training.algorithms.ppo import PPO, PPOConfig
+from training.common.run_dir import RunDirectory, RunDirectoryError
+from training.common.vec_env import EnvWorkers
 
 
 @dataclass
@@ -44,7 +44,7 @@ class RunConfig:
     init_from: Optional[str] = None  # checkpoint whose "model" initialises stage 1 (e.g. a distilled student)
     init_log_std: Optional[float] = None  # exploration log-std after init_from (a student's is untrained)
     max_episode_steps: Optional[int] = None  # shorter episodes than the task's limit (quick tests)
-    slot_reader: Optional[str] = None  # a looking policy: this exported slot reader (training.slot_reader)
+    slot_reader: Optional[str] = None  # a looking policy: this exported slot reader (training.slot_reader.train)
     held_fit: bool = False  # a looking policy that also sees the held object's fitted pose (agent.held_fit)
 
     def env_kwargs(self) -> Dict:

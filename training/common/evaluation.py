@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.vec_env import EnvWorkers
+from training.common.vec_env import EnvWorkers
 
 # Seed ranges: training never uses evaluation seeds.
 REPORT_SEEDS = 1_000_000  # held-out reporting (scripts/evaluate.sh, README tables)

@@ -5,8 +5,8 @@ Each worker owns one ManiSkill2 env (dense reward, the registry's control mode),
 episode ends (seeds `first_seed + worker + k * n_workers`), and can also return a privileged
 expert's action for every observation (DAgger labels). On software Vulkan each worker renders
 with one lavapipe thread (`LP_NUM_THREADS=1`), which is faster than sharing threads, and, unless
-`fast_render=False` is passed, with `training.fast_render`'s light meshes and one-pass shader.
-With `slot_reader` (an exported slot reader, `training.slot_reader`) the policy looks: each worker
+`fast_render=False` is passed, with `training.common.fast_render`'s light meshes and one-pass shader.
+With `slot_reader` (an exported slot reader, `training.slot_reader.train`) the policy looks: each worker
 remembers the slot read at the reader's look step (agent.slot_memory, as the agent does), and the
 expert starts with a look phase of that many steps and then acts on the reading; with `held_fit` too, each
 worker also fits the held object on every observation (agent.held_fit). The look's actions
@@ -45,7 +45,7 @@ class Step(NamedTuple):
 def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, with_expert: bool,
             slot_reader: Optional[str], held_fit: bool, env_kwargs: Dict) -> None:
     os.environ.setdefault("LP_NUM_THREADS", "1")
-    from training.envs import make_env
+    from training.common.envs import make_env
 
     spec = get_task(env_id)
     env_kwargs = {"fast_render": None, **env_kwargs}  # on software Vulkan unless the caller overrides
@@ -54,7 +54,7 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
     rng = np.random.default_rng(first_seed + worker)
     memory = looking_state = None
     if slot_reader is not None:
-        from training.slot_reader import looking_memory
+        from training.slot_reader.train import looking_memory
 
         spec, looking_state = looking_memory(Path(slot_reader), spec, env.observation_space, lambda: rng, held_fit)
         memory = looking_state.memory

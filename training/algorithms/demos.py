@@ -257,7 +257,7 @@ def converted_source(demo: Demo, cache_dir: Path) -> Optional[Dict[str, Any]]:
 def _convert_episodes(demo: Demo, cache_dir: Path, episodes: Sequence[Episode], worker: bool) -> None:
     if worker:
         os.environ.setdefault("LP_NUM_THREADS", "1")  # one lavapipe thread per process renders fastest
-    from training.envs import make_env
+    from training.common.envs import make_env
 
     spec = demo.spec
     env = make_env(spec.env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode)

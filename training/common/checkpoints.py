@@ -7,7 +7,7 @@ from typing import Any, Dict
 import torch
 
 from agent.preprocessing import HELD_IN_SLOT_SIZE, LINE_UP_SIZE, TCP_IN_SLOT_SIZE
-from training.networks import ActorCritic
+from training.common.networks import ActorCritic
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -76,7 +76,7 @@ def initialise_from(model: ActorCritic, path: Path) -> None:
     path = Path(path)
     exported = path.suffix == ".onnx"
     if exported:
-        from training.export import actor_weights_from_onnx
+        from training.export.export import actor_weights_from_onnx
 
         weights = actor_weights_from_onnx(path)
     else:

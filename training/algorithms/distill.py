@@ -16,7 +16,7 @@ driven by the student. `expert_share` mixes DAgger's expert back in: that share 
 round's samples comes from episodes the expert drives without noise, so the data keeps showing the
 phases a student cannot reach yet (a looking student that does not grasp never sees its reading used
 in the carry; round 0's noise, 2 cm per step, keeps even the expert from lining up to 1.5 mm and
-pushing a peg in). `slot_reader` distils a looking student (see `training.vec_env`): the expert
+pushing a peg in). `slot_reader` distils a looking student (see `training.common.vec_env`): the expert
 labels a look phase first, and the student sees the slot it read as its goal.
 
 Learning, not simulation, is the cost on a CPU (a 1200-point PointNet update costs ~11 ms per
@@ -40,11 +40,11 @@ import torch
 from tqdm import tqdm
 
 from agent.registry import TaskSpec, get_task, looking
-from training.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
-from training.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
-from training.networks import ActorCritic
-from training.slot_reader import reader_entry
-from training.vec_env import HELD_FIT_WITHOUT_READER, EnvWorkers
+from training.common.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
+from training.common.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
+from training.common.networks import ActorCritic
+from training.slot_reader.train import reader_entry
+from training.common.vec_env import HELD_FIT_WITHOUT_READER, EnvWorkers
 
 
 @dataclass
@@ -65,7 +65,7 @@ class DistillConfig:
     expert_share: float = 0.0  # share of each DAgger round's samples that the expert drives (no noise)
     seed: int = 0
     init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
-    slot_reader: Optional[str] = None  # a looking student: this exported slot reader (training.slot_reader)
+    slot_reader: Optional[str] = None  # a looking student: this exported slot reader (training.slot_reader.train)
     held_fit: bool = False  # a looking student that also sees the held object's fitted pose (agent.held_fit)
 
     def __post_init__(self) -> None:

@@ -50,7 +50,7 @@ class RunDirectory:
         to TensorBoard at step `record[step_key]`, and redraw learning_curve.png."""
         from torch.utils.tensorboard import SummaryWriter
 
-        from training.plots import plot_learning_curve
+        from training.analysis.plots import plot_learning_curve
 
         newest = records[-1]
         with SummaryWriter(str(self.path / "tensorboard")) as writer:

@@ -13,7 +13,7 @@ def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_
              fast_render: Optional[bool] = False, **kwargs: Any) -> gym.Env:
     """`gym.make` for a ManiSkill2 env, with Vulkan set up first and its failures explained.
 
-    `fast_render`: light robot meshes and a one-pass shader (`training.fast_render`): ~4x faster point
+    `fast_render`: light robot meshes and a one-pass shader (`training.common.fast_render`): ~4x faster point
     clouds on software Vulkan, matching the official renderer's to ~0.25 mm / 3 rgb levels (p99).
     None: fast exactly when the software-Vulkan fallback is in use.
     """
@@ -23,7 +23,7 @@ def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_
     if fast_render is None:
         fast_render = software
     if fast_render:
-        from training.fast_render import fast_rendering
+        from training.common.fast_render import fast_rendering
 
         rendering = fast_rendering(env_id, kwargs)
     else:

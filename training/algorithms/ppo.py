@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.networks import ActorCritic
-from training.vec_env import EnvWorkers, Step
+from training.common.networks import ActorCritic
+from training.common.vec_env import EnvWorkers, Step
 
 
 @dataclass

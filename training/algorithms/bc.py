@@ -2,7 +2,7 @@
 
 The paper's BC (REFERENCE section 3): the PointNet actor's deterministic (tanh-scaled) action is
 regressed onto the demo's actions with MSE, Adam 3e-4, batch 256, 50k updates. Here the demo is
-first validated and converted once to network inputs (`training.demos`, cached in RUN/demos).
+first validated and converted once to network inputs (`training.algorithms.demos`, cached in RUN/demos).
 Every `eval_every` updates the model is scored and checkpointed (`checkpoints/stage{S}-{k:04d}.pt`,
 `metrics.csv`): by its success on the fixed selection seeds (`evaluate`), or, with
 `eval_episodes=0`, by its MSE on held-out trajectories (10%, never trained on). The latter needs no
@@ -30,16 +30,16 @@ import typer
 from torch import nn
 
 from agent.registry import TaskSpec, get_task
-from training.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
-from training.demos import (Demo, DemoError, Episode, convert_demo, converted_source, load_converted,
+from training.common.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
+from training.algorithms.demos import (Demo, DemoError, Episode, convert_demo, converted_source, load_converted,
                             read_demo)
-from training.distill import behaviour_cloning
-from training.envs import has_cuda, missing_assets
-from training.evaluation import SELECTION_SEEDS, evaluate, torch_actor
-from training.networks import ActorCritic
-from training.run_dir import RunDirectory, RunDirectoryError
-from training.two_stage import final_choice, select_best
-from training.vec_env import EnvWorkers
+from training.algorithms.distill import behaviour_cloning
+from training.common.envs import has_cuda, missing_assets
+from training.common.evaluation import SELECTION_SEEDS, evaluate, torch_actor
+from training.common.networks import ActorCritic
+from training.common.run_dir import RunDirectory, RunDirectoryError
+from training.algorithms.two_stage import final_choice, select_best
+from training.common.vec_env import EnvWorkers
 
 
 @dataclass

@@ -5,7 +5,7 @@ hand camera ~10 cm in front of it, the policy's network shape (PointNet + state 
 output places it to ~2.6 mm (`benchmarks/line_up_perception.py --close-look 0.1`). Its reading is the
 TCP's position in the slot frame (`goal_pose`) and the slot's world rotation vector, the layout
 `agent.slot_memory` turns back into a slot pose. `train_slot_reader` (`ms2agent train-slot-reader`)
-trains one on the views of the task expert's look pose (`training.slot_views`) and exports it to ONNX
+trains one on the views of the task expert's look pose (`training.slot_reader.views`) and exports it to ONNX
 (`export_slot_reader`, also `ms2agent export-slot-reader` for a regressor the benchmark saved) with the
 step at which a looking policy reads (ONNX metadata `look_step`): that file is all training and export
 need to know about the look.
@@ -28,8 +28,8 @@ from agent.registry import TaskSpec, get_task, looking, reader_spec
 from agent.slot_memory import READING_NAME, SlotMemory
 from training.experts import make_expert
 from training.experts.assembly import InsertionExpert
-from training.networks import PointNet, mlp_head
-from training.slot_views import View, collect_views, errors, inputs, split_by_seed
+from training.common.networks import PointNet, mlp_head
+from training.slot_reader.views import View, collect_views, errors, inputs, split_by_seed
 
 LOOK_STEP_KEY = "look_step"  # ONNX metadata: the step at which a looking policy reads the slot
 ENV_ID_KEY = "env_id"  # ONNX metadata: the task whose slot it reads

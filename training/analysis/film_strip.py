@@ -11,8 +11,8 @@ import numpy as np
 
 from agent.policy import Policy
 from agent.registry import get_task
-from training.envs import make_env
-from training.evaluation import REPORT_SEEDS
+from training.common.envs import make_env
+from training.common.evaluation import REPORT_SEEDS
 
 
 def successful_episode(env_id: str, first_seed: int = REPORT_SEEDS, attempts: int = 5,

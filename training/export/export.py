@@ -21,10 +21,10 @@ from agent.manifest import InputSpec, ManifestEntry, file_sha256, write_entry
 from agent.preprocessing import TCP_IN_SLOT_SIZE, preprocess
 from agent.registry import TaskSpec, get_task, looking
 from agent.slot_memory import with_slot
-from training.checkpoints import initialise_from, load_checkpoint, model_from_checkpoint
+from training.common.checkpoints import initialise_from, load_checkpoint, model_from_checkpoint
 from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME
-from training.networks import ActorCritic, PointNet, mlp_head
-from training.slot_reader import reader_entry
+from training.common.networks import ActorCritic, PointNet, mlp_head
+from training.slot_reader.train import reader_entry
 
 OPSET = 17
 
@@ -101,7 +101,7 @@ def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> List[Any]:
     """Network inputs (preprocessed as `spec`) from a short random-action episode of the real task; a
     looking spec's observations carry a made-up slot (1 dm ahead of the TCP) and, with `held_fit`, the
     held-object fit's pose (agent.held_fit)."""
-    from training.envs import make_env
+    from training.common.envs import make_env
 
     env = make_env(spec.env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode)
     rng = np.random.default_rng(seed)

@@ -1,4 +1,4 @@
-"""Views of an insertion task's slot, the observations a slot reader (`training.slot_reader`) learns from.
+"""Views of an insertion task's slot, the observations a slot reader (`training.slot_reader.train`) learns from.
 
 `collect_views` renders one view per episode: its first observation, or the hand camera's view from the
 look pose (`look_at_slot`: the arm put there by inverse kinematics, no simulation steps, give or take
@@ -15,8 +15,8 @@ from transforms3d.quaternions import quat2axangle
 
 from agent.preprocessing import kept_points, preprocess
 from agent.registry import TaskSpec, get_task
-from training.demos import current_observation
-from training.envs import make_env
+from training.algorithms.demos import current_observation
+from training.common.envs import make_env
 from training.experts.assembly import look_camera_pose, tcp_for_camera
 
 LOOK_ANGLE_JITTER = 0.1  # rad, largest turn of the camera away from looking straight at the slot
@@ -69,7 +69,7 @@ View = Tuple[int, Dict, np.ndarray]  # (seed, compact observation, target)
 
 def view_env(env_id: str, fast_render: Optional[bool] = None) -> gym.Env:
     """The task's env rendering `SEG_MODE` clouds in the task's control mode; `fast_render` as in
-    `training.envs.make_env` (None: the fast renderer exactly on software Vulkan, as training's workers)."""
+    `training.common.envs.make_env` (None: the fast renderer exactly on software Vulkan, as training's workers)."""
     return make_env(env_id, obs_mode=SEG_MODE, control_mode=get_task(env_id).control_mode, fast_render=fast_render)
 
 
