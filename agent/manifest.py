@@ -8,7 +8,7 @@
         "spec": {"n_points": 1200, "channels": 6, "state_size": 51, "action_size": 7},
         "control_mode": "pd_ee_delta_pose", "obs_mode": "pointcloud", "voxel_size": 0.0,
         "slot_reader": {"file": "...", "sha256": "...", "spec": {...}, "look_step": 30},  # looking policies only
-        "held_fit": true,                                # looking policies that fit the held object (agent.held_fit)
+        "held_fit": true,                                # looking policies that fit the held object
         "provenance": {"command": "...", "stage": 2, "checkpoint": "...", "date": "YYYY-MM-DD",
                        "success": {"rate": 0.9, "episodes": 100, "seeds": "1000000-1000099"}}}}}
 
@@ -19,6 +19,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Union
+
+from agent.insertion import check_held_fit
 
 WEIGHTS_DIR_VARIABLE = "MS2AGENT_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -47,7 +49,7 @@ class InputSpec(NamedTuple):
 
 
 class SlotReaderEntry(NamedTuple):
-    """A looking policy's slot reader (agent.slot_memory): the ONNX regressor and the step it reads at."""
+    """A looking policy's slot reader (agent.insertion.slot_reader): the ONNX regressor and the step it reads at."""
     path: Path  # the ONNX file
     sha256: str
     spec: InputSpec  # action_size: the reading's size
@@ -68,7 +70,7 @@ class ManifestEntry(NamedTuple):
     provenance: Dict[str, Any]
     voxel_size: float = 0.0  # the preprocessing's voxel side (agent.preprocessing); absent in older manifests: 0
     slot_reader: Optional[SlotReaderEntry] = None  # a looking policy's slot reader; absent: none
-    held_fit: bool = False  # a looking policy that fits the object in its hand (agent.held_fit); absent: False
+    held_fit: bool = False  # a looking policy that fits the object in its hand (agent.insertion); absent: False
 
     def to_json(self, directory: Path) -> Dict[str, Any]:
         """The entry as stored in the manifest of `directory`."""
@@ -120,8 +122,7 @@ def parse_entry(env_id: str, raw: Dict[str, Any], directory: Path) -> ManifestEn
     if slot_reader is not None and slot_reader.look_step < 1:
         raise ValueError("slot_reader.look_step must be >= 1, got {}".format(slot_reader.look_step))
     held_fit = bool(raw.get("held_fit", False))
-    if held_fit and slot_reader is None:
-        raise ValueError("held_fit needs a slot_reader: the held object's pose is given in the slot's frame")
+    check_held_fit(slot_reader, held_fit)
     return ManifestEntry(env_id, path, str(raw["sha256"]), spec, str(raw["control_mode"]),
                          str(raw["obs_mode"]), provenance, float(raw.get("voxel_size", 0.0)), slot_reader, held_fit)
 

@@ -3,8 +3,9 @@
 An exported policy maps `points` (B, N, C) and `state` (B, S) float32 to `action` (B, A); the
 batch dimension may be dynamic, every other one is fixed and must match the manifest.
 """
+import os
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import onnxruntime as ort
 
@@ -12,6 +13,12 @@ from agent.manifest import InputSpec, ManifestEntry, SlotReaderEntry, WeightsErr
 
 INPUT_NAMES = ("points", "state")
 OUTPUT_NAME = "action"
+THREADS_VARIABLE = "MS2AGENT_ORT_THREADS"
+
+
+def session_threads(threads: Optional[int] = None) -> int:
+    """onnxruntime intra-op threads: `threads`, else `$MS2AGENT_ORT_THREADS`, else 1."""
+    return threads or int(os.environ.get(THREADS_VARIABLE, "1"))
 
 
 def session_options(threads: int = 1,

@@ -6,26 +6,20 @@ never raise: the agent returns a finite action within the bounds, warns once per
 counts the cases in `Policy.coped`.
 A missing observation key (wrong obs mode) is a set-up error and raises ObservationError.
 """
-import os
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from agent.held_fit import HELD_BOXES, HeldTracker
-from agent.looking import Looking
-from agent.manifest import (MANIFEST_NAME, InputSpec, ManifestEntry, SlotReaderEntry, WeightsError, entry_for,
-                            read_manifest, weights_dir)
-from agent.onnx_model import OUTPUT_NAME, load_session
-from agent.preprocessing import NetworkInput, preprocess, state_size
-from agent.registry import TASKS, TaskSpec, looking, reader_spec
-from agent.slot_fit import SLOT_FACES, refined_reading
-from agent.slot_memory import READING_NAME, READING_SIZE, SlotMemory
+from agent.insertion.held_fit import HELD_BOXES
+from agent.insertion.memory import InsertionMemory, insertion_memory
+from agent.manifest import MANIFEST_NAME, ManifestEntry, WeightsError, entry_for, read_manifest, weights_dir
+from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME, load_session, session_threads
+from agent.preprocessing import CHANNELS, NetworkInput, is_finite, preprocess, state_size
+from agent.registry import TASKS, TaskSpec, looking
 
-THREADS_VARIABLE = "MS2AGENT_ORT_THREADS"
-CHANNELS = 6  # xyz + rgb per point (agent.preprocessing)
 SANITISED_GROUPS = ("agent", "extra")
 
 
@@ -70,7 +64,7 @@ def resolve(env_id: str, directory: Optional[Union[str, Path]] = None) -> Tuple[
     task = (TASKS[env_id] if entry.slot_reader is None
             else looking(TASKS[env_id], entry.slot_reader.look_step, entry.held_fit))
     if task.held_fit and env_id not in HELD_BOXES:
-        raise WeightsError("{} sets held_fit for {}, whose held object has no known box (agent/held_fit.py)".format(
+        raise WeightsError("{} sets held_fit for {}, whose held object has no known box (agent/insertion/held_fit.py)".format(
             directory / MANIFEST_NAME, env_id))
     declared = (entry.control_mode, entry.obs_mode, entry.spec.n_points, entry.spec.channels, entry.voxel_size)
     expected = (task.control_mode, task.obs_mode, task.total_points, CHANNELS, task.voxel_size)
@@ -96,52 +90,22 @@ def sanitised(observation: Dict[str, Any]) -> Dict[str, Any]:
     return clean
 
 
-def _is_finite(network_input: NetworkInput) -> bool:
-    return bool(np.isfinite(network_input.points).all() and np.isfinite(network_input.state).all())
-
-
-Reader = Callable[[Dict[str, Any], np.random.Generator], np.ndarray]  # (raw observation, rng) -> reading
-
-
-def reader(entry: SlotReaderEntry, spec: TaskSpec, observation_space: Any, threads: Optional[int] = None,
-           face_fit: bool = True) -> Reader:
-    """A slot reader's `read(observation, rng) -> reading` (`spec`: its preprocessing), checked against
-    the env's observation space; where the task's slot has a known face (`agent.slot_fit.SLOT_FACES`),
-    the reading is refined on it (unless `face_fit` is False: the network's reading alone)."""
-    session = load_session(entry, threads or int(os.environ.get(THREADS_VARIABLE, "1")), READING_NAME)
-    expected = InputSpec(spec.total_points, CHANNELS, state_size(observation_space), READING_SIZE)
-    if entry.spec != expected:
-        raise WeightsError("{} declares {}, but a {} slot reader takes and gives {}".format(
-            entry.path, entry.spec, spec.env_id, expected))
-    face = SLOT_FACES.get(spec.env_id) if face_fit else None
-
-    def read(observation: Dict[str, Any], rng: np.random.Generator) -> np.ndarray:
-        """The reading; NaN (the memory retries) for an empty cloud or non-finite inputs."""
-        network_input = preprocess(observation, spec, rng)
-        if network_input.n_valid == 0 or not _is_finite(network_input):
-            return np.full(READING_SIZE, np.nan)
-        reading = session.run([READING_NAME], {"points": network_input.points[None],
-                                               "state": network_input.state[None]})[0][0]
-        return reading if face is None else refined_reading(reading, observation, face)
-
-    return read
-
-
 class Policy:
     """A task's shipped policy: `act(observation) -> action` (float32, within the action bounds).
 
     `weights`: directory holding `manifest.json` (default `$MS2AGENT_WEIGHTS_DIR` or `weights/`);
     `threads`: onnxruntime intra-op threads (default `$MS2AGENT_ORT_THREADS` or 1);
     `seed`: preprocessing RNG seed, restored by every `reset()`.
-    A looking policy (its manifest entry has a `slot_reader`) counts the steps since `reset()`, reads the
-    slot at its look step and remembers it (agent.slot_memory), and one with `held_fit` also fits the object
-    in its hand on every observation (agent.held_fit): call `reset()` at every episode start.
+    A looking policy (its manifest entry has a `slot_reader`) runs the insertion add-on (`agent.insertion`,
+    `Policy.insertion`): it counts the steps since `reset()`, reads the slot at its look step and remembers it,
+    and one with `held_fit` also fits the object in its hand on every observation: call `reset()` at every
+    episode start.
     """
 
     def __init__(self, env_id: str, observation_space: Any, action_space: Any,
                  weights: Optional[Union[str, Path]] = None, threads: Optional[int] = None, seed: int = 0) -> None:
         self.task, self.entry = resolve(env_id, weights)
-        self.session = load_session(self.entry, threads or int(os.environ.get(THREADS_VARIABLE, "1")))
+        self.session = load_session(self.entry, session_threads(threads))
         missing = missing_keys(observation_space, self.task)
         if missing:
             raise observation_error(self.task, observation_space, missing)
@@ -156,27 +120,25 @@ class Policy:
         self.neutral = np.clip(np.zeros_like(self.low), self.low, self.high)
         self.seed = seed
         self.coped: Counter = Counter()  # bad observations handled, by kind
-        self.looking = None
+        self.insertion: Optional[InsertionMemory] = None  # a looking policy's slot memory and held-object fit
         if self.entry.slot_reader is not None:
-            read = reader(self.entry.slot_reader, reader_spec(self.task), observation_space, threads)
-            self.looking = Looking(SlotMemory(lambda observation: read(observation, self._rng),
-                                              self.entry.slot_reader.look_step),
-                                   HeldTracker(HELD_BOXES[env_id]) if self.task.held_fit else None)
+            _, self.insertion = insertion_memory(self.entry.slot_reader, TASKS[env_id], observation_space,
+                                                 lambda: self._rng, self.entry.held_fit, threads)
         self.reset()
 
     def reset(self, seed: Optional[int] = None) -> None:
         """Start an episode: reseed preprocessing (with `seed`, else the policy's seed), forget the slot."""
         self._rng = np.random.default_rng(self.seed if seed is None else seed)
-        if self.looking is not None:
-            self.looking.reset()
+        if self.insertion is not None:
+            self.insertion.reset()
 
     def act(self, observation: Dict[str, Any]) -> np.ndarray:
         """The policy's deterministic action for one raw observation."""
         network_input = self.network_input(observation)
         if network_input.n_valid == 0:
             return self._fallback("empty", "the point cloud has no valid points above the ground")
-        action = self.session.run([OUTPUT_NAME], {"points": network_input.points[None],
-                                                  "state": network_input.state[None]})[0][0]
+        action = self.session.run([OUTPUT_NAME], {INPUT_NAMES[0]: network_input.points[None],
+                                                  INPUT_NAMES[1]: network_input.state[None]})[0][0]
         if not np.isfinite(action).all():
             return self._fallback("action", "the network produced a non-finite action")
         return np.clip(action, self.low, self.high).astype(np.float32, copy=False)
@@ -185,15 +147,15 @@ class Policy:
         """Preprocessed inputs (a looking policy's with its remembered slot and held object), made finite
         (with one warning) if the observation was not."""
         try:
-            if self.looking is not None:
-                observation = self.looking.observe(observation)
+            if self.insertion is not None:
+                observation = self.insertion.observe(observation)
             network_input = preprocess(observation, self.task, self._rng)
         except (KeyError, TypeError, IndexError) as error:
             missing = missing_keys(observation, self.task)
             if missing:
                 raise observation_error(self.task, observation, missing) from error
             raise
-        if _is_finite(network_input):
+        if is_finite(network_input):
             return network_input
         self._cope("non-finite", "the observation has NaN/inf values; non-finite points are dropped and "
                    "other non-finite numbers replaced by 0")

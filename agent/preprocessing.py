@@ -10,23 +10,26 @@ Pure numpy (Python 3.8), shared unchanged by the agent and by training:
 5. add `n_goal_points` green points around `extra.goal_pos` (jitter U(-1, 1) cm), same frame;
 6. state = qpos, qvel, base/TCP/goal positions (and TCP->goal) in the frame, remaining `extra`
    entries flattened.
-A looking task's goal is the slot its policy read and remembers (`agent.slot_memory` adds it to the
+A looking task's goal is the slot its policy read and remembers (`agent.insertion.slot_memory` adds it to the
 observation first); its state also holds the TCP's pose in that slot's frame (`tcp_in_slot`), and, where the
-policy fits the object in its hand (`agent.held_fit` adds `extra.held_in_tcp`), that object's pose in the
+policy fits the object in its hand (`agent.insertion.held_fit` adds `extra.held_in_tcp`), that object's pose in the
 slot frame (`held_in_slot`: coarse, then a fine copy of its line-up error), just before the trailing TCP pose.
 """
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from agent import geometry
+from agent.geometry import quaternion_to_matrix, to_frame
+from agent.insertion.slot_memory import with_slot
 from agent.registry import TaskSpec
-from agent.slot_memory import slot_rotation, with_slot
 
 GROUND_Z = 1e-4
 GOAL_JITTER = 0.01
 GOAL_RGB = (0.0, 1.0, 0.0)
 FRAME_KEYS = ("tcp_pose", "goal_pos")  # extra entries used as frame-related positions
-HELD_KEY = "held_in_tcp"  # extra entry of a held-object fit (agent.held_fit): position (m), two rotation columns
+CHANNELS = 6  # per point: xyz in the frame, rgb
+HELD_KEY = "held_in_tcp"  # extra entry of the held-object fit (agent.insertion.held_fit): position, 2 rotation columns
 HELD_SIZE = 9
 TCP_IN_SLOT_SIZE = 9  # `tcp_in_slot`: position (cm, clipped) and the first two columns of the rotation
 TCP_IN_SLOT_RANGE = 0.1  # m: positions clipped to this along each slot axis, then given in cm (1 mm = 0.1)
@@ -44,14 +47,9 @@ class NetworkInput(NamedTuple):
     n_valid: int  # camera points that survived filtering (0: the cloud was empty)
 
 
-def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    """Rotation matrix of a unit quaternion in SAPIEN's (w, x, y, z) order."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+def is_finite(network_input: NetworkInput) -> bool:
+    """Whether a network input's points and state are all finite."""
+    return bool(np.isfinite(network_input.points).all() and np.isfinite(network_input.state).all())
 
 
 def frame_pose(obs: Dict[str, Any], frame: str) -> np.ndarray:
@@ -63,31 +61,24 @@ def frame_pose(obs: Dict[str, Any], frame: str) -> np.ndarray:
     raise ValueError("Unknown frame {!r} (expected 'ee' or 'base')".format(frame))
 
 
-def to_frame(xyz: Any, origin: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """World positions (..., 3) expressed in the frame at `origin` with axes `rotation`: R^T (x - p)."""
-    return (np.asarray(xyz) - origin) @ rotation
-
-
 def pose_in_slot(extra: Dict[str, Any], position: np.ndarray, columns: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """A pose (world `position`, the first two `columns` of its world rotation, (3, 2)) in a looking policy's
-    remembered slot frame (`extra.goal_pos`, `extra.goal_axis`, `agent.slot_memory.slot_rotation`): its
-    position and the two columns there."""
-    slot = slot_rotation(np.asarray(extra["goal_axis"], dtype=np.float64))
-    return slot.T @ (position - np.asarray(extra["goal_pos"], dtype=np.float64)), slot.T @ columns
+    remembered slot frame (`extra.goal_pos`, `extra.goal_axis`): its position and the two columns there
+    (`agent.geometry.pose_in_slot`)."""
+    return geometry.pose_in_slot(extra["goal_pos"], extra["goal_axis"], position, columns)
 
 
-def in_slot(extra: Dict[str, Any], position: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """A pose in the remembered slot frame (`pose_in_slot`) as `TCP_IN_SLOT_SIZE` state entries: the position
-    in cm, clipped to `TCP_IN_SLOT_RANGE`, and the columns."""
-    local, turned = pose_in_slot(extra, position, columns)
+def in_slot(local: np.ndarray, turned: np.ndarray) -> np.ndarray:
+    """A pose in the remembered slot frame (`pose_in_slot`: its position `local` and columns `turned`) as
+    `TCP_IN_SLOT_SIZE` state entries: the position in cm, clipped to `TCP_IN_SLOT_RANGE`, and the columns."""
     return np.concatenate([np.clip(local, -TCP_IN_SLOT_RANGE, TCP_IN_SLOT_RANGE) * 100.0, turned[:, 0], turned[:, 1]])
 
 
-def line_up(extra: Dict[str, Any], position: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """A held object's line-up error in the remembered slot frame, where it is inserted at the origin with no
-    rotation, as `LINE_UP_SIZE` fine state entries: its position in mm and its rotation's sin(angle) x axis in
-    `LINE_UP_ANGLE`, each clipped to `LINE_UP_CLIP`."""
-    local, turned = pose_in_slot(extra, position, columns)
+def line_up(local: np.ndarray, turned: np.ndarray) -> np.ndarray:
+    """A held object's line-up error from its pose in the remembered slot frame (`pose_in_slot`: position
+    `local`, columns `turned`), where it is inserted at the origin with no rotation, as `LINE_UP_SIZE` fine
+    state entries: its position in mm and its rotation's sin(angle) x axis in `LINE_UP_ANGLE`, each clipped to
+    `LINE_UP_CLIP`."""
     rotation = np.column_stack([turned, np.cross(turned[:, 0], turned[:, 1])])
     sine_axis = 0.5 * np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0],
                                 rotation[1, 0] - rotation[0, 1]])
@@ -99,7 +90,7 @@ def tcp_in_slot(extra: Dict[str, Any]) -> np.ndarray:
     if not np.any(extra["goal_axis"]):
         return np.zeros(TCP_IN_SLOT_SIZE)
     tcp = np.asarray(extra["tcp_pose"], dtype=np.float64)
-    return in_slot(extra, tcp[:3], quaternion_to_matrix(tcp[3:])[:, :2])
+    return in_slot(*pose_in_slot(extra, tcp[:3], quaternion_to_matrix(tcp[3:])[:, :2]))
 
 
 def held_in_slot(extra: Dict[str, Any]) -> np.ndarray:
@@ -110,8 +101,8 @@ def held_in_slot(extra: Dict[str, Any]) -> np.ndarray:
         return np.zeros(HELD_IN_SLOT_SIZE)
     tcp = np.asarray(extra["tcp_pose"], dtype=np.float64)
     tcp_rotation = quaternion_to_matrix(tcp[3:])
-    position, columns = tcp[:3] + tcp_rotation @ held[:3], tcp_rotation @ held[3:].reshape(2, 3).T
-    return np.concatenate([in_slot(extra, position, columns), line_up(extra, position, columns)])
+    pose = pose_in_slot(extra, tcp[:3] + tcp_rotation @ held[:3], tcp_rotation @ held[3:].reshape(2, 3).T)
+    return np.concatenate([in_slot(*pose), line_up(*pose)])
 
 
 def sample_indices(n_available: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -142,8 +133,8 @@ def build_state(agent: Dict[str, Any], extra: Dict[str, Any], origin: np.ndarray
 
 def state_size(observation_space: Any, spec: Optional[TaskSpec] = None) -> int:
     """Length of the state vector for an env's (gymnasium Dict) observation space; a looking `spec`'s
-    observations also carry the remembered slot (agent.slot_memory) and, with `held_fit`, the held object's
-    fitted pose (agent.held_fit)."""
+    observations also carry the remembered slot (agent.insertion.slot_memory) and, with `held_fit`, the held
+    object's fitted pose (agent.insertion.held_fit)."""
     def zeros(group: str) -> Dict[str, np.ndarray]:
         return {key: np.zeros(observation_space[group][key].shape) for key in observation_space[group].keys()}
 

@@ -19,8 +19,8 @@ class TaskSpec(NamedTuple):
     needs_cuda: bool  # soft-body simulation (warp MPM) only runs on a CUDA GPU
     voxel_size: float = 0.0  # m; > 0: one point per occupied voxel before sampling (see agent.preprocessing)
     look_step: int = 0  # > 0: a slot reader reads the slot at this step and the policy remembers it
-    # as its goal (agent.slot_memory); set by `looking`
-    held_fit: bool = False  # a looking policy that also fits the object in its hand (agent.held_fit)
+    # as its goal (agent.insertion); set by `looking`
+    held_fit: bool = False  # a looking policy that also fits the object in its hand (agent.insertion.held_fit)
 
     @property
     def total_points(self) -> int:
@@ -42,8 +42,8 @@ GOAL_POINTS = 50  # green points around the goal, where a task has one
 
 
 def looking(spec: TaskSpec, look_step: int, held_fit: bool = False) -> TaskSpec:
-    """`spec` for a policy that reads its slot at `look_step` (agent.slot_memory) and sees it as a goal;
-    with `held_fit`, also the pose of the object in its hand in that slot's frame (agent.held_fit)."""
+    """`spec` for a looking policy (the insertion add-on, `agent.insertion`): it reads its slot at `look_step` and
+    sees it as a goal; with `held_fit`, also the pose of the object in its hand in that slot's frame."""
     if look_step < 1:
         raise ValueError("look_step must be >= 1, got {}".format(look_step))
     if spec.n_goal_points:

@@ -1,4 +1,4 @@
-"""How exactly does `agent.held_fit` place the charger in the hand, against assuming the expert's grasp?
+"""How exactly does `agent.insertion.held_fit` place the charger in the hand, against assuming the expert's grasp?
 
     .venv/bin/python benchmarks/held_fit_accuracy.py [--episodes 6] [--first-seed 3000]   # ~2 min here
 
@@ -46,8 +46,9 @@ def main() -> None:
     from transforms3d.axangles import axangle2mat
     from transforms3d.quaternions import mat2quat
 
-    from agent.held_fit import HELD_BOXES, held_pose, nominal_pose
-    from agent.preprocessing import kept_points, to_frame
+    from agent.geometry import to_frame
+    from agent.insertion.held_fit import HELD_BOXES, held_pose, nominal_pose
+    from agent.preprocessing import kept_points
     from agent.registry import get_task
     from training.common.envs import make_env
     from training.experts import make_expert

@@ -21,7 +21,7 @@ but read from the points, as a looking policy reads it: the expert spends the re
 bringing the hand camera to the look pose (its look phase, on the true slot), the reader reads the slot
 from the view there with the agent's code, and the expert grasps and inserts on that reading. Its
 row's "lateral error" is the readings' RMS lateral error over the episodes. Where the task's slot has a
-known face (`agent.slot_fit`, PlugCharger) it runs twice: the network's reading alone (the baseline),
+known face (`agent.insertion.slot_fit`, PlugCharger) it runs twice: the network's reading alone (the baseline),
 then refined by the face fit, as the agent reads it.
 Printed: a markdown table of success rate and mean episode length per slot estimate and strategy, with
 each success as a ratio to `push`'s on the same estimate and to the same strategy's on the first estimate.
@@ -38,16 +38,15 @@ import sapien.core as sapien
 
 from mani_skill2.utils.sapien_utils import vectorize_pose
 
-from agent.policy import reader
+from agent.insertion.slot_fit import SLOT_FACES
+from agent.insertion.slot_memory import slot_from_reading
+from agent.insertion.slot_reader import reader, reader_entry
 from agent.registry import get_task, reader_spec
-from agent.slot_fit import SLOT_FACES
-from agent.slot_memory import slot_from_reading
 from line_up_perception import SEG_MODE
 from training.algorithms.demos import current_observation
 from training.experts import evaluate_expert, make_expert
 from training.experts.assembly import InsertionExpert, slot_pose
 from training.experts.base import carry_action, rotation_angle
-from training.slot_reader.train import reader_entry
 
 PECK_PITCH = 0.004  # m between the spiral's turns (the peg's hole leaves 3 mm on each side)
 PECK_STEP = 0.002  # m along the spiral per probe
@@ -79,7 +78,7 @@ def peck(expert: InsertionExpert, env: gym.Env) -> np.ndarray:
 
 class ReadSlot:
     """Where a slot reader places the slot, read once per episode after the expert's look phase, by the
-    agent's code (`agent.policy.reader` on onnxruntime, `agent.slot_memory.slot_from_reading`)."""
+    agent's code (`agent.insertion.slot_reader.reader` on onnxruntime, `agent.insertion.slot_memory.slot_from_reading`)."""
 
     def __init__(self, path: Path, env_id: str, face_fit: bool) -> None:
         self.entry, self.face_fit = reader_entry(path, env_id), face_fit

@@ -44,7 +44,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.preprocessing import TCP_IN_SLOT_SIZE, build_state, line_up, quaternion_to_matrix  # noqa: E402
+from agent.geometry import quaternion_to_matrix  # noqa: E402
+from agent.preprocessing import TCP_IN_SLOT_SIZE, build_state, line_up, pose_in_slot  # noqa: E402
 from training.common.checkpoints import TCP_POSE_SIZE  # noqa: E402
 from training.common.envs import make_env  # noqa: E402
 from training.experts import make_expert, parse_settings  # noqa: E402
@@ -80,7 +81,7 @@ def inputs(obs: dict, env, expert: InsertionExpert, slot: sapien.Pose, features:
         size = getattr(env.unwrapped, "peg_half_size", np.zeros(0))  # the peg's varies per episode
         parts += [held.p + held_offset, held.to_transformation_matrix()[:3, :3].ravel(), size]
     if "line_up" in features:
-        parts.append(line_up(extra, target.p, target.to_transformation_matrix()[:3, :2]))
+        parts.append(line_up(*pose_in_slot(extra, target.p, target.to_transformation_matrix()[:3, :2])))
     if "offset" in features:
         offset = slot.inv() * target
         parts += [offset.p - [expert.entrance(env), 0.0, 0.0], offset.to_transformation_matrix()[:3, :3].ravel()]

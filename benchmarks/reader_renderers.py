@@ -8,7 +8,7 @@ the same jitter, seeds the reader never saw) are rendered once with the fast ren
 uses on software Vulkan) and once with the official one (what the official evaluator uses), each in its
 own process (SAPIEN shares one renderer per process). Printed per renderer: the reader's RMS errors
 (lateral and along the slot axis in mm, angle in rad), and the official / fast ratio of each. Where the
-task's slot has a known face (`agent.slot_fit`, PlugCharger), each view is read twice: by the network
+task's slot has a known face (`agent.insertion.slot_fit`, PlugCharger), each view is read twice: by the network
 alone and refined by the face fit (the agent's reading), with the ratio of the two on the official views:
 
     .venv/bin/python benchmarks/reader_renderers.py PlugCharger-v0 --reader runs/PlugCharger-v0/slot_reader_1000.onnx
@@ -25,11 +25,10 @@ def reading_errors(env_id: str, reader_path: str, seeds: range, fast_render: Opt
                    ) -> Dict[str, Dict[str, float]]:
     """The reader's RMS errors on the look views of `seeds`, rendered with `fast_render`, per reading:
     "network" (the network alone) and, where the task's slot has a known face, "network + face fit"."""
-    from agent.policy import reader
+    from agent.insertion.slot_fit import SLOT_FACES
+    from agent.insertion.slot_reader import reader, reader_entry
     from agent.registry import get_task, reader_spec
-    from agent.slot_fit import SLOT_FACES
     from training.experts import make_expert
-    from training.slot_reader.train import reader_entry
     from training.slot_reader.views import collect_views, errors, view_env
 
     expert = make_expert(env_id)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from training.analysis.diagnose import SETTLE_STEPS, diagnose
-from training.slot_reader.train import reader_entry
+from agent.insertion.slot_reader import reader_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 

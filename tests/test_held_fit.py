@@ -1,12 +1,12 @@
-"""The fit of the object in the hand (agent/held_fit.py) and the state it gives a looking policy."""
+"""The fit of the object in the hand (agent/insertion/held_fit.py) and the state it gives a looking policy."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agent.held_fit import HELD_BOXES, HeldTracker, held_entry, held_pose, nominal_pose
+from agent.geometry import rotation_vector_to_matrix
+from agent.insertion.held_fit import HELD_BOXES, HeldTracker, held_entry, held_pose, nominal_pose
 from agent.preprocessing import HELD_IN_SLOT_SIZE, HELD_KEY, LINE_UP_CLIP, build_state, held_in_slot
-from agent.slot_memory import rotation_vector_to_matrix
 
 BOX = HELD_BOXES["PlugCharger-v0"]
 FINGERS = (0.015, 0.015)  # closed on the charger's 3 cm
@@ -72,7 +72,7 @@ def test_the_state_gives_the_held_object_in_the_slot_frame_before_the_tcp_pose()
     entries = held_in_slot(extra)
     tcp_rotation = rotation_vector_to_matrix([np.pi, 0.0, 0.0])
     world = tcp[:3] + tcp_rotation @ held[:3, 3]
-    slot = np.stack([slot_axis, [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], axis=1)  # agent.slot_memory.slot_rotation
+    slot = np.stack([slot_axis, [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], axis=1)  # agent.geometry.slot_rotation
     np.testing.assert_allclose(entries[:3], np.clip(slot.T @ (world - slot_position), -0.1, 0.1) * 100, atol=1e-9)
     np.testing.assert_allclose(entries[3:6], slot.T @ tcp_rotation @ held[:3, 0], atol=1e-9)
     agent = {"qpos": np.zeros(9), "qvel": np.zeros(9), "base_pose": np.zeros(7)}
@@ -85,7 +85,7 @@ def test_the_state_gives_the_held_object_in_the_slot_frame_before_the_tcp_pose()
 def test_the_fine_line_up_entries_give_the_held_objects_error_in_mm_and_hundredths_of_a_radian(
         offset_mm: float, angle: float) -> None:
     slot_position, slot_axis = np.array([0.3, 0.1, 0.1]), np.array([0.0, 1.0, 0.0])
-    slot = np.stack([slot_axis, [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], axis=1)  # agent.slot_memory.slot_rotation
+    slot = np.stack([slot_axis, [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], axis=1)  # agent.geometry.slot_rotation
     tcp = np.array([0.2, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0])  # world-aligned: held_in_tcp is the world pose
     turned = slot @ rotation_vector_to_matrix([0.0, 0.0, angle])  # yawed about the slot's up axis
     held = np.eye(4)
@@ -150,7 +150,7 @@ def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
     from agent.policy import Policy
     from test_agent_models import PROVENANCE, export_actor_critic
     from training.common.envs import make_env
-    from training.slot_reader.train import reader_entry
+    from agent.insertion.slot_reader import reader_entry
 
     env_id, weights = "PlugCharger-v0", tmp_path / "weights"
     weights.mkdir()
@@ -162,7 +162,7 @@ def test_a_held_fit_policy_sees_the_charger_in_the_slot_frame(tmp_path) -> None:
     env = make_env(env_id, obs_mode="pointcloud", control_mode="pd_ee_delta_pose")
     try:
         policy = Policy(env_id, env.observation_space, env.action_space, weights=weights)
-        assert policy.task.held_fit and policy.looking.tracker is not None
+        assert policy.task.held_fit and policy.insertion.tracker is not None
         obs, _ = env.reset(seed=0)
         for _ in range(3):
             state = policy.network_input(obs).state

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from agent.preprocessing import (GOAL_JITTER, kept_points, preprocess, quaternion_to_matrix, sample_indices, state_size,
+from agent.geometry import quaternion_to_matrix
+from agent.preprocessing import (GOAL_JITTER, kept_points, preprocess, sample_indices, state_size,
                                  tcp_in_slot, voxel_representatives)
 from agent.registry import TASKS, get_task
 

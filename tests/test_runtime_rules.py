@@ -7,7 +7,7 @@ from typing import Iterator, List
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_FILES = sorted(ROOT.joinpath("agent").glob("*.py")) + [ROOT / "user_solution.py"]
+RUNTIME_FILES = sorted(ROOT.joinpath("agent").rglob("*.py")) + [ROOT / "user_solution.py"]
 THIRD_PARTY = {"numpy", "onnxruntime", "mani_skill2.evaluation.solution"}
 BUILTIN_GENERICS = {"list", "dict", "tuple", "set", "frozenset", "type"}  # subscriptable only from 3.9
 

@@ -1,9 +1,10 @@
-"""The face fit that refines PlugCharger's slot reading (agent/slot_fit.py)."""
+"""The face fit that refines PlugCharger's slot reading (agent/insertion/slot_fit.py)."""
 import numpy as np
 import pytest
 
-from agent.slot_fit import SLOT_FACES, SlotFace, refine, refined_reading
-from agent.slot_memory import slot_from_reading, slot_rotation
+from agent.geometry import slot_rotation
+from agent.insertion.slot_fit import SLOT_FACES, SlotFace, refine, refined_reading
+from agent.insertion.slot_memory import slot_from_reading
 
 FACE = SlotFace(half_width=0.05, half_height=0.05, height=0.1, depth=0.02)
 

@@ -1,5 +1,6 @@
-"""Looking policies: agent.slot_memory, the manifest's slot_reader entry, the agent reading its slot, and
-training's slot reader export, on small models and synthetic PegInsertionSide-v0 observations."""
+"""Looking policies (the insertion add-on, agent.insertion): the slot memory, the manifest's slot_reader entry, the
+agent reading its slot, and training's slot reader export, on small models and synthetic PegInsertionSide-v0
+observations."""
 from pathlib import Path
 from typing import Dict, List
 
@@ -9,10 +10,11 @@ from gymnasium import spaces
 from transforms3d.axangles import axangle2mat
 from transforms3d.quaternions import mat2quat
 
+from agent.geometry import rotation_vector_to_matrix
 from agent.manifest import SlotReaderEntry, WeightsError, file_sha256, read_manifest, write_entry
 from agent.policy import Policy, resolve
 from agent.registry import GOAL_POINTS, get_task, looking, reader_spec
-from agent.slot_memory import SlotMemory, rotation_vector_to_matrix, slot_from_reading
+from agent.insertion.slot_memory import SlotMemory, slot_from_reading
 from test_agent_models import ship, tiny_model
 from test_agent_policy import ACTION_SPACE, CLOUD, box, observation
 
@@ -117,10 +119,10 @@ def test_the_manifest_keeps_the_slot_reader_and_the_agent_looks(tmp_path: Path) 
     for step in range(LOOK_STEP + 2):
         action = policy.act(peg_observation(step))
         assert action.shape == (7,) and np.isfinite(action).all()
-        axes.append(policy.looking.memory.axis.copy())
+        axes.append(policy.insertion.memory.axis.copy())
     assert [bool(np.any(axis)) for axis in axes] == [step >= LOOK_STEP for step in range(LOOK_STEP + 2)]
     policy.reset()
-    assert not np.any(policy.looking.memory.axis) and policy.looking.memory.step == 0
+    assert not np.any(policy.insertion.memory.axis) and policy.insertion.memory.step == 0
 
 
 def test_a_slot_reader_that_does_not_fit_the_env_is_refused(tmp_path: Path) -> None:
@@ -149,7 +151,7 @@ def test_the_exported_slot_reader_computes_the_trained_regressor(tmp_path: Path)
     reading = make_session(str(entry.path)).run(["reading"], {"points": points, "state": state})[0]
     np.testing.assert_allclose(reading, estimator.predict(points, state), atol=1e-5)
 
-    from training.slot_reader.train import reader_entry
+    from agent.insertion.slot_reader import reader_entry
 
     with pytest.raises(ValueError, match="PegInsertionSide-v0's slot"):
         reader_entry(entry.path, "PlugCharger-v0")
@@ -215,7 +217,8 @@ def test_only_insertion_tasks_train_a_slot_reader(tmp_path: Path) -> None:
 def test_a_slot_reader_trains_on_look_views_and_exports(tmp_path: Path) -> None:
     """Four episodes' views (three to train, one held out), two updates: an exported reader that reads at
     the given step; a re-run finds the saved regressor and only exports."""
-    from training.slot_reader.train import reader_entry, train_slot_reader
+    from agent.insertion.slot_reader import reader_entry
+    from training.slot_reader.train import train_slot_reader
 
     out = tmp_path / "reader.onnx"
     report = train_slot_reader("PegInsertionSide-v0", out, episodes=4, updates=2, look_step=5)

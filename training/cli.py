@@ -125,7 +125,7 @@ SLOT_READER = typer.Option(None, help="a looking policy (insertion tasks): this 
                            "(`ms2agent export-slot-reader`) reads the slot at its look step and the policy sees it as "
                            "its goal")
 HELD_FIT = typer.Option(False, "--held-fit", help="with --slot-reader (PlugCharger): the policy also sees the pose of "
-                       "the object in its hand in the slot's frame, fitted on its known box (agent/held_fit.py)")
+                       "the object in its hand in the slot's frame, fitted on its known box (agent/insertion/held_fit.py)")
 
 
 @app.command()

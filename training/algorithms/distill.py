@@ -39,12 +39,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from agent.insertion import check_held_fit
+from agent.insertion.slot_reader import reader_entry
 from agent.registry import TaskSpec, get_task, looking
 from training.common.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
 from training.common.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
 from training.common.networks import ActorCritic
-from training.slot_reader.train import reader_entry
-from training.common.vec_env import HELD_FIT_WITHOUT_READER, EnvWorkers
+from training.common.vec_env import EnvWorkers
 
 
 @dataclass
@@ -66,7 +67,7 @@ class DistillConfig:
     seed: int = 0
     init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
     slot_reader: Optional[str] = None  # a looking student: this exported slot reader (training.slot_reader.train)
-    held_fit: bool = False  # a looking student that also sees the held object's fitted pose (agent.held_fit)
+    held_fit: bool = False  # a looking student that also sees the held object's fitted pose (agent.insertion.held_fit)
 
     def __post_init__(self) -> None:
         checked_loss(self.loss)
@@ -74,8 +75,7 @@ class DistillConfig:
             raise ValueError("collect_episode_steps must be >= 1 (None: the task's time limit)")
         if not 0.0 <= self.expert_share < 1.0:
             raise ValueError("expert_share must be in [0, 1) (the student drives the rest of a DAgger round)")
-        if self.held_fit and not self.slot_reader:
-            raise ValueError(HELD_FIT_WITHOUT_READER)
+        check_held_fit(self.slot_reader, self.held_fit)
 
 
 def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise: float,

@@ -45,7 +45,7 @@ class RunConfig:
     init_log_std: Optional[float] = None  # exploration log-std after init_from (a student's is untrained)
     max_episode_steps: Optional[int] = None  # shorter episodes than the task's limit (quick tests)
     slot_reader: Optional[str] = None  # a looking policy: this exported slot reader (training.slot_reader.train)
-    held_fit: bool = False  # a looking policy that also sees the held object's fitted pose (agent.held_fit)
+    held_fit: bool = False  # a looking policy that also sees the held object's fitted pose (agent.insertion.held_fit)
 
     def env_kwargs(self) -> Dict:
         limit = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}

@@ -19,6 +19,8 @@ import numpy as np
 import sapien.core as sapien
 from transforms3d.quaternions import quat2axangle
 
+from agent.insertion.memory import insertion_memory
+from agent.insertion.slot_reader import reader_entry
 from agent.preprocessing import preprocess, state_size
 from agent.registry import get_task
 from training.common.checkpoints import initialise_from
@@ -28,7 +30,6 @@ from training.experts import make_expert
 from training.experts.assembly import InsertionExpert, slot_pose
 from training.experts.base import rotation_angle, tcp_pose
 from training.common.networks import ActorCritic
-from training.slot_reader.train import looking_memory
 
 
 def pose_error(offset: sapien.Pose) -> Dict[str, float]:
@@ -77,17 +78,18 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
     closest approach to the inserted pose after the grasp (`slot_error`) and the object's pose in the hand
     there and `SETTLE_STEPS` after the grasp (`in_hand`); with `slot_reader`, the hand camera's offset
     from the look pose when it read (`look_offset`) and the read slot's error (`reading_error`: along
-    its axis, lateral, angle); `held_fit`: the student fits the held object (agent.held_fit).
+    its axis, lateral, angle); `held_fit`: the student fits the held object (agent.insertion.held_fit).
     Point sampling is seeded per episode, so a run is repeatable, but not the selection run itself."""
     spec = get_task(env_id)
     expert = make_expert(env_id)  # every expert grasps first (training.experts.base.GraspExpert)
     inserts = isinstance(expert, InsertionExpert)
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=None)
     rng = np.random.default_rng(0)  # rebound per episode; the memory's reader reads the current one
-    memory = looking_state = None
+    memory = insertion = None
     if slot_reader is not None:
-        spec, looking_state = looking_memory(slot_reader, spec, env.observation_space, lambda: rng, held_fit)
-        memory = looking_state.memory
+        spec, insertion = insertion_memory(reader_entry(slot_reader, env_id), spec, env.observation_space, lambda: rng,
+                                           held_fit)
+        memory = insertion.memory
         expert.look_steps = memory.look_step
     model = ActorCritic(state_size(env.observation_space, spec), env.action_space.shape[0],
                         env.action_space.low, env.action_space.high)
@@ -103,11 +105,11 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
             settled = in_hand = None  # the held object's pose in the hand: after the grasp, nearest the slot
             closing = np.zeros(2, dtype=int)  # steps before the grasp where the expert / student closed
             looked: Dict[str, Any] = {}
-            if looking_state is not None:
-                looking_state.reset()
+            if insertion is not None:
+                insertion.reset()
             for step in range(max_steps):
-                if looking_state is not None:
-                    obs = looking_state.observe(obs)
+                if insertion is not None:
+                    obs = insertion.observe(obs)
                     if memory.read_at == step:
                         expert.reading = slot_pose(memory.position, memory.axis)
                         looked = {"look_offset": look_offset(env, expert), "read_at": step,

@@ -7,9 +7,9 @@ expert's action for every observation (DAgger labels). On software Vulkan each w
 with one lavapipe thread (`LP_NUM_THREADS=1`), which is faster than sharing threads, and, unless
 `fast_render=False` is passed, with `training.common.fast_render`'s light meshes and one-pass shader.
 With `slot_reader` (an exported slot reader, `training.slot_reader.train`) the policy looks: each worker
-remembers the slot read at the reader's look step (agent.slot_memory, as the agent does), and the
-expert starts with a look phase of that many steps and then acts on the reading; with `held_fit` too, each
-worker also fits the held object on every observation (agent.held_fit). The look's actions
+runs the insertion add-on as the agent does (`agent.insertion.memory.insertion_memory`: it remembers the slot
+read at the reader's look step), and the expert starts with a look phase of that many steps and then acts on the
+reading; with `held_fit` too, each worker also fits the held object on every observation. The look's actions
 get no reward: the tasks' dense rewards punish a gripper that does not point down, which would teach
 PPO to skip the look.
 """
@@ -20,12 +20,9 @@ from typing import Dict, List, NamedTuple, Optional
 
 import numpy as np
 
+from agent.insertion import check_held_fit
 from agent.preprocessing import preprocess, state_size
 from agent.registry import get_task
-
-
-HELD_FIT_WITHOUT_READER = ("held_fit is for looking policies: the held object's pose is given in the slot's frame "
-                           "(pass a slot reader)")
 
 
 class Step(NamedTuple):
@@ -54,9 +51,11 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, wit
     rng = np.random.default_rng(first_seed + worker)
     memory = looking_state = None
     if slot_reader is not None:
-        from training.slot_reader.train import looking_memory
+        from agent.insertion.memory import insertion_memory
+        from agent.insertion.slot_reader import reader_entry
 
-        spec, looking_state = looking_memory(Path(slot_reader), spec, env.observation_space, lambda: rng, held_fit)
+        spec, looking_state = insertion_memory(reader_entry(Path(slot_reader), env_id), spec, env.observation_space,
+                                               lambda: rng, held_fit)
         memory = looking_state.memory
     expert = None
     if with_expert:
@@ -119,8 +118,7 @@ class EnvWorkers:
 
     def __init__(self, env_id: str, n_workers: int, first_seed: int = 0, with_expert: bool = False,
                  slot_reader: Optional[str] = None, held_fit: bool = False, **env_kwargs) -> None:
-        if held_fit and slot_reader is None:
-            raise ValueError(HELD_FIT_WITHOUT_READER)
+        check_held_fit(slot_reader, held_fit)
         context = mp.get_context("spawn")
         self.n_workers = n_workers
         self.connections = []

@@ -5,7 +5,7 @@ import sapien.core as sapien
 from transforms3d.axangles import axangle2mat
 from transforms3d.quaternions import mat2quat
 
-from agent.slot_memory import slot_rotation
+from agent.geometry import slot_rotation
 
 from .base import OPEN, GraspExpert, carry_action, grasp_pose, pose_action, rotation_angle, tcp_pose
 
@@ -25,7 +25,7 @@ def look_camera_pose(slot: sapien.Pose, distance: float, pitch: float = 0.0, shi
 
 def slot_pose(position: np.ndarray, axis: np.ndarray) -> sapien.Pose:
     """The slot frame at `position` with x along `axis` and y horizontal (the slots here stand upright),
-    as a policy's remembered slot (agent.slot_memory) gives it."""
+    as a policy's remembered slot (agent.insertion.slot_memory) gives it."""
     return sapien.Pose(np.asarray(position, dtype=np.float64), mat2quat(slot_rotation(axis)))
 
 
@@ -46,7 +46,7 @@ class InsertionExpert(GraspExpert):
     """Grasp an object, hold it in front of its slot (`goal_pose`: the object's pose when fully
     inserted) aligned with the slot's x axis, then push it in along that axis. With `look_steps` > 0
     it first spends that many steps bringing the hand camera `look_distance` in front of the slot,
-    looking at it (`look_camera_pose`), gripper open: where a policy reads the slot (agent.slot_memory)."""
+    looking at it (`look_camera_pose`), gripper open: where a policy reads the slot (agent.insertion)."""
 
     grasp_angle_tolerance = 0.25  # rad: the fingers close across the object's width and still hold it
     # this far off in yaw, and point-cloud students stall above it while correcting a few degrees

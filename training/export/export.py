@@ -16,15 +16,16 @@ import onnxruntime
 import torch
 from torch import nn
 
-from agent.held_fit import HELD_BOXES, HeldTracker
+from agent.insertion import check_held_fit
+from agent.insertion.held_fit import HELD_BOXES, HeldTracker
+from agent.insertion.slot_memory import with_slot
+from agent.insertion.slot_reader import reader_entry
 from agent.manifest import InputSpec, ManifestEntry, file_sha256, write_entry
 from agent.preprocessing import TCP_IN_SLOT_SIZE, preprocess
 from agent.registry import TaskSpec, get_task, looking
-from agent.slot_memory import with_slot
 from training.common.checkpoints import initialise_from, load_checkpoint, model_from_checkpoint
 from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME
 from training.common.networks import ActorCritic, PointNet, mlp_head
-from training.slot_reader.train import reader_entry
 
 OPSET = 17
 
@@ -100,7 +101,7 @@ def actor_weights_from_onnx(path: Path) -> Dict[str, torch.Tensor]:
 def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> List[Any]:
     """Network inputs (preprocessed as `spec`) from a short random-action episode of the real task; a
     looking spec's observations carry a made-up slot (1 dm ahead of the TCP) and, with `held_fit`, the
-    held-object fit's pose (agent.held_fit)."""
+    held-object fit's pose (agent.insertion.held_fit)."""
     from training.common.envs import make_env
 
     env = make_env(spec.env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode)
@@ -143,8 +144,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
                       slot_reader: Optional[Path] = None, held_fit: bool = False) -> Dict[str, Any]:
     """Write `weights_dir/ENV.onnx` and its manifest entry (a looking policy's `slot_reader` is copied
     next to it as `ENV.slot_reader.onnx`; `held_fit`: it also fits the held object); returns a summary."""
-    if held_fit and slot_reader is None:
-        raise ValueError("--held-fit is for looking policies: pass the policy's --slot-reader")
+    check_held_fit(slot_reader, held_fit)
     reader = None if slot_reader is None else reader_entry(slot_reader, env_id)
     spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step, held_fit)
     model = model_from_checkpoint(checkpoint)

@@ -1,38 +1,31 @@
-"""The slot reader: a PointNet regressor that places an insertion task's slot from one close look.
+"""Training a looking policy's slot reader: a PointNet regressor that places an insertion task's slot from one
+close look, and its ONNX export.
 
-PegInsertionSide's and PlugCharger's observations do not say where the hole / receptacle is. From the
-hand camera ~10 cm in front of it, the policy's network shape (PointNet + state MLP) with a 6-D
-output places it to ~2.6 mm (`benchmarks/line_up_perception.py --close-look 0.1`). Its reading is the
-TCP's position in the slot frame (`goal_pose`) and the slot's world rotation vector, the layout
-`agent.slot_memory` turns back into a slot pose. `train_slot_reader` (`ms2agent train-slot-reader`)
+Its reading is the TCP's position in the slot frame (`goal_pose`) and the slot's world rotation vector, the layout
+`agent.insertion.slot_memory` turns back into a slot pose. `train_slot_reader` (`ms2agent train-slot-reader`)
 trains one on the views of the task expert's look pose (`training.slot_reader.views`) and exports it to ONNX
-(`export_slot_reader`, also `ms2agent export-slot-reader` for a regressor the benchmark saved) with the
-step at which a looking policy reads (ONNX metadata `look_step`): that file is all training and export
-need to know about the look.
+(`export_slot_reader`, also `ms2agent export-slot-reader` for a regressor the benchmark saved) with the task and
+the step at which a looking policy reads in its metadata (`agent.insertion.slot_reader`).
 """
 import io
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Tuple
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from agent.held_fit import HELD_BOXES, HeldTracker
-from agent.looking import Looking
-from agent.manifest import SlotReaderEntry, file_sha256
-from agent.onnx_model import INPUT_NAMES, make_session, model_spec
-from agent.policy import reader
-from agent.registry import TaskSpec, get_task, looking, reader_spec
-from agent.slot_memory import READING_NAME, SlotMemory
+from agent.insertion.slot_memory import READING_NAME
+from agent.insertion.slot_reader import ENV_ID_KEY, LOOK_STEP_KEY, reader_entry
+from agent.manifest import SlotReaderEntry
+from agent.onnx_model import INPUT_NAMES
+from agent.registry import TaskSpec, get_task, reader_spec
 from training.experts import make_expert
 from training.experts.assembly import InsertionExpert
 from training.common.networks import PointNet, mlp_head
 from training.slot_reader.views import View, collect_views, errors, inputs, split_by_seed
 
-LOOK_STEP_KEY = "look_step"  # ONNX metadata: the step at which a looking policy reads the slot
-ENV_ID_KEY = "env_id"  # ONNX metadata: the task whose slot it reads
 LONGEST_WAVELENGTH = 0.5  # m, of the Fourier point features (`fourier_octaves`)
 PROGRESS_EVERY = 500  # updates between progress lines
 
@@ -172,32 +165,6 @@ def export_slot_reader(estimator_path: Path, out: Path, look_step: int) -> SlotR
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(reader_onnx(estimator, spec, look_step))
     return reader_entry(out, spec.env_id)
-
-
-def reader_entry(path: Path, env_id: str) -> SlotReaderEntry:
-    """The manifest entry of an exported slot reader of `env_id` (its look step from its metadata);
-    ValueError naming the file if it is not one."""
-    session = make_session(str(path))
-    metadata = session.get_modelmeta().custom_metadata_map
-    if LOOK_STEP_KEY not in metadata or ENV_ID_KEY not in metadata:
-        raise ValueError("{} is not an exported slot reader (no {!r} / {!r} metadata); export one with "
-                         "`ms2agent export-slot-reader`".format(path, LOOK_STEP_KEY, ENV_ID_KEY))
-    if metadata[ENV_ID_KEY] != env_id or int(metadata[LOOK_STEP_KEY]) < 1:
-        raise ValueError("{} reads {}'s slot at step {}, not {}'s at a step >= 1".format(
-            path, metadata[ENV_ID_KEY], metadata[LOOK_STEP_KEY], env_id))
-    return SlotReaderEntry(Path(path), file_sha256(path), model_spec(session, READING_NAME), int(metadata[LOOK_STEP_KEY]))
-
-
-def looking_memory(slot_reader: Path, spec: TaskSpec, observation_space: Any, rng: Callable[[], np.random.Generator],
-                   held_fit: bool = False) -> Tuple[TaskSpec, Looking]:
-    """The looking version of `spec` and what it keeps over an episode (agent.looking): a slot memory reading
-    with an exported slot reader and, with `held_fit`, a held-object tracker (agent.held_fit), as the agent
-    builds them (`rng()`: the preprocessing RNG in use when it reads)."""
-    entry = reader_entry(slot_reader, spec.env_id)
-    read = reader(entry, reader_spec(spec), observation_space)
-    memory = SlotMemory(lambda observation: read(observation, rng()), entry.look_step)
-    tracker = HeldTracker(HELD_BOXES[spec.env_id]) if held_fit else None
-    return looking(spec, entry.look_step, held_fit), Looking(memory, tracker)
 
 
 def train_slot_reader(env_id: str, out: Path, episodes: int, updates: int, look_step: int, first_seed: int = 0,

@@ -3,7 +3,7 @@
 `collect_views` renders one view per episode: its first observation, or the hand camera's view from the
 look pose (`look_at_slot`: the arm put there by inverse kinematics, no simulation steps, give or take
 the jitter a policy arriving on its own would leave). Its target is the TCP's position in the slot
-frame and the slot's world rotation vector: the reading `agent.slot_memory` turns back into a slot pose.
+frame and the slot's world rotation vector: the reading `agent.insertion.slot_memory` turns back into a slot pose.
 """
 from typing import Dict, List, Optional, Tuple
 

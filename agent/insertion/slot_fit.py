@@ -1,20 +1,18 @@
-"""Refining a slot reading on the slot's known front face (PlugCharger's receptacle).
+"""Refining a slot reading on the slot's known front face (the insertion add-on's face fit; PlugCharger's receptacle).
 
-A learned slot reader places PlugCharger's receptacle to ~2 mm, where the charger's pins leave 0.5 mm.
-The receptacle's front face is a known vertical rectangle (10 x 10 cm, its centre at a fixed height),
-and the look view holds thousands of exact points on it. Starting from the reader's estimate, `refine`
-selects the points near the face's plane, fits that plane (a line in the horizontal plane: the slot's
-axis and its position along it) and centres the face between its two side edges (the extreme points on
-it and on the top face behind it); it repeats in narrowing bands. On look views the refined slot is
-~0.04 mm and ~0.00001 rad off, the network's 2.2 mm and 0.036 rad (`benchmarks/reader_renderers.py`).
-Pure numpy (Python 3.8).
+The receptacle's front face is a known vertical rectangle (10 x 10 cm, its centre at a fixed height), and the look
+view holds thousands of exact points on it. Starting from the reader's estimate, `refine` selects the points near
+the face's plane, fits that plane (a line in the horizontal plane: the slot's axis and its position along it) and
+centres the face between its two side edges (the extreme points on it and on the top face behind it); it repeats
+in narrowing bands (`BANDS`). Pure numpy (Python 3.8).
 """
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from agent.geometry import slot_rotation
+from agent.insertion.slot_memory import slot_from_reading
 from agent.preprocessing import kept_points
-from agent.slot_memory import slot_from_reading, slot_rotation
 
 BANDS = (0.02, 0.005, 0.001, 0.0005)  # m, half-widths around the current plane, one fit each
 EDGE_MARGIN = 0.002  # m kept from the face's top and bottom edges (the top face meets it there)
@@ -73,7 +71,7 @@ SLOT_FACES: Dict[str, SlotFace] = {
 
 
 def refined_reading(reading: np.ndarray, observation: Dict[str, Any], face: SlotFace) -> np.ndarray:
-    """A slot reading (`agent.slot_memory`) refined by `refine` on the observation's valid points; the
+    """A slot reading (`agent.insertion.slot_memory`) refined by `refine` on the observation's valid points; the
     reading unchanged where it is not finite or the face has too few points."""
     reading = np.asarray(reading, np.float64)
     tcp = np.asarray(observation["extra"]["tcp_pose"], np.float64)

@@ -1,25 +1,22 @@
-"""Fitting the pose of the object in the hand from the camera points (PlugCharger's charger).
+"""Fitting the pose of the object in the hand from the camera points (the insertion add-on's held-object fit;
+PlugCharger's charger).
 
-A student that grasps the charger a few mm or 0.1 rad off the expert's grasp holds it that far off in the
-hand, which the point-cloud network does not resolve to the 0.5 mm / 0.01 rad the pins need (`ms2agent
-diagnose` records `in_hand`). The charger's base is a known box, and the hand holds ~1,500 exact camera
-points on it. Starting from an estimate of its pose in the TCP frame, `fit` selects the points near the
-box (between the fingers: farther out lie the fingers themselves; on the base's side of the pin roots:
-ahead lie the pins and, when lining up, the receptacle) and fits the box to them by point-to-plane ICP,
-in narrowing selections. Only the faces the cameras can see are matched: the face the object rested on
-(its -z face) never faces a camera, and excluding it stops the top face's points fitting a box flipped
-below them. `held_pose` runs it from the previous pose and, unless that still explains the points, also from
-the nominal grasp, keeping the fit that explains more; `HeldTracker` does so on every observation of an
-episode and adds the pose to it (`extra.held_in_tcp`), from which preprocessing gives the policy the object's
-pose in the slot frame it read (`agent.preprocessing.held_in_slot`): what the expert lines up. Pure numpy
-(Python 3.8).
+The charger's base is a known box (`HELD_BOXES`). Starting from an estimate of its pose in the TCP frame, `fit`
+selects the points near the box (between the fingers: farther out lie the fingers themselves; on the base's side of
+the pin roots: ahead lie the pins and, when lining up, the receptacle) and fits the box to them by point-to-plane
+ICP, in narrowing selections (`MARGINS`). Only the faces the cameras can see are matched: the face the object
+rested on (its -z face) never faces a camera, and excluding it stops the top face's points fitting a box flipped
+below them. `held_pose` runs it from the previous pose and, unless that still explains the points, also from the
+nominal grasp, keeping the fit that explains more; `HeldTracker` does so on every observation of an episode and
+adds the pose to it (`extra.held_in_tcp`), from which preprocessing gives the policy the object's pose in the slot
+frame it read (`agent.preprocessing.held_in_slot`). Pure numpy (Python 3.8).
 """
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from agent.preprocessing import HELD_KEY, HELD_SIZE, kept_points, quaternion_to_matrix, to_frame
-from agent.slot_memory import rotation_vector_to_matrix
+from agent.geometry import quaternion_to_matrix, rotation_vector_to_matrix, to_frame
+from agent.preprocessing import HELD_KEY, HELD_SIZE, kept_points
 
 FINGER_HALF_WIDTH = 0.012  # m, half the finger's width along the TCP's x axis (the pad is ~2 cm wide)
 MARGINS = (0.01, 0.005, 0.003)  # m, around the current box estimate: the points selected for each fit

@@ -1,14 +1,11 @@
-"""Remembering where an insertion task's slot is, read once from a close look.
+"""Where an insertion task's slot is: read once from a close look, then remembered over the episode.
 
-PegInsertionSide's and PlugCharger's observations do not say where the hole / receptacle is, and the
-clouds a policy sees while holding the peg place it no better than ~6 mm. From the hand camera ~10 cm
-in front of it, a slot reader (a PointNet regressor, `training.slot_reader.train`) places it to ~2.4 mm.
-A looking policy brings the hand camera there first; the observation after `look_step` actions (the
-reset observation counts as 0) goes to the reader, and from then on every observation carries the
-remembered slot as `extra.goal_pos` (the slot frame's origin, world) and `extra.goal_axis` (its x axis,
-the insertion direction), which preprocessing turns into goal points and state, including the TCP's
-pose in the slot frame (`agent.preprocessing.tcp_in_slot`: the line-up's geometry, which a network
-computes poorly from world poses). Before the read both are zeros; a reading that is not finite (a bad
+PegInsertionSide's and PlugCharger's observations do not say where the hole / receptacle is. A looking policy
+brings its hand camera in front of it first; the observation after `look_step` actions (the reset observation
+counts as 0) goes to the slot reader (`agent.insertion.slot_reader`), and from then on every observation carries
+the remembered slot as `extra.goal_pos` (the slot frame's origin, world) and `extra.goal_axis` (its x axis, the
+insertion direction), which preprocessing turns into goal points and state, including the TCP's pose in the slot
+frame (`agent.preprocessing.tcp_in_slot`). Before the read both are zeros; a reading that is not finite (a bad
 observation) is retried on the next observation.
 
 A reading is the TCP's position in the slot frame (3) and the slot's world rotation vector (3).
@@ -18,29 +15,11 @@ from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 
+from agent.geometry import rotation_vector_to_matrix
+
 READING_SIZE = 6
 READING_NAME = "reading"  # the exported reader's output
 SLOT_KEYS = ("goal_pos", "goal_axis")
-
-
-def slot_rotation(axis: np.ndarray) -> np.ndarray:
-    """The slot frame's world rotation: x along the horizontal insertion `axis`, y horizontal (left of
-    it), z up (the slots here stand upright)."""
-    axis = np.asarray(axis, dtype=np.float64)
-    left = np.cross([0.0, 0.0, 1.0], axis)
-    left /= np.linalg.norm(left)
-    return np.stack([axis, left, np.cross(axis, left)], axis=1)
-
-
-def rotation_vector_to_matrix(vector: np.ndarray) -> np.ndarray:
-    """Rotation matrix of an axis x angle vector (Rodrigues)."""
-    vector = np.asarray(vector, dtype=np.float64)
-    angle = float(np.linalg.norm(vector))
-    if angle < 1e-12:
-        return np.eye(3)
-    x, y, z = vector / angle
-    cross = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
 
 
 def slot_from_reading(reading: np.ndarray, tcp_pose: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
