@@ -1,8 +1,7 @@
 """Fast point-cloud rendering on software Vulkan, for our training and test processes only.
 
-On lavapipe a ManiSkill2 camera frame (PickCube, 2 cameras 128x128, ~80 ms CPU) goes mostly to
-the Panda's visual meshes (CAD tessellations, ~134k flat-shaded triangles) and, once those are
-light, to the per-pixel work of SAPIEN's deferred multi-pass `ibl` shader pack (~5 ms per camera).
+On lavapipe a ManiSkill2 camera frame goes mostly to the Panda's visual meshes (CAD tessellations) and, once
+those are light, to the per-pixel work of SAPIEN's deferred multi-pass `ibl` shader pack.
 `fast_rendering(env_id, kwargs)` removes both:
 
 - the robot loads a copy of its URDF whose visual COLLADA meshes are decimated by quadric edge
@@ -39,7 +38,7 @@ from scipy import sparse
 # 99th percentile (1.2 mm at most), measured by sampling both surfaces.
 MAX_ERROR = 1e-3
 MAX_NORMAL_TURN_DEG = 30.0  # largest change of a face normal one collapse may cause
-CACHE_DIR = Path(__file__).resolve().parent.parent / "build" / "fast_render"
+CACHE_DIR = Path(__file__).resolve().parents[2] / "build" / "fast_render"  # the repository's build/
 _FORMAT_VERSION = "2"  # bump when the decimation changes, to regenerate cached meshes
 _COLLADA = "http://www.collada.org/2005/11/COLLADASchema"
 _NS = {"c": _COLLADA}
