@@ -12,7 +12,7 @@ timed in interleaved rounds so that load from other processes hits every variant
   per call (DynamicQuantizeMatMul); all three layers, or only the 128 -> 512 one (quantising the
   first layer means quantising raw xyz/rgb, the main source of error);
 - `plain export`: the torch module exported as is (ReduceMax over the points after the last ReLU);
-  what ships is `training.export.export.ExportedActor`: the max-pool as a tree of elementwise Max
+  what ships is `training.export.onnx_actor.ExportedActor`: the max-pool as a tree of elementwise Max
   (onnxruntime's ReduceMax over the point axis is slow) and the last ReLU after the pool (max and
   ReLU commute): identical outputs, different graph.
 `CPU ms/call` (process CPU time) is robust to load from other processes; on an idle machine it
@@ -43,7 +43,7 @@ from agent.policy import Policy  # noqa: E402
 from agent.preprocessing import NetworkInput, preprocess, state_size  # noqa: E402
 from agent.registry import get_task  # noqa: E402
 from training.common.envs import make_env  # noqa: E402
-from training.export.export import ExportedActor, onnx_bytes  # noqa: E402
+from training.export.onnx_actor import ExportedActor, onnx_bytes  # noqa: E402
 from training.common.networks import ActorCritic  # noqa: E402
 
 ENV_ID = "PickCube-v0"

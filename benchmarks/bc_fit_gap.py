@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from training.common.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
-from training.algorithms.distill import DistillConfig, behaviour_cloning, load_rounds, student_spec  # noqa: E402
+from training.algorithms.bc import behaviour_cloning  # noqa: E402
+from training.algorithms.distill import DistillConfig, load_rounds, student_spec  # noqa: E402
 from training.common.evaluation import torch_actor  # noqa: E402
 from training.common.networks import ActorCritic  # noqa: E402
 

@@ -5,7 +5,7 @@
 
 `training.common.networks.PointNet` runs its gradient pass only on the points that win some feature's max
 (found by a no-grad pass first); the baseline's PointNet back-propagates through every point, as a
-plain max-pool does. Both run distillation's own update (`training.algorithms.distill.behaviour_cloning`, L1,
+plain max-pool does. Both run distillation's own update (`training.algorithms.bc.behaviour_cloning`, L1,
 Adam) on the same batches, in this run. `--data`: a distillation round's clouds (1,200 points: 1,150
 camera + 50 goal points, as a looking policy's); without it, uniform random clouds of that size (points
 in a 1 m cube, random colours). Each update sees `--train-points` of the camera points and the same
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.registry import GOAL_POINTS  # noqa: E402
-from training.algorithms.distill import behaviour_cloning, point_subset  # noqa: E402
+from training.algorithms.bc import behaviour_cloning, point_subset  # noqa: E402
 from training.common.networks import ActorCritic, winning_points  # noqa: E402
 
 CLOUD_POINTS = 1200

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent.geometry import quaternion_to_matrix  # noqa: E402
 from agent.preprocessing import TCP_IN_SLOT_SIZE, build_state, line_up, pose_in_slot  # noqa: E402
-from training.common.checkpoints import TCP_POSE_SIZE  # noqa: E402
+from training.common.warm_start import TCP_POSE_SIZE  # noqa: E402
 from training.common.envs import make_env  # noqa: E402
 from training.experts import make_expert, parse_settings  # noqa: E402
 from training.experts.assembly import InsertionExpert  # noqa: E402

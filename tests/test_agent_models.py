@@ -47,7 +47,7 @@ def export_actor_critic(path: Path, state_size: int, action_size: int, n_points:
     """Export an untrained paper network as training does (training.export.export, opset 17, dynamic batch)."""
     import torch
 
-    from training.export.export import onnx_bytes
+    from training.export.onnx_actor import onnx_bytes
     from training.common.networks import ActorCritic
 
     torch.manual_seed(0)

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from agent.registry import get_task
 from test_demos import write_official_demo
-from training.algorithms.bc import BCConfig, bc, best_record, split_episodes
+from training.algorithms.bc import BCConfig, bc, split_episodes
 from training.common.envs import has_cuda
+from training.common.selection import final_choice, select_best
 from training.common.checkpoints import load_checkpoint, model_from_checkpoint
 from training.algorithms.demos import read_demo, save_episode, write_source
 from training.experts import record_demos
@@ -49,16 +50,16 @@ def test_stage_two_uses_the_paper_factors() -> None:
 
 def test_selection_by_validation_mse_without_evaluation() -> None:
     records = [record(1, 1, None, 0.5), record(1, 2, None, 0.2), record(2, 1, None, 0.3)]
-    assert best_record(records, 1)["iteration"] == 2
-    assert best_record(records) is records[1]  # stage 2's best (0.3) does not beat stage 1's (0.2)
+    assert select_best(records, 1)["iteration"] == 2
+    assert final_choice(records) is records[1]  # stage 2's best (0.3) does not beat stage 1's (0.2)
     records.append(record(2, 2, None, 0.1))
-    assert best_record(records) is records[3]
+    assert final_choice(records) is records[3]
 
 
 def test_selection_by_success_when_evaluating() -> None:
     records = [record(1, 1, 0.4, 0.1), record(1, 2, 0.6, 0.9), record(2, 1, 0.6, 0.5, mean_return=2.0)]
-    assert best_record(records, 1)["iteration"] == 2  # higher success wins over lower MSE
-    assert best_record(records) is records[2]  # equal success, higher return
+    assert select_best(records, 1)["iteration"] == 2  # higher success wins over lower MSE
+    assert final_choice(records) is records[2]  # equal success, higher return
 
 
 def test_validation_split_holds_out_a_tenth_of_the_trajectories(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ import pytest
 
 import torch
 
-from training.algorithms.distill import DistillConfig, behaviour_cloning, best_round, distill, point_subset
+from training.algorithms.bc import behaviour_cloning, point_subset
+from training.algorithms.distill import DistillConfig, distill
+from training.common.selection import best_round
 from training.common.networks import ActorCritic
 
 

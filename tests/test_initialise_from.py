@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import training.algorithms.distill
-from training.common.checkpoints import CorruptCheckpointError, initialise_from, model_checkpoint, save_checkpoint
+from training.common.checkpoints import CorruptCheckpointError, model_checkpoint, save_checkpoint
 from training.algorithms.distill import DistillConfig, collect, distill
-from training.export.export import ExportedActor, actor_weights_from_onnx, onnx_bytes
 from training.common.networks import ActorCritic
+from training.common.warm_start import initialise_from
+from training.export.onnx_actor import ExportedActor, actor_weights_from_onnx, onnx_bytes
 
 
 def export(model: ActorCritic, path: Path, n_points: int = 1200) -> Path:

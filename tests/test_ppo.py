@@ -12,7 +12,8 @@ from training.common.networks import ActorCritic
 from training.algorithms.ppo import PPO, PPOConfig, RunningMeanStd, clipped_policy_loss, compute_gae
 from training.common.vec_env import Step
 from training.common.run_dir import RunDirectory, RunDirectoryError
-from training.algorithms.two_stage import RunConfig, TwoStageRun, final_choice, select_best
+from training.algorithms.two_stage import RunConfig, TwoStageRun
+from training.common.selection import final_choice, select_best
 
 
 def test_gae_by_hand_with_termination_and_truncation() -> None:

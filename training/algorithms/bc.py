@@ -16,8 +16,10 @@ BC over-fits late. It keeps its own best; the result is stage 2's best if it bea
 (`final_choice`), else stage 1's (`result.json` says which, and by what it was selected).
 
 Re-running with --resume continues from the newest checkpoint (conversion resumes on its own).
+`behaviour_cloning` is the update loop, shared with distillation (`training.algorithms.distill`).
 """
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -28,17 +30,17 @@ import numpy as np
 import torch
 import typer
 from torch import nn
+from tqdm import tqdm
 
 from agent.registry import TaskSpec, get_task
-from training.common.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
 from training.algorithms.demos import (Demo, DemoError, Episode, convert_demo, converted_source, load_converted,
-                            read_demo)
-from training.algorithms.distill import behaviour_cloning
+                                       read_demo)
+from training.common.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
 from training.common.envs import has_cuda, missing_assets
 from training.common.evaluation import SELECTION_SEEDS, evaluate, torch_actor
 from training.common.networks import ActorCritic
 from training.common.run_dir import RunDirectory, RunDirectoryError
-from training.algorithms.two_stage import final_choice, select_best
+from training.common.selection import final_choice, select_best
 from training.common.vec_env import EnvWorkers
 
 
@@ -65,6 +67,64 @@ class BCConfig:
 
     def env_kwargs(self) -> Dict[str, Any]:
         return {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
+
+
+def point_subset(total_points: int, n_goal_points: int, train_points: int, rng: np.random.Generator
+                 ) -> Optional[np.ndarray]:
+    """Columns of `train_points` random camera points plus the same share of the goal points
+    (clouds hold camera points first, then `n_goal_points` goal points); None keeps all of them."""
+    n_camera = total_points - n_goal_points
+    if train_points <= 0 or train_points >= n_camera:
+        return None
+    n_goal = round(n_goal_points * train_points / n_camera)
+    return np.concatenate([np.sort(rng.choice(n_camera, train_points, replace=False)),
+                           n_camera + np.sort(rng.choice(n_goal_points, n_goal, replace=False))])
+
+
+LOSSES = ("mse", "l1")
+
+
+def checked_loss(loss: str) -> str:
+    """`loss` if it names a BC loss (one of LOSSES), else a ValueError."""
+    if loss not in LOSSES:
+        raise ValueError("Unknown BC loss {!r} (expected one of {})".format(loss, ", ".join(LOSSES)))
+    return loss
+
+
+def behaviour_cloning(model: ActorCritic, data: Dict[str, np.ndarray], updates: int, batch_size: int,
+                      optimizer: torch.optim.Optimizer, rng: np.random.Generator,
+                      train_points: int = 0, n_goal_points: int = 0, final_lr_factor: float = 1.0,
+                      loss: str = "mse") -> float:
+    """MSE (or `loss="l1"`: mean absolute error) between the deterministic (tanh-scaled) action and
+    the labels; returns the mean loss. L1 pulls small residuals as hard as large ones (MSE hardly
+    sees a 0.05 error in a 0.05 label) and fits the median of conflicting labels (the majority
+    label, where there is one), not their mean.
+    `train_points` > 0: each minibatch sees that many random camera points per cloud (`point_subset`).
+    `final_lr_factor` < 1: the learning rate follows a cosine from its value down to that fraction
+    over the updates (and is restored afterwards)."""
+    checked_loss(loss)
+    model.train()
+    total = 0.0
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    for update in tqdm(range(updates), desc="behaviour cloning", unit="update"):
+        scale = final_lr_factor + (1 - final_lr_factor) * 0.5 * (1 + math.cos(math.pi * update / max(updates, 1)))
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * scale
+        index = rng.integers(0, len(data["label"]), batch_size)
+        points = data["points"][index]
+        columns = point_subset(points.shape[1], n_goal_points, train_points, rng)
+        if columns is not None:
+            points = points[:, columns]
+        prediction = model(torch.from_numpy(points.astype(np.float32)), torch.from_numpy(data["state"][index]))
+        error = prediction - torch.from_numpy(data["label"][index])
+        value = error.abs().mean() if loss == "l1" else error.pow(2).mean()
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        total += value.item()
+    for group, lr in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = lr
+    return total / max(updates, 1)
 
 
 class OnDevice(nn.Module):
@@ -100,19 +160,6 @@ def validation_mse(model: nn.Module, data: Optional[Dict[str, np.ndarray]], batc
                                torch.from_numpy(data["state"][part]))
             total += (prediction - torch.from_numpy(data["label"][part])).pow(2).sum().item()
     return total / data["label"].size
-
-
-def _ranked(record: Dict[str, Any]) -> Dict[str, Any]:
-    """The record as `select_best`/`final_choice` compare it: success then return, or, without
-    evaluation, lower validation MSE (the stored record keeps its real metrics)."""
-    return record if record["episodes"] else {**record, "success": -record["val_mse"], "mean_return": 0.0}
-
-
-def best_record(records: Sequence[Dict[str, Any]], stage: Optional[int] = None) -> Optional[Dict[str, Any]]:
-    """A stage's best record, or with `stage=None` the run's result (stage 2's best if it beats stage 1's)."""
-    ranked = [_ranked(record) for record in records]
-    chosen = final_choice(ranked) if stage is None else select_best(ranked, stage)
-    return None if chosen is None else records[ranked.index(chosen)]
 
 
 def _restore(path: Path, model: ActorCritic, optimizer: torch.optim.Optimizer) -> Dict[str, Any]:
@@ -165,7 +212,7 @@ class BCRun:
                 if stage < progress["stage"]:
                     continue  # finished before an interruption
                 if stage == 2 and progress["stage"] == 1:
-                    start = self.directory.checkpoint_path(best_record(progress["records"], 1))
+                    start = self.directory.checkpoint_path(select_best(progress["records"], 1))
                     _restore(start, model, optimizer)
                     progress.update(stage=2, iteration=0, updates=0)
                     print("Stage 2 starts from {}".format(start), flush=True)
@@ -175,7 +222,7 @@ class BCRun:
             if selection is not None:
                 selection.close()
         return self.directory.write_result(
-            best_record(progress["records"]),
+            final_choice(progress["records"]),
             selected_by=("success on {} selection episodes".format(c.eval_episodes) if c.eval_episodes
                          else "validation MSE on {} held-out trajectories".format(len(validation_episodes))))
 

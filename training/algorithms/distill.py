@@ -28,12 +28,11 @@ points vs 0.0146 on the subset). The final student initialises two-stage PPO
 (`ms2agent two-stage ENV --init-from .../student.pt`).
 """
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -42,10 +41,13 @@ from tqdm import tqdm
 from agent.insertion import check_held_fit
 from agent.insertion.slot_reader import reader_entry
 from agent.registry import TaskSpec, get_task, looking
-from training.common.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
+from training.algorithms.bc import behaviour_cloning, checked_loss
+from training.common.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
 from training.common.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
 from training.common.networks import ActorCritic
+from training.common.selection import best_round
 from training.common.vec_env import EnvWorkers
+from training.common.warm_start import initialise_from
 
 
 @dataclass
@@ -57,7 +59,7 @@ class DistillConfig:
     updates_per_round: int = 3000
     batch_size: int = 64
     train_points: int = 300  # camera points per cloud in BC updates (0: all)
-    loss: str = "mse"  # BC loss, one of LOSSES
+    loss: str = "mse"  # BC loss, one of training.algorithms.bc.LOSSES
     lr: float = 3e-4
     final_lr_factor: float = 0.1  # each round's BC anneals lr -> lr x this (cosine)
     n_workers: int = os.cpu_count() or 1
@@ -102,75 +104,12 @@ def collect(workers: EnvWorkers, n_samples: int, student: Optional[Actor], noise
             "label": np.clip(np.concatenate(labels), -1.0, 1.0), "episode_success": np.asarray(successes, bool)}
 
 
-def point_subset(total_points: int, n_goal_points: int, train_points: int, rng: np.random.Generator
-                 ) -> Optional[np.ndarray]:
-    """Columns of `train_points` random camera points plus the same share of the goal points
-    (clouds hold camera points first, then `n_goal_points` goal points); None keeps all of them."""
-    n_camera = total_points - n_goal_points
-    if train_points <= 0 or train_points >= n_camera:
-        return None
-    n_goal = round(n_goal_points * train_points / n_camera)
-    return np.concatenate([np.sort(rng.choice(n_camera, train_points, replace=False)),
-                           n_camera + np.sort(rng.choice(n_goal_points, n_goal, replace=False))])
-
-
-LOSSES = ("mse", "l1")
-
-
-def checked_loss(loss: str) -> str:
-    """`loss` if it names a BC loss (one of LOSSES), else a ValueError."""
-    if loss not in LOSSES:
-        raise ValueError("Unknown BC loss {!r} (expected one of {})".format(loss, ", ".join(LOSSES)))
-    return loss
-
-
-def behaviour_cloning(model: ActorCritic, data: Dict[str, np.ndarray], updates: int, batch_size: int,
-                      optimizer: torch.optim.Optimizer, rng: np.random.Generator,
-                      train_points: int = 0, n_goal_points: int = 0, final_lr_factor: float = 1.0,
-                      loss: str = "mse") -> float:
-    """MSE (or `loss="l1"`: mean absolute error) between the deterministic (tanh-scaled) action and
-    the labels; returns the mean loss. L1 pulls small residuals as hard as large ones (MSE hardly
-    sees a 0.05 error in a 0.05 label) and fits the median of conflicting labels (the majority
-    label, where there is one), not their mean.
-    `train_points` > 0: each minibatch sees that many random camera points per cloud (`point_subset`).
-    `final_lr_factor` < 1: the learning rate follows a cosine from its value down to that fraction
-    over the updates (and is restored afterwards)."""
-    checked_loss(loss)
-    model.train()
-    total = 0.0
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    for update in tqdm(range(updates), desc="behaviour cloning", unit="update"):
-        scale = final_lr_factor + (1 - final_lr_factor) * 0.5 * (1 + math.cos(math.pi * update / max(updates, 1)))
-        for group, lr in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = lr * scale
-        index = rng.integers(0, len(data["label"]), batch_size)
-        points = data["points"][index]
-        columns = point_subset(points.shape[1], n_goal_points, train_points, rng)
-        if columns is not None:
-            points = points[:, columns]
-        prediction = model(torch.from_numpy(points.astype(np.float32)), torch.from_numpy(data["state"][index]))
-        error = prediction - torch.from_numpy(data["label"][index])
-        value = error.abs().mean() if loss == "l1" else error.pow(2).mean()
-        optimizer.zero_grad()
-        value.backward()
-        optimizer.step()
-        total += value.item()
-    for group, lr in zip(optimizer.param_groups, base_lrs):
-        group["lr"] = lr
-    return total / max(updates, 1)
-
-
 SAMPLE_KEYS = ("points", "state", "label")  # per-sample arrays of a round's data
 
 
 def load_rounds(data_dir: Path, rounds: int) -> Dict[str, np.ndarray]:
     parts = [np.load(data_dir / "round{}.npz".format(k)) for k in range(rounds)]
     return {key: np.concatenate([part[key] for part in parts]) for key in SAMPLE_KEYS}
-
-
-def best_round(records: List[Dict]) -> Dict:
-    """The record with the highest selection success; among equals the latest (most data)."""
-    return max(reversed(records), key=lambda record: record["success"])
 
 
 def student_spec(config: DistillConfig) -> TaskSpec:

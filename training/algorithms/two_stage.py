@@ -22,12 +22,14 @@ import torch
 from tqdm import tqdm
 
 from agent.registry import get_task
-from training.common.checkpoints import initialise_from, load_checkpoint, model_checkpoint, save_checkpoint
+from training.common.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
 from training.common.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, evaluate, torch_actor
 from training.common.networks import ActorCritic
 from training.algorithms.ppo import PPO, PPOConfig
 from training.common.run_dir import RunDirectory, RunDirectoryError
+from training.common.selection import final_choice, select_best
 from training.common.vec_env import EnvWorkers
+from training.common.warm_start import initialise_from
 
 
 @dataclass
@@ -64,22 +66,6 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Dict) -> "RunConfig":
         return cls(**{**data, "ppo": PPOConfig(**data["ppo"])})
-
-
-def select_best(records: Sequence[Dict], stage: int) -> Optional[Dict]:
-    """Highest success among a stage's records; ties: higher mean return, then earlier iteration."""
-    candidates = [r for r in records if r["stage"] == stage]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda r: (r["success"], r["mean_return"], -r["iteration"]))
-
-
-def final_choice(records: Sequence[Dict]) -> Dict:
-    """The run's result: stage 2's best if it beats stage 1's best, else stage 1's best."""
-    best1, best2 = select_best(records, 1), select_best(records, 2)
-    if best2 is not None and (best1 is None or (best2["success"], best2["mean_return"]) > (best1["success"], best1["mean_return"])):
-        return best2
-    return best1
 
 
 class TwoStageRun:

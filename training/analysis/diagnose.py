@@ -23,13 +23,13 @@ from agent.insertion.memory import insertion_memory
 from agent.insertion.slot_reader import reader_entry
 from agent.preprocessing import preprocess, state_size
 from agent.registry import get_task
-from training.common.checkpoints import initialise_from
 from training.common.envs import make_env
 from training.common.evaluation import torch_actor
 from training.experts import make_expert
 from training.experts.assembly import InsertionExpert, slot_pose
 from training.experts.base import rotation_angle, tcp_pose
 from training.common.networks import ActorCritic
+from training.common.warm_start import initialise_from
 
 
 def pose_error(offset: sapien.Pose) -> Dict[str, float]:
