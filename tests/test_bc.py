@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 
 from agent.registry import get_task
 from test_demos import write_official_demo
-from training.algorithms.bc import BCConfig, bc, split_episodes
+from training.algorithms.bc import BCConfig, split_episodes
 from training.common.envs import has_cuda
 from training.common.selection import final_choice, select_best
 from training.common.checkpoints import load_checkpoint, model_from_checkpoint
 from training.algorithms.demos import read_demo, save_episode, write_source
+from training.cli import bc
 from training.experts import record_demos
 from training.common.networks import ActorCritic
 

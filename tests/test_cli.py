@@ -1,14 +1,69 @@
-"""The CLI's process-wide setting: a fixed mmap threshold (glibc), without which long DAgger
-collections grew the heap to the machine's memory (see `fixed_mmap_threshold`)."""
+"""The CLI: its process-wide setting (a fixed mmap threshold, glibc: see `fixed_mmap_threshold`), and its options,
+whose defaults come from the config dataclasses, the PPO commands sharing one option set."""
 import ctypes.util
+import inspect
 import sys
+from dataclasses import fields
+from typing import Any, Dict, List
 
 import pytest
+from typer.testing import CliRunner
 
-from training.cli import fixed_mmap_threshold
+import training.cli as cli
+from training.algorithms.bc import BCConfig
+from training.algorithms.distill import DistillConfig
+from training.algorithms.ppo import PPOConfig
+from training.algorithms.two_stage import RunConfig
+from training.cli import PPOOptions, app, fixed_mmap_threshold
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or ctypes.util.find_library("c") is None,
                     reason="glibc only")
 def test_mmap_threshold_is_fixed_on_glibc() -> None:
     assert fixed_mmap_threshold()
+
+
+def ppo_calls(monkeypatch: pytest.MonkeyPatch, *args: str) -> List[Dict[str, Any]]:
+    """The `_ppo_run` calls of `ms2agent ARGS` (the run itself replaced)."""
+    calls: List[Dict[str, Any]] = []
+    monkeypatch.setattr(cli, "_ppo_run", lambda *a, **k: calls.append({"args": a, **k}))
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return calls
+
+
+def test_the_ppo_commands_share_one_option_set_with_the_configs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = ppo_calls(monkeypatch, "two-stage", "PickCube-v0")[0]
+    env_id, stages, options = defaults["args"]
+    assert (env_id, stages) == ("PickCube-v0", [1, 2])
+    assert (options.batch_size, options.samples_per_iteration, options.lr) == (
+        PPOConfig.batch_size, PPOConfig.samples_per_iteration, PPOConfig.lr)
+    assert (options.eval_episodes, options.seed, options.freeze_pointnet) == (
+        RunConfig.eval_episodes, RunConfig.seed, not PPOConfig.train_pointnet)
+    assert (defaults["stage1_iterations"], defaults["stage2_iterations"]) == (
+        RunConfig.stage1_iterations, RunConfig.stage2_iterations)
+    assert (defaults["stage2_batch_factor"], defaults["stage2_samples_factor"]) == (
+        RunConfig.stage2_batch_factor, RunConfig.stage2_samples_factor)
+    shared = ["--batch-size", "12", "--lr", "3e-5", "--freeze-pointnet", "--held-fit", "--seed", "3"]
+    for command, stages in (("train", [1]), ("finetune", [2]), ("two-stage", [1, 2])):
+        call = ppo_calls(monkeypatch, command, "PlugCharger-v0", *shared)[0]
+        options = call["args"][2]
+        assert call["args"][1] == stages and isinstance(options, PPOOptions)
+        assert (options.batch_size, options.lr, options.freeze_pointnet, options.held_fit, options.seed) == (
+            12, 3e-5, True, True, 3)
+    assert {item.name for item in fields(PPOOptions)} >= {"run_dir", "resume", "workers", "slot_reader"}
+
+
+def test_distill_and_bc_options_default_to_their_configs() -> None:
+    def option_defaults(name: str) -> Dict[str, Any]:
+        command = next(c for c in app.registered_commands if (c.name or c.callback.__name__) == name)
+        return {key: getattr(parameter.default, "default", None)
+                for key, parameter in inspect.signature(command.callback).parameters.items()}
+
+    distill = option_defaults("distill")
+    for key in ("rounds", "samples_per_round", "updates_per_round", "batch_size", "train_points", "lr", "loss",
+                "final_lr_factor", "expert_noise", "expert_share", "eval_episodes", "collect_episode_steps", "seed"):
+        assert distill[key] == getattr(DistillConfig, key), key
+    bc = option_defaults("bc")
+    for key in ("updates", "batch_size", "eval_every", "eval_episodes", "seed", "max_episode_steps"):
+        assert bc[key] == getattr(BCConfig, key), key

@@ -1,16 +1,31 @@
-"""The `ms2agent` command line: train, fine-tune, distil, evaluate and export policies."""
+"""The `ms2agent` command line: train, fine-tune, distil, evaluate and export policies.
+
+Every default comes from where the setting lives: the config dataclasses (`PPOConfig`, `RunConfig`,
+`DistillConfig`, `BCConfig`), the seed ranges (`training.common.evaluation`) and the slot reader's settings
+(`training.slot_reader`). `train`, `finetune` and `two-stage` share one option set (`PPOOptions`).
+"""
 import ctypes
+import inspect
 import json
 import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
+import torch
 import typer
 
 from agent.registry import TaskSpec, get_task
 from agent.vulkan_fallback import LOADER_VARIABLES, activate
-from training.algorithms.bc import bc
+from training import slot_reader as reader_settings
+from training.algorithms.bc import BCConfig, BCRun, SimulatorUnavailable, check_simulator
+from training.algorithms.demos import DemoError, read_demo
+from training.algorithms.distill import DistillConfig
+from training.algorithms.ppo import PPOConfig
+from training.algorithms.two_stage import RunConfig
 from training.common.envs import has_cuda, missing_assets
+from training.common.evaluation import REPORT_SEEDS, SELECTION_SEEDS
+from training.common.run_dir import RunDirectoryError
 
 app = typer.Typer(help="Train, evaluate and export ManiSkill2 point-cloud policies.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -19,12 +34,9 @@ MMAP_THRESHOLD = 64 * 1024  # bytes; glibc's M_MMAP_THRESHOLD
 
 
 def fixed_mmap_threshold() -> bool:
-    """Serve every allocation over 64 KiB with its own mmap, returned to the OS when freed (glibc only).
-
-    By default glibc raises that threshold after freeing a large block, so torch's per-step activations
-    then come from the heap, which fragments: a DAgger collection of 8,000 steps grew the process by
-    ~160 MB/s to 23 GB and was killed for lack of memory; with the threshold fixed it stays at ~0.5 GB.
-    Returns whether the setting was applied."""
+    """Serve every allocation over 64 KiB with its own mmap, returned to the OS when freed (glibc only), instead
+    of glibc raising that threshold after freeing a large block and serving torch's per-step activations from a
+    heap that fragments. Returns whether the setting was applied."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (macOS, musl): nothing to do
@@ -41,6 +53,14 @@ def main() -> None:
 RUNS = Path("runs")
 ENV_HELP = "ManiSkill2 env id, e.g. PickCube-v0"
 WORKERS_HELP = "environment processes (default: one per CPU core)"
+SLOT_READER_HELP = ("a looking policy (insertion tasks): this exported slot reader (`ms2agent export-slot-reader`) "
+                    "reads the slot at its look step and the policy sees it as its goal")
+HELD_FIT_HELP = ("with --slot-reader (PlugCharger): the policy also sees the pose of the object in its hand in the "
+                 "slot's frame, fitted on its known box (agent/insertion/held_fit.py)")
+LOOK_STEP_HELP = "the step at which a looking policy reads the slot (the expert's look phase lasts that many steps)"
+SLOT_READER = typer.Option(None, help=SLOT_READER_HELP)
+HELD_FIT = typer.Option(False, "--held-fit", help=HELD_FIT_HELP)
+WORKERS = typer.Option(None, help=WORKERS_HELP)
 
 
 def checked_task(env_id: str, algorithm: str) -> TaskSpec:
@@ -71,144 +91,173 @@ def checked_expert(env_id: str) -> None:
                                  param_hint="ENV_ID")
 
 
-def _ppo_run(env_id: str, stages: List[int], *, run_dir: Optional[Path], resume: bool, samples_per_iteration: int,
-             batch_size: int, lr: float, eval_episodes: int, workers: Optional[int], seed: int,
-             max_episode_steps: Optional[int], freeze_pointnet: bool, force: bool = False,
-             stage1_iterations: int = 0, stage2_iterations: int = 0, stage2_batch_factor: float = 0.9,
-             stage2_samples_factor: float = 0.875, init_from: Optional[Path] = None,
-             init_log_std: Optional[float] = None, start_from: Optional[Path] = None,
-             slot_reader: Optional[Path] = None, held_fit: bool = False) -> None:
-    from training.algorithms.ppo import PPOConfig
-    from training.common.run_dir import RunDirectoryError
-    from training.algorithms.two_stage import RunConfig, TwoStageRun
+def optional_str(path: Optional[Path]) -> Optional[str]:
+    """A path option as a config stores it (None stays None)."""
+    return str(path) if path else None
+
+
+def option(default: Any, *flags: str, **settings: Any) -> Any:
+    """A dataclass field holding a CLI option: its value's default is `default`, and its flag is built with
+    `flags` and `settings` (`typer.Option`'s help, min, max, ...)."""
+    return field(default=default, metadata={"flags": flags, "settings": settings})
+
+
+def with_options(options_class: type) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A command taking `options: OPTIONS_CLASS` gets one CLI flag per field of that dataclass (`option`), after
+    its own parameters; typer calls it with the flags' values gathered into an `options_class`."""
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command)
+        own = [parameter for name, parameter in signature.parameters.items() if name != "options"]
+        shared = [inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, annotation=item.type,
+                                    default=typer.Option(item.default, *item.metadata["flags"],
+                                                         **item.metadata["settings"]))
+                  for item in fields(options_class)]
+        names = [item.name for item in fields(options_class)]
+
+        def run(**values: Any) -> None:
+            chosen = options_class(**{name: values.pop(name) for name in names})
+            command(**values, options=chosen)
+
+        run.__name__, run.__doc__ = command.__name__, command.__doc__
+        run.__signature__ = signature.replace(parameters=own + shared)  # type: ignore[attr-defined]
+        run.__annotations__ = {parameter.name: parameter.annotation for parameter in own + shared}
+        return run
+    return decorate
+
+
+STAGE2_BATCH = round(PPOConfig.batch_size * RunConfig.stage2_batch_factor)
+STAGE2_SAMPLES = round(PPOConfig.samples_per_iteration * RunConfig.stage2_samples_factor)
+
+
+@dataclass(frozen=True)
+class PPOOptions:
+    """The options `train`, `finetune` and `two-stage` share; their defaults are `PPOConfig`'s and `RunConfig`'s."""
+    run_dir: Optional[Path] = option(None, help="run directory (default: runs/ENV_ID/ppo)")
+    resume: bool = option(False, help="continue the run in --run-dir from its newest checkpoint")
+    samples_per_iteration: int = option(PPOConfig.samples_per_iteration,
+                                        help="stage-1 env steps per iteration (stage 2: x --samples-factor)")
+    batch_size: int = option(PPOConfig.batch_size, help="stage-1 minibatch size (stage 2: x --batch-factor)")
+    lr: float = option(PPOConfig.lr, help="Adam learning rate of actor and critic (the paper's 3e-4 trains from "
+                       "scratch; fine-tuning a distilled student with std 0.1 needs ~3e-5)")
+    eval_episodes: int = option(RunConfig.eval_episodes,
+                                help="evaluation episodes per iteration (fixed selection seeds)")
+    workers: Optional[int] = option(None, help=WORKERS_HELP)
+    freeze_pointnet: bool = option(not PPOConfig.train_pointnet, "--freeze-pointnet",
+                                   help="keep the PointNet fixed and train the heads only (for --init-from a distilled "
+                                   "student: the untrained critic would otherwise rewrite its features)")
+    seed: int = option(RunConfig.seed, help="random seed")
+    max_episode_steps: Optional[int] = option(RunConfig.max_episode_steps,
+                                              help="cut episodes shorter than the task's time limit (quick trials)")
+    slot_reader: Optional[Path] = option(None, help=SLOT_READER_HELP)
+    held_fit: bool = option(RunConfig.held_fit, "--held-fit", help=HELD_FIT_HELP)
+
+
+FORCE = typer.Option(False, help="restart the run in --run-dir, discarding its checkpoints")
+STAGE1 = typer.Option(RunConfig.stage1_iterations, help="stage-1 iterations (each: collect, learn, evaluate, "
+                      "checkpoint)")
+STAGE2 = typer.Option(RunConfig.stage2_iterations, help="stage-2 iterations")
+BATCH_FACTOR = typer.Option(RunConfig.stage2_batch_factor, help="stage-2 batch size factor ({} -> {})".format(
+    PPOConfig.batch_size, STAGE2_BATCH))
+SAMPLES_FACTOR = typer.Option(RunConfig.stage2_samples_factor, help="stage-2 samples-per-iteration factor "
+                              "({:,} -> {:,})".format(PPOConfig.samples_per_iteration, STAGE2_SAMPLES))
+INIT_FROM = typer.Option(None, help="initialise from this checkpoint's model (e.g. a distilled student) or an "
+                         "exported weights/ENV.onnx (actor and PointNet; the critic starts fresh)")
+INIT_LOG_STD = typer.Option(RunConfig.init_log_std, help="exploration log-std after --init-from (a distilled "
+                            "student's is untrained; -2.3: std 0.1 of the action range)")
+
+
+def _ppo_run(env_id: str, stages: List[int], options: PPOOptions, *, force: bool = False,
+             stage1_iterations: int = RunConfig.stage1_iterations,
+             stage2_iterations: int = RunConfig.stage2_iterations,
+             stage2_batch_factor: float = RunConfig.stage2_batch_factor,
+             stage2_samples_factor: float = RunConfig.stage2_samples_factor, init_from: Optional[Path] = None,
+             init_log_std: Optional[float] = RunConfig.init_log_std, start_from: Optional[Path] = None) -> None:
+    from training.algorithms.two_stage import TwoStageRun
 
     checked_task(env_id, "ppo")
-    config = RunConfig(env_id, PPOConfig(batch_size=batch_size, samples_per_iteration=samples_per_iteration, lr=lr,
-                                         train_pointnet=not freeze_pointnet),
+    o = options
+    config = RunConfig(env_id, PPOConfig(batch_size=o.batch_size, samples_per_iteration=o.samples_per_iteration,
+                                         lr=o.lr, train_pointnet=not o.freeze_pointnet),
                        stage1_iterations=stage1_iterations, stage2_iterations=stage2_iterations,
                        stage2_batch_factor=stage2_batch_factor, stage2_samples_factor=stage2_samples_factor,
-                       n_workers=workers or os.cpu_count() or 1, eval_episodes=eval_episodes, seed=seed,
-                       init_from=str(init_from) if init_from else None, init_log_std=init_log_std,
-                       max_episode_steps=max_episode_steps, slot_reader=str(slot_reader) if slot_reader else None,
-                       held_fit=held_fit)
+                       n_workers=o.workers or os.cpu_count() or 1, eval_episodes=o.eval_episodes, seed=o.seed,
+                       init_from=optional_str(init_from), init_log_std=init_log_std,
+                       max_episode_steps=o.max_episode_steps, slot_reader=optional_str(o.slot_reader),
+                       held_fit=o.held_fit)
     try:
-        run = TwoStageRun(run_dir or RUNS / env_id / "ppo", config, resume=resume, force=force)
+        run = TwoStageRun(o.run_dir or RUNS / env_id / "ppo", config, resume=o.resume, force=force)
         result = run.run(stages, start_from=start_from)
     except RunDirectoryError as error:
         raise typer.BadParameter(str(error), param_hint="--run-dir") from None
     typer.echo(json.dumps(result, indent=2))
 
 
-# Options shared by train / finetune / two-stage (typer reads defaults from the signature).
-RUN_DIR = typer.Option(None, help="run directory (default: runs/ENV_ID/ppo)")
-RESUME = typer.Option(False, help="continue the run in --run-dir from its newest checkpoint")
-FORCE = typer.Option(False, help="restart the run in --run-dir, discarding its checkpoints")
-STAGE1 = typer.Option(20, help="stage-1 iterations (each: collect, learn, evaluate, checkpoint)")
-STAGE2 = typer.Option(10, help="stage-2 iterations")
-SAMPLES = typer.Option(20_000, help="stage-1 env steps per iteration (stage 2: x --samples-factor)")
-BATCH = typer.Option(330, help="stage-1 minibatch size (stage 2: x --batch-factor)")
-LR = typer.Option(3e-4, help="Adam learning rate of actor and critic (the paper's 3e-4 trains from scratch; "
-                  "fine-tuning a distilled student with std 0.1 needs ~3e-5, see the README)")
-BATCH_FACTOR = typer.Option(0.9, help="stage-2 batch size factor (330 -> 297)")
-SAMPLES_FACTOR = typer.Option(0.875, help="stage-2 samples-per-iteration factor (20,000 -> 17,500)")
-EVAL_EPISODES = typer.Option(20, help="evaluation episodes per iteration (fixed selection seeds)")
-WORKERS = typer.Option(None, help=WORKERS_HELP)
-INIT_FROM = typer.Option(None, help="initialise from this checkpoint's model (e.g. a distilled student) or an "
-                         "exported weights/ENV.onnx (actor and PointNet; the critic starts fresh)")
-INIT_LOG_STD = typer.Option(None, help="exploration log-std after --init-from (a distilled student's is untrained; "
-                            "-2.3: std 0.1 of the action range)")
-SEED = typer.Option(0, help="random seed")
-FREEZE = typer.Option(False, "--freeze-pointnet", help="keep the PointNet fixed and train the heads only "
-                      "(for --init-from a distilled student: the untrained critic would otherwise rewrite its features)")
-MAX_STEPS = typer.Option(None, help="cut episodes shorter than the task's time limit (quick trials)")
-SLOT_READER = typer.Option(None, help="a looking policy (insertion tasks): this exported slot reader "
-                           "(`ms2agent export-slot-reader`) reads the slot at its look step and the policy sees it as "
-                           "its goal")
-HELD_FIT = typer.Option(False, "--held-fit", help="with --slot-reader (PlugCharger): the policy also sees the pose of "
-                       "the object in its hand in the slot's frame, fitted on its known box (agent/insertion/held_fit.py)")
-
-
 @app.command()
-def train(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Path] = RUN_DIR,
-          resume: bool = RESUME, force: bool = FORCE, iterations: int = STAGE1, samples_per_iteration: int = SAMPLES,
-          batch_size: int = BATCH, lr: float = LR, eval_episodes: int = EVAL_EPISODES,
-          workers: Optional[int] = WORKERS, init_from: Optional[Path] = INIT_FROM,
-          init_log_std: Optional[float] = INIT_LOG_STD, freeze_pointnet: bool = FREEZE, seed: int = SEED,
-          max_episode_steps: Optional[int] = MAX_STEPS, slot_reader: Optional[Path] = SLOT_READER,
-          held_fit: bool = HELD_FIT) -> None:
+@with_options(PPOOptions)
+def train(env_id: str = typer.Argument(..., help=ENV_HELP), force: bool = FORCE, iterations: int = STAGE1,
+          init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD, *,
+          options: PPOOptions) -> None:
     """Stage 1: PPO with the paper's settings, evaluated and checkpointed every iteration."""
-    _ppo_run(env_id, [1], run_dir=run_dir, resume=resume, force=force, stage1_iterations=iterations,
-             samples_per_iteration=samples_per_iteration, batch_size=batch_size, lr=lr,
-             eval_episodes=eval_episodes, workers=workers, init_from=init_from, init_log_std=init_log_std,
-             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps, slot_reader=slot_reader,
-             held_fit=held_fit)
+    _ppo_run(env_id, [1], options, force=force, stage1_iterations=iterations, init_from=init_from,
+             init_log_std=init_log_std)
 
 
 @app.command()
+@with_options(PPOOptions)
 def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
              from_checkpoint: Optional[Path] = typer.Option(None, "--from", help="stage-1 checkpoint to start from "
-                                                             "(default: the best one in --run-dir)"),
-             run_dir: Optional[Path] = RUN_DIR, resume: bool = RESUME, iterations: int = STAGE2,
-             samples_per_iteration: int = SAMPLES, batch_size: int = BATCH, lr: float = LR,
-             batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
-             eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS, freeze_pointnet: bool = FREEZE,
-             seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS,
-             slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT) -> None:
+                                                            "(default: the best one in --run-dir)"),
+             iterations: int = STAGE2, batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR, *,
+             options: PPOOptions) -> None:
     """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
-    _ppo_run(env_id, [2], run_dir=run_dir, resume=resume, stage2_iterations=iterations,
-             samples_per_iteration=samples_per_iteration, batch_size=batch_size, lr=lr,
-             stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor, eval_episodes=eval_episodes,
-             workers=workers, start_from=from_checkpoint, freeze_pointnet=freeze_pointnet, seed=seed,
-             max_episode_steps=max_episode_steps, slot_reader=slot_reader, held_fit=held_fit)
+    _ppo_run(env_id, [2], options, stage2_iterations=iterations, stage2_batch_factor=batch_factor,
+             stage2_samples_factor=samples_factor, start_from=from_checkpoint)
 
 
 @app.command("two-stage")
-def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), run_dir: Optional[Path] = RUN_DIR,
-              resume: bool = RESUME, force: bool = FORCE, stage1_iterations: int = STAGE1,
-              stage2_iterations: int = STAGE2, samples_per_iteration: int = SAMPLES, batch_size: int = BATCH,
-              lr: float = LR, batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
-              eval_episodes: int = EVAL_EPISODES, workers: Optional[int] = WORKERS,
-              init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD,
-              freeze_pointnet: bool = FREEZE, seed: int = SEED, max_episode_steps: Optional[int] = MAX_STEPS,
-              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT) -> None:
+@with_options(PPOOptions)
+def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), force: bool = FORCE, stage1_iterations: int = STAGE1,
+              stage2_iterations: int = STAGE2, batch_factor: float = BATCH_FACTOR,
+              samples_factor: float = SAMPLES_FACTOR, init_from: Optional[Path] = INIT_FROM,
+              init_log_std: Optional[float] = INIT_LOG_STD, *, options: PPOOptions) -> None:
     """Both stages in one command; the result is the best stage-2 checkpoint, or stage 1's if never beaten
     (with --init-from, stage 1's candidates include the initialisation itself, as iteration 0)."""
-    _ppo_run(env_id, [1, 2], run_dir=run_dir, resume=resume, force=force, stage1_iterations=stage1_iterations,
-             stage2_iterations=stage2_iterations, samples_per_iteration=samples_per_iteration,
-             batch_size=batch_size, lr=lr, stage2_batch_factor=batch_factor, stage2_samples_factor=samples_factor,
-             eval_episodes=eval_episodes, workers=workers, init_from=init_from, init_log_std=init_log_std,
-             freeze_pointnet=freeze_pointnet, seed=seed, max_episode_steps=max_episode_steps, slot_reader=slot_reader,
-             held_fit=held_fit)
+    _ppo_run(env_id, [1, 2], options, force=force, stage1_iterations=stage1_iterations,
+             stage2_iterations=stage2_iterations, stage2_batch_factor=batch_factor,
+             stage2_samples_factor=samples_factor, init_from=init_from, init_log_std=init_log_std)
+
 
 
 @app.command()
-def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
-            run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/distill)"),
-            rounds: int = typer.Option(8, help="round 0 (noisy expert) + DAgger rounds"),
-            samples_per_round: int = typer.Option(4000, help="env steps collected per round"),
-            updates_per_round: int = typer.Option(3000, help="BC gradient updates per round"),
-            batch_size: int = typer.Option(64, help="BC minibatch size"),
-            train_points: int = typer.Option(300, help="camera points per cloud in BC updates (0: all; "
-                                             "fewer is faster, evaluation always sees all)"),
-            lr: float = typer.Option(3e-4, help="BC learning rate at the start of each round"),
-            loss: str = typer.Option("mse", help="BC loss: mse, or l1 (small label errors count more)"),
-            final_lr_factor: float = typer.Option(0.1, help="each round's BC anneals the learning rate to "
-                                                  "this fraction (cosine); 1: constant"),
-            expert_noise: float = typer.Option(0.2, help="action noise std while the expert drives (round 0)"),
-            expert_share: float = typer.Option(0.0, min=0.0, max=0.99, help="share of each DAgger round's samples "
-                                               "that the expert drives, without noise (shows the phases the student "
-                                               "cannot reach yet)"),
-            eval_episodes: int = typer.Option(20, help="evaluation episodes after each round"),
-            collect_episode_steps: Optional[int] = typer.Option(
-                None, min=1, help="time limit of the collection episodes (default: the task's); shorter episodes "
-                "give each round more scenes"),
-            init_from: Optional[Path] = typer.Option(None, help="continue from this student: a checkpoint or an "
-                                                     "exported weights/ENV.onnx (every round is then DAgger)"),
-            slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT, workers: Optional[int] = WORKERS,
-            seed: int = SEED) -> None:
+def distill(
+        env_id: str = typer.Argument(..., help=ENV_HELP),
+        run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/distill)"),
+        rounds: int = typer.Option(DistillConfig.rounds, help="round 0 (noisy expert) + DAgger rounds"),
+        samples_per_round: int = typer.Option(DistillConfig.samples_per_round, help="env steps collected per round"),
+        updates_per_round: int = typer.Option(DistillConfig.updates_per_round, help="BC gradient updates per round"),
+        batch_size: int = typer.Option(DistillConfig.batch_size, help="BC minibatch size"),
+        train_points: int = typer.Option(DistillConfig.train_points, help="camera points per cloud in BC updates "
+                                         "(0: all; fewer is faster, evaluation always sees all)"),
+        lr: float = typer.Option(DistillConfig.lr, help="BC learning rate at the start of each round"),
+        loss: str = typer.Option(DistillConfig.loss, help="BC loss: mse, or l1 (small label errors count more)"),
+        final_lr_factor: float = typer.Option(DistillConfig.final_lr_factor, help="each round's BC anneals the "
+                                              "learning rate to this fraction (cosine); 1: constant"),
+        expert_noise: float = typer.Option(DistillConfig.expert_noise, help="action noise std while the expert "
+                                           "drives (round 0)"),
+        expert_share: float = typer.Option(DistillConfig.expert_share, min=0.0, max=0.99, help="share of each DAgger "
+                                           "round's samples that the expert drives, without noise (shows the phases "
+                                           "the student cannot reach yet)"),
+        eval_episodes: int = typer.Option(DistillConfig.eval_episodes, help="evaluation episodes after each round"),
+        collect_episode_steps: Optional[int] = typer.Option(
+            DistillConfig.collect_episode_steps, min=1, help="time limit of the collection episodes (default: the "
+            "task's); shorter episodes give each round more scenes"),
+        init_from: Optional[Path] = typer.Option(None, help="continue from this student: a checkpoint or an "
+                                                 "exported weights/ENV.onnx (every round is then DAgger)"),
+        slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT, workers: Optional[int] = WORKERS,
+        seed: int = typer.Option(DistillConfig.seed, help="random seed")) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
     result.json names the round with the best selection success."""
-    from training.algorithms.distill import DistillConfig, distill as run_distill
+    from training.algorithms.distill import distill as run_distill
 
     checked_task(env_id, "ppo")
     checked_expert(env_id)
@@ -219,22 +268,65 @@ def distill(env_id: str = typer.Argument(..., help=ENV_HELP),
                                expert_noise=expert_noise, expert_share=expert_share,
                                n_workers=workers or os.cpu_count() or 1,
                                eval_episodes=eval_episodes, collect_episode_steps=collect_episode_steps,
-                               seed=seed, init_from=str(init_from) if init_from else None,
-                               slot_reader=str(slot_reader) if slot_reader else None, held_fit=held_fit)
+                               seed=seed, init_from=optional_str(init_from),
+                               slot_reader=optional_str(slot_reader), held_fit=held_fit)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
 
 
-app.command("bc")(bc)
+@app.command("bc")
+def bc(
+        env_id: str = typer.Argument(..., help="ManiSkill2 env id, e.g. Excavate-v0"),
+        demo: Path = typer.Argument(..., help="demo trajectory .h5 in ManiSkill2's format (its .json next to it), "
+                                    "in the task's control mode (see docs/soft_body.md)"),
+        run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/bc); the converted "
+                                               "demo is cached in RUN_DIR/demos"),
+        updates: int = typer.Option(BCConfig.updates, min=1, help="stage-1 gradient updates (stage 2: x{})".format(
+            BCConfig.stage2_updates_factor)),
+        batch_size: int = typer.Option(BCConfig.batch_size, min=1, help="stage-1 minibatch size (stage 2: x{})".format(
+            BCConfig.stage2_batch_factor)),
+        eval_every: int = typer.Option(BCConfig.eval_every, min=1, help="updates between evaluations and checkpoints"),
+        eval_episodes: int = typer.Option(BCConfig.eval_episodes, min=0, help="episodes per evaluation on the fixed "
+                                          "selection seeds; 0: select checkpoints by MSE on {:.0%} held-out "
+                                          "trajectories".format(BCConfig.validation_fraction)),
+        workers: Optional[int] = typer.Option(None, min=1, help="processes converting the demo and evaluating "
+                                              "(default: one per CPU core)"),
+        device: Optional[str] = typer.Option(None, help="torch device for training (default: cuda if available)"),
+        resume: bool = typer.Option(False, help="continue the run in --run-dir from its newest checkpoint"),
+        force: bool = typer.Option(False, help="restart the run in --run-dir, discarding its checkpoints"),
+        seed: int = typer.Option(BCConfig.seed, help="random seed (initialisation, minibatches, validation split)"),
+        max_episode_steps: Optional[int] = typer.Option(BCConfig.max_episode_steps, min=1, help="cut evaluation "
+                                                        "episodes shorter than the task's time limit (quick trials)")
+) -> None:
+    """Behaviour cloning from ManiSkill2 demos in two stages (the soft-body track; rigid tasks work too)."""
+    try:
+        spec = get_task(env_id)
+    except KeyError as error:
+        raise typer.BadParameter(error.args[0], param_hint="ENV_ID") from None
+    run_dir = run_dir or RUNS / env_id / "bc"
+    try:
+        demo_file = read_demo(demo, spec)
+        check_simulator(spec, demo_file, run_dir / "demos", eval_episodes)
+        config = BCConfig(env_id, str(demo.resolve()), updates=updates, batch_size=batch_size, eval_every=eval_every,
+                          eval_episodes=eval_episodes, seed=seed, max_episode_steps=max_episode_steps)
+        run = BCRun(run_dir, config, demo_file, resume=resume, force=force)
+        result = run.run(workers or os.cpu_count() or 1, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except SimulatorUnavailable as error:
+        raise typer.BadParameter(str(error), param_hint="ENV_ID") from None
+    except DemoError as error:
+        raise typer.BadParameter(str(error), param_hint="DEMO") from None
+    except RunDirectoryError as error:
+        raise typer.BadParameter(str(error), param_hint="--run-dir") from None
+    typer.echo(json.dumps(result, indent=2))
 
 
 @app.command()
 def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
              checkpoint: Path = typer.Argument(..., help="checkpoint to evaluate (distillation or PPO)"),
              episodes: int = typer.Option(100, help="number of episodes"),
-             first_seed: int = typer.Option(1_000_000, help="seeds first_seed .. first_seed+episodes-1 "
-                                            "(1,000,000+ are never used in training)"),
+             first_seed: int = typer.Option(REPORT_SEEDS, help="seeds first_seed .. first_seed+episodes-1 "
+                                            "({:,}+ are never used in training)".format(REPORT_SEEDS)),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT,
              workers: Optional[int] = WORKERS) -> None:
     """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
@@ -245,7 +337,7 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
     get_task(env_id)
     # Reported success rates come from the official renderer, not the fast training path.
     with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, fast_render=False,
-                    slot_reader=str(slot_reader) if slot_reader else None, held_fit=held_fit) as envs:
+                    slot_reader=optional_str(slot_reader), held_fit=held_fit) as envs:
         metrics = run_evaluate(torch_actor(model_from_checkpoint(checkpoint)), envs, episodes)
     typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
 
@@ -273,20 +365,21 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
 def train_slot_reader(env_id: str = typer.Argument(..., help=ENV_HELP),
                       out: Optional[Path] = typer.Option(None, help="the ONNX file to write (default: runs/ENV_ID/"
                                                          "slot_reader.onnx; the regressor goes beside it, .pt)"),
-                      episodes: int = typer.Option(4000, min=2, help="episodes, one view of the slot each"),
-                      updates: int = typer.Option(5000, min=1, help="Adam updates of 32 views"),
+                      episodes: int = typer.Option(reader_settings.EPISODES, min=2,
+                                                   help="episodes, one view of the slot each"),
+                      updates: int = typer.Option(reader_settings.UPDATES, min=1, help="Adam updates of {} views".format(
+                          reader_settings.BATCH_SIZE)),
                       first_seed: int = typer.Option(0, help="seed of the first episode"),
-                      look_step: int = typer.Option(40, min=1, help="the step at which a looking policy reads the "
-                                                    "slot (the expert's look phase lasts that many steps)")) -> None:
+                      look_step: int = typer.Option(reader_settings.LOOK_STEP, min=1, help=LOOK_STEP_HELP)) -> None:
     """Train a looking policy's slot reader (an insertion task's slot placed from the hand camera's view at
     the expert's look pose) and export it to ONNX; prints its held-out errors (the last quarter of the
-    episodes). ~45 min for the defaults; a re-run with the regressor saved only exports."""
+    episodes). A re-run with the regressor saved only exports."""
     from training.slot_reader.train import train_slot_reader as run_training
 
     get_task(env_id)
     try:
         report = run_training(env_id, out or RUNS / env_id / "slot_reader.onnx", episodes, updates, look_step,
-                              first_seed)
+                              first_seed, batch_size=reader_settings.BATCH_SIZE)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(report, indent=2))
@@ -296,8 +389,7 @@ def train_slot_reader(env_id: str = typer.Argument(..., help=ENV_HELP),
 def export_slot_reader(estimator: Path = typer.Argument(..., help="a slot reader saved by benchmarks/line_up_perception.py "
                                                          "--close-look 0.1 --save DIR (DIR/uniform.pt)"),
                        out: Path = typer.Argument(..., help="the ONNX file to write, e.g. runs/ENV_ID/slot_reader.onnx"),
-                       look_step: int = typer.Option(40, min=1, help="the step at which a looking policy reads the "
-                                                     "slot (the expert's look phase lasts that many steps)")) -> None:
+                       look_step: int = typer.Option(reader_settings.LOOK_STEP, min=1, help=LOOK_STEP_HELP)) -> None:
     """Export a slot reader to ONNX for looking policies (--slot-reader of distill, train, evaluate, export)."""
     from training.slot_reader.train import export_slot_reader as run_export
 
@@ -321,7 +413,7 @@ def plot(run_dir: Path = typer.Argument(..., help="a PPO or BC run directory (ho
 @app.command("film-strip")
 def film_strip(env_id: str = typer.Argument(..., help=ENV_HELP),
                out: Optional[Path] = typer.Option(None, help="PNG to write (default: docs/results/ENV_ID_episode.png)"),
-               first_seed: int = typer.Option(1_000_000, help="try seeds from here until an episode succeeds"),
+               first_seed: int = typer.Option(REPORT_SEEDS, help="try seeds from here until an episode succeeds"),
                attempts: int = typer.Option(5, help="seeds to try"),
                frames: int = typer.Option(6, help="evenly spaced frames in the strip")) -> None:
     """Image strip of one successful held-out episode of the shipped policy (official renderer)."""
@@ -353,7 +445,7 @@ def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
 def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
              student: Path = typer.Argument(..., help="student checkpoint (.pt) or exported weights/ENV.onnx"),
              episodes: int = typer.Option(4, help="number of episodes"),
-             first_seed: int = typer.Option(2_000_000, help="first episode seed (default: the selection seeds)"),
+             first_seed: int = typer.Option(SELECTION_SEEDS, help="first episode seed (default: the selection seeds)"),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT) -> None:
     """Where a student fails: per episode, its grasp, closest approach and distance from the expert's labels."""
     from training.analysis.diagnose import diagnose as run

@@ -18,9 +18,7 @@ BC over-fits late. It keeps its own best; the result is stage 2's best if it bea
 Re-running with --resume continues from the newest checkpoint (conversion resumes on its own).
 `behaviour_cloning` is the update loop, shared with distillation (`training.algorithms.distill`).
 """
-import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,18 +26,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import typer
 from torch import nn
 from tqdm import tqdm
 
-from agent.registry import TaskSpec, get_task
-from training.algorithms.demos import (Demo, DemoError, Episode, convert_demo, converted_source, load_converted,
-                                       read_demo)
+from agent.registry import TaskSpec
+from training.algorithms.demos import Demo, DemoError, Episode, convert_demo, converted_source, load_converted
 from training.common.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
 from training.common.envs import has_cuda, missing_assets
 from training.common.evaluation import SELECTION_SEEDS, evaluate, torch_actor
 from training.common.networks import ActorCritic
-from training.common.run_dir import RunDirectory, RunDirectoryError
+from training.common.run_dir import RunDirectory
 from training.common.selection import final_choice, select_best
 from training.common.vec_env import EnvWorkers
 
@@ -252,8 +248,12 @@ class BCRun:
               "success {success}".format(**record), flush=True)
 
 
+class SimulatorUnavailable(RuntimeError):
+    """The run needs a simulator this machine cannot run; the message names the way out."""
+
+
 def check_simulator(spec: TaskSpec, demo: Demo, cache_dir: Path, eval_episodes: int) -> None:
-    """Clear errors where the run needs a simulator this machine cannot run: converting the demo
+    """`SimulatorUnavailable` where the run needs a simulator this machine cannot run: converting the demo
     (unless already cached) and evaluating need the task's env; training alone needs neither."""
     converted = converted_source(demo, cache_dir) is not None
     if converted and not eval_episodes:
@@ -262,47 +262,8 @@ def check_simulator(spec: TaskSpec, demo: Demo, cache_dir: Path, eval_episodes: 
     if spec.needs_cuda and not has_cuda():
         hint = (" With the demos already converted in {}, --eval-episodes 0 trains here without a simulator."
                 .format(cache_dir) if converted else " Run it on a GPU machine (scripts/train_soft_body.sh).")
-        raise typer.BadParameter("{} is a soft-body task: {} needs a CUDA GPU (ManiSkill2 simulates it with warp "
-                                 "MPM), and this machine has none.{}".format(spec.env_id, work, hint),
-                                 param_hint="ENV_ID")
+        raise SimulatorUnavailable("{} is a soft-body task: {} needs a CUDA GPU (ManiSkill2 simulates it with warp "
+                                   "MPM), and this machine has none.{}".format(spec.env_id, work, hint))
     if spec.assets and missing_assets(spec):
-        raise typer.BadParameter("{} needs assets for {} that are not downloaded ({}). Run: {}".format(
-            spec.env_id, work, ", ".join(missing_assets(spec)[:3]), spec.download_command), param_hint="ENV_ID")
-
-
-def bc(env_id: str = typer.Argument(..., help="ManiSkill2 env id, e.g. Excavate-v0"),
-       demo: Path = typer.Argument(..., help="demo trajectory .h5 in ManiSkill2's format (its .json next to it), "
-                                   "in the task's control mode (see docs/soft_body.md)"),
-       run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/bc); the converted "
-                                              "demo is cached in RUN_DIR/demos"),
-       updates: int = typer.Option(50_000, min=1, help="stage-1 gradient updates (stage 2: x0.875)"),
-       batch_size: int = typer.Option(256, min=1, help="stage-1 minibatch size (stage 2: x0.9)"),
-       eval_every: int = typer.Option(5_000, min=1, help="updates between evaluations and checkpoints"),
-       eval_episodes: int = typer.Option(20, min=0, help="episodes per evaluation on the fixed selection seeds; "
-                                         "0: select checkpoints by MSE on 10% held-out trajectories"),
-       workers: Optional[int] = typer.Option(None, min=1, help="processes converting the demo and evaluating "
-                                             "(default: one per CPU core)"),
-       device: Optional[str] = typer.Option(None, help="torch device for training (default: cuda if available)"),
-       resume: bool = typer.Option(False, help="continue the run in --run-dir from its newest checkpoint"),
-       force: bool = typer.Option(False, help="restart the run in --run-dir, discarding its checkpoints"),
-       seed: int = typer.Option(0, help="random seed (initialisation, minibatches, validation split)"),
-       max_episode_steps: Optional[int] = typer.Option(None, min=1, help="cut evaluation episodes shorter than "
-                                                       "the task's time limit (quick trials)")) -> None:
-    """Behaviour cloning from ManiSkill2 demos in two stages (the soft-body track; rigid tasks work too)."""
-    try:
-        spec = get_task(env_id)
-    except KeyError as error:
-        raise typer.BadParameter(error.args[0], param_hint="ENV_ID") from None
-    run_dir = run_dir or Path("runs") / env_id / "bc"
-    try:
-        demo_file = read_demo(demo, spec)
-        check_simulator(spec, demo_file, run_dir / "demos", eval_episodes)
-        config = BCConfig(env_id, str(demo.resolve()), updates=updates, batch_size=batch_size, eval_every=eval_every,
-                          eval_episodes=eval_episodes, seed=seed, max_episode_steps=max_episode_steps)
-        run = BCRun(run_dir, config, demo_file, resume=resume, force=force)
-        result = run.run(workers or os.cpu_count() or 1, device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except DemoError as error:
-        raise typer.BadParameter(str(error), param_hint="DEMO") from None
-    except RunDirectoryError as error:
-        raise typer.BadParameter(str(error), param_hint="--run-dir") from None
-    typer.echo(json.dumps(result, indent=2))
+        raise SimulatorUnavailable("{} needs assets for {} that are not downloaded ({}). Run: {}".format(
+            spec.env_id, work, ", ".join(missing_assets(spec)[:3]), spec.download_command))

@@ -24,6 +24,7 @@ from agent.registry import TaskSpec, get_task, reader_spec
 from training.experts import make_expert
 from training.experts.assembly import InsertionExpert
 from training.common.networks import PointNet, mlp_head
+from training.slot_reader import BATCH_SIZE
 from training.slot_reader.views import View, collect_views, errors, inputs, split_by_seed
 
 LONGEST_WAVELENGTH = 0.5  # m, of the Fourier point features (`fourier_octaves`)
@@ -168,8 +169,8 @@ def export_slot_reader(estimator_path: Path, out: Path, look_step: int) -> SlotR
 
 
 def train_slot_reader(env_id: str, out: Path, episodes: int, updates: int, look_step: int, first_seed: int = 0,
-                      test_share: float = 0.25, look_jitter: float = 0.02, draws: int = 3, batch_size: int = 32
-                      ) -> Dict[str, Any]:
+                      test_share: float = 0.25, look_jitter: float = 0.02, draws: int = 3,
+                      batch_size: int = BATCH_SIZE) -> Dict[str, Any]:
     """Train a slot reader on the views from the task expert's look pose (`look_distance`, `look_pitch`,
     give or take `look_jitter` m and 0.1 rad) of seeds `first_seed`.., `draws` preprocessings per view,
     save it next to `out` (`.pt`; a re-run with it there only exports) and export it to `out`. Returns
