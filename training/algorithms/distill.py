@@ -1,30 +1,17 @@
 """Distil a privileged expert into a point-cloud student: BC, then DAgger rounds.
 
-Round 0 drives the envs with the expert (plus Gaussian action noise, so the data covers
-recoveries); every later round drives them with the current student, while the expert labels
-every visited observation. Each round's data is stored as `data/round{k}.npz`, the student is
-retrained on all rounds so far (warm start), checkpointed as `student-round{k}.pt` and evaluated
-on the selection seeds. Re-running the same command skips finished rounds, so an interrupted
-run loses at most the round in progress. `collect_episode_steps` shortens the collection
-episodes: a stalled student then spends fewer steps on near-identical states, and each round
-sees more initial scenes (selection episodes keep the task's limit). `result.json` names the
-student to ship or fine-tune: the round with the highest selection success (the latest of
-equals, as it saw the most data).
-`init_from` continues from an earlier student (a checkpoint, or a shipped `weights/ENV.onnx` when
-its run directory is gone): the model starts from it and every round, round 0 included, is DAgger
-driven by the student. `expert_share` mixes DAgger's expert back in: that share of each DAgger
-round's samples comes from episodes the expert drives without noise, so the data keeps showing the
-phases a student cannot reach yet (a looking student that does not grasp never sees its reading used
-in the carry; round 0's noise, 2 cm per step, keeps even the expert from lining up to 1.5 mm and
-pushing a peg in). `slot_reader` distils a looking student (see `training.common.vec_env`): the expert
-labels a look phase first, and the student sees the slot it read as its goal.
-
-Learning, not simulation, is the cost on a CPU (a 1200-point PointNet update costs ~11 ms per
-sample on 2 cores). `train_points` trains on a random subset of each stored cloud (camera and goal
-points in their stored proportion): 300 of 1150 camera points cut that ~4x. The stored clouds are
-uniform samples, so a subset is a sparser sample of the same scene; students trained this way and
-evaluated on the full 1200 points match their subset loss (PickCube: validation MSE 0.0137 on 1200
-points vs 0.0146 on the subset). The final student initialises two-stage PPO
+Round 0 drives the envs with the expert plus Gaussian action noise (`expert_noise`); every later round drives them
+with the current student, while the expert labels every visited observation. Each round's data is stored as
+`data/round{k}.npz`, the student is retrained on all rounds so far (warm start, `training.algorithms.bc.
+behaviour_cloning` on `train_points` random camera points per cloud), checkpointed as `student-round{k}.pt` and
+evaluated on the selection seeds. Re-running the same command skips finished rounds, so an interrupted run loses
+at most the round in progress. `collect_episode_steps` shortens the collection episodes (selection episodes keep
+the task's limit). `result.json` names the student to ship or fine-tune (`training.common.selection.best_round`).
+`init_from` continues from an earlier student (a checkpoint, or a shipped `weights/ENV.onnx`): the model starts
+from it and every round, round 0 included, is DAgger driven by the student. `expert_share`: that share of each
+DAgger round's samples comes from episodes the expert drives without noise. `slot_reader` distils a looking
+student (the insertion add-on, see `training.common.vec_env`): the expert labels a look phase first, and the
+student sees the slot it read as its goal. The final student initialises two-stage PPO
 (`ms2agent two-stage ENV --init-from .../student.pt`).
 """
 import json

@@ -2,9 +2,7 @@
 
 For each episode the student drives (deterministic actions, the training render path), the
 simulator state tells whether and when it grasped the object, how close above the expert's grasp
-pose it came before that, and how far its actions were from the expert's labels. A student that
-never grasps and ends hovering a constant height above the grasp pose has stalled where its error
-cancels the expert's label (see README, "Privileged experts and distillation").
+pose it came before that, and how far its actions were from the expert's labels.
 For the insertion tasks the carry is measured too: the held object's closest approach to its
 inserted pose after the grasp, in the slot frame (how far in front of the hole it stopped).
 A looking student (`slot_reader`) is run as the agent runs it, and each record adds how far its hand

@@ -13,9 +13,8 @@ def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_
              fast_render: Optional[bool] = False, **kwargs: Any) -> gym.Env:
     """`gym.make` for a ManiSkill2 env, with Vulkan set up first and its failures explained.
 
-    `fast_render`: light robot meshes and a one-pass shader (`training.common.fast_render`): ~4x faster point
-    clouds on software Vulkan, matching the official renderer's to ~0.25 mm / 3 rgb levels (p99).
-    None: fast exactly when the software-Vulkan fallback is in use.
+    `fast_render`: light robot meshes and a one-pass shader (`training.common.fast_render`), for faster point
+    clouds on software Vulkan. None: fast exactly when the software-Vulkan fallback is in use.
     """
     software = activate()
     import mani_skill2.envs  # noqa: F401  (registers the environments)
