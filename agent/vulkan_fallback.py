@@ -4,8 +4,9 @@
 cannot (no GPU), it installs lavapipe, builds the layer from `vulkan/` and writes
 `build/vulkan/env.json`: the Vulkan loader variables that make SAPIEN work. `activate()` applies
 them to this process before the first renderer is created; it runs on `import agent`, so the
-official evaluator picks them up through `user_solution.py`. Machines where setup found working
-Vulkan have no such file and are left untouched. Standard library only (runs on Python 3.8).
+official evaluator picks them up through `user_solution.py` (a shell: `eval "$(python -m agent.vulkan_env)"`).
+Machines where setup found working Vulkan have no such file and are left untouched. Standard library only (runs
+on Python 3.8).
 """
 import ctypes
 import ctypes.util
@@ -98,9 +99,7 @@ def activate(env_file: Path = ENV_FILE) -> bool:
     return variables is not None
 
 
-if __name__ == "__main__":
-    # `eval "$(python -m agent.vulkan_fallback)"` exports the variables into a shell, for tools
-    # that do not import our code (e.g. the evaluator's --use-random-policy, replay_trajectory).
-    if activate():
-        for key in LOADER_VARIABLES:
-            print("export {}={}".format(key, os.environ[key]))
+if __name__ == "__main__":  # kept for old scripts; `python -m agent.vulkan_env` does this without runpy's warning
+    from agent.vulkan_env import exports
+
+    print(exports(), end="")

@@ -16,6 +16,8 @@ EPISODES=${2:-10}
 FIRST_SEED=${3:-1000000}
 WORKERS=${EVAL_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
 shift $(( $# < 3 ? $# : 3 )); [ "${1:-}" = "--" ] && shift
+# SAPIEN (sapien.core.renderer_config) still imports pkg_resources, which setuptools deprecates: only that warning
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:pkg_resources is deprecated as an API:UserWarning"
 
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
@@ -24,7 +26,7 @@ PY="$ROOT/.venv/bin/python"
 OUT="${EVAL_OUT:-$ROOT/eval_out}/$ENV_ID"
 mkdir -p "$OUT"
 rm -rf "$OUT"/shard-*
-eval "$("$PY" -m agent.vulkan_fallback)"  # for evaluator options that skip user_solution
+eval "$("$PY" -m agent.vulkan_env)"  # for evaluator options that skip user_solution
 SHARDS=() PIDS=()
 trap 'kill $(jobs -p) 2> /dev/null || true' EXIT  # no evaluator outlives a failed or interrupted run
 for ((k = WORKERS - 1; k >= 0; k--)); do  # shard 0 last, in the foreground: its progress bar shows
@@ -37,7 +39,9 @@ for ((k = WORKERS - 1; k >= 0; k--)); do  # shard 0 last, in the foreground: its
     "${evaluate[@]}" > "$SHARD/evaluator.log" 2>&1 &
     PIDS+=($!)
   else
-    "${evaluate[@]}" 2>&1 | tee "$SHARD/evaluator.log"
+    # the log keeps everything; the terminal is spared SAPIEN's no-display lines and the evaluator's note that
+    # the shard's directory (holding its config) exists
+    "${evaluate[@]}" 2>&1 | tee "$SHARD/evaluator.log" | "$PY" -m training.export.official_evaluation quiet "$SHARD already exists."
   fi
 done
 for pid in ${PIDS[@]+"${PIDS[@]}"}; do wait "$pid" || echo "an evaluator process failed (logs: $OUT/shard-*/evaluator.log)" >&2; done

@@ -84,3 +84,7 @@ def test_evaluate_script_splits_episodes_over_processes_and_merges_them(tmp_path
     assert episodes == dict(shards[0], **shards[1])
     success = json.loads((out / "average_metrics.json").read_text())["success"]
     assert "{}: success rate {:.3f} over 3 episodes".format(ENV_ID, success) in result.stdout
+    noise = [line for line in (result.stdout + result.stderr).splitlines()
+             if "pkg_resources" in line or "RuntimeWarning" in line or "GLFW" in line or "already exists" in line]
+    assert noise == []  # the main job's output: setup, the progress bar, the success line
+    assert "GLFW" in (out / "shard-0" / "evaluator.log").read_text() or "DISPLAY" in os.environ  # the log keeps all

@@ -47,3 +47,22 @@ def test_merge_dirs_writes_the_evaluators_files_and_names_a_missing_shard(tmp_pa
     (tmp_path / "shard-1" / "episode_results.json").unlink()
     with pytest.raises(FileNotFoundError, match="shard-1"):
         merge_dirs(tmp_path, [tmp_path / "shard-0", tmp_path / "shard-1"])
+
+
+def test_quiet_drops_exactly_sapiens_no_display_lines_and_passes_progress_bars_through() -> None:
+    import io
+    import os
+
+    from training.export.official_evaluation import quiet
+
+    glfw = (b"[2026-12-06 13:40:24.415] [svulkan2] [error] GLFW error: X11: The DISPLAY environment variable is "
+            b"missing\n[2026-12-06 13:40:24.416] [svulkan2] [warning] Continue without GLFW.\n")
+    kept = (b"[2026-12-06 13:40:25.000] [svulkan2] [error] GLFW error: something else\n"
+            b"\r  0%|          | 0/2\r 50%|#####     | 1/2\r100%|##########| 2/2\nout/shard-1 already exists.\n")
+    read, write = os.pipe()
+    os.write(write, b"out/shard-0 already exists.\n" + glfw + kept + b"tail without newline")
+    os.close(write)
+    sink = io.BytesIO()
+    quiet(read, sink, ["out/shard-0 already exists."])
+    os.close(read)
+    assert sink.getvalue() == kept + b"tail without newline"

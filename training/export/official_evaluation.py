@@ -7,12 +7,15 @@ reseeds its preprocessing at every reset, so the split does not change any episo
 
     python -m training.export.official_evaluation config ENV_ID EPISODES FIRST_SEED SHARD N_SHARDS
     python -m training.export.official_evaluation merge OUT_DIR SHARD_DIR ...   (prints the success line)
+    EVALUATOR | python -m training.export.official_evaluation quiet [LINE ...]  (`quiet`: what it drops)
 """
 import json
 import math
+import os
+import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, BinaryIO, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -67,6 +70,39 @@ def merge_dirs(out_dir: Path, shard_dirs: Sequence[Path]) -> str:
             .format(env_id, means["success"], len(episodes), low, high))
 
 
+NOISE = (  # SAPIEN's renderer on a machine without a display (it renders off screen all the same)
+    re.compile(rb"\[[^]]*\] \[svulkan2\] \[error\] GLFW error: X11: The DISPLAY environment variable is missing"),
+    re.compile(rb"\[[^]]*\] \[svulkan2\] \[warning\] Continue without GLFW\."),
+)
+
+
+def quiet(source: int, sink: BinaryIO, exact: Sequence[str] = ()) -> None:
+    """Copy the file descriptor `source` to `sink` as the data comes (a progress bar's carriage-return updates show
+    at once), without the lines that match `NOISE` or equal one of `exact`; everything else passes unchanged."""
+    dropped = {line.encode() for line in exact}
+
+    def noise(line: bytes) -> bool:
+        return line in dropped or any(pattern.fullmatch(line) for pattern in NOISE)
+
+    def may_become_noise(partial: bytes) -> bool:
+        return partial.startswith(b"[") or any(line.startswith(partial) for line in dropped)
+
+    pending = b""
+    while True:
+        chunk = os.read(source, 1 << 16)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        sink.write(b"".join(line + b"\n" for line in lines if not noise(line)))
+        if pending and not may_become_noise(pending):  # a partial line that cannot be noise: show it now
+            sink.write(pending)
+            pending = b""
+        sink.flush()
+    if pending and not noise(pending):
+        sink.write(pending)
+    sink.flush()
+
+
 def main(argv: Sequence[str]) -> None:
     command, args = argv[0], list(argv[1:])
     if command == "config":
@@ -77,8 +113,10 @@ def main(argv: Sequence[str]) -> None:
             print(merge_dirs(Path(args[0]), [Path(arg) for arg in args[1:]]))
         except (FileNotFoundError, ValueError) as error:
             raise SystemExit("error: {}".format(error))
+    elif command == "quiet":
+        quiet(sys.stdin.fileno(), sys.stdout.buffer, args)
     else:
-        raise SystemExit("unknown command {!r} (expected config or merge)".format(command))
+        raise SystemExit("unknown command {!r} (expected config, merge or quiet)".format(command))
 
 
 if __name__ == "__main__":
