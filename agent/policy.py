@@ -64,8 +64,8 @@ def resolve(env_id: str, directory: Optional[Union[str, Path]] = None) -> Tuple[
     task = (TASKS[env_id] if entry.slot_reader is None
             else looking(TASKS[env_id], entry.slot_reader.look_step, entry.held_fit))
     if task.held_fit and env_id not in HELD_BOXES:
-        raise WeightsError("{} sets held_fit for {}, whose held object has no known box (agent/insertion/held_fit.py)".format(
-            directory / MANIFEST_NAME, env_id))
+        raise WeightsError("{} sets held_fit for {}, whose held object has no known box "
+                           "(agent/insertion/held_fit.py)".format(directory / MANIFEST_NAME, env_id))
     declared = (entry.control_mode, entry.obs_mode, entry.spec.n_points, entry.spec.channels, entry.voxel_size)
     expected = (task.control_mode, task.obs_mode, task.total_points, CHANNELS, task.voxel_size)
     if declared != expected:

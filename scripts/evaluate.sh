@@ -41,7 +41,8 @@ for ((k = WORKERS - 1; k >= 0; k--)); do  # shard 0 last, in the foreground: its
   else
     # the log keeps everything; the terminal is spared SAPIEN's no-display lines and the evaluator's note that
     # the shard's directory (holding its config) exists
-    "${evaluate[@]}" 2>&1 | tee "$SHARD/evaluator.log" | "$PY" -m training.export.official_evaluation quiet "$SHARD already exists."
+    "${evaluate[@]}" 2>&1 | tee "$SHARD/evaluator.log" |
+      "$PY" -m training.export.official_evaluation quiet "$SHARD already exists."
   fi
 done
 for pid in ${PIDS[@]+"${PIDS[@]}"}; do wait "$pid" || echo "an evaluator process failed (logs: $OUT/shard-*/evaluator.log)" >&2; done

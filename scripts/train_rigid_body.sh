@@ -71,7 +71,8 @@ recipe_PegInsertionSide_v0() {  # more scenes per round (shorter collection epis
     --collect-episode-steps 120
   ms2agent train-slot-reader PegInsertionSide-v0  # writes runs/PegInsertionSide-v0/slot_reader.onnx
   ms2agent distill PegInsertionSide-v0 --slot-reader runs/PegInsertionSide-v0/slot_reader.onnx \
-    --run-dir runs/PegInsertionSide-v0/looking --init-from "$(json_field runs/PegInsertionSide-v0/distill/result.json student)" \
+    --run-dir runs/PegInsertionSide-v0/looking \
+    --init-from "$(json_field runs/PegInsertionSide-v0/distill/result.json student)" \
     --expert-share 0.25 --loss l1 --samples-per-round 6000 --updates-per-round 2000 --train-points 600 \
     --collect-episode-steps 160
   ship PegInsertionSide-v0 "$(json_field runs/PegInsertionSide-v0/looking/result.json student)" \

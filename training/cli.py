@@ -367,8 +367,8 @@ def train_slot_reader(env_id: str = typer.Argument(..., help=ENV_HELP),
                                                          "slot_reader.onnx; the regressor goes beside it, .pt)"),
                       episodes: int = typer.Option(reader_settings.EPISODES, min=2,
                                                    help="episodes, one view of the slot each"),
-                      updates: int = typer.Option(reader_settings.UPDATES, min=1, help="Adam updates of {} views".format(
-                          reader_settings.BATCH_SIZE)),
+                      updates: int = typer.Option(reader_settings.UPDATES, min=1,
+                                                  help="Adam updates of {} views".format(reader_settings.BATCH_SIZE)),
                       first_seed: int = typer.Option(0, help="seed of the first episode"),
                       look_step: int = typer.Option(reader_settings.LOOK_STEP, min=1, help=LOOK_STEP_HELP)) -> None:
     """Train a looking policy's slot reader (an insertion task's slot placed from the hand camera's view at
