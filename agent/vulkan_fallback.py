@@ -99,7 +99,13 @@ def activate(env_file: Path = ENV_FILE) -> bool:
     return variables is not None
 
 
-if __name__ == "__main__":  # kept for old scripts; `python -m agent.vulkan_env` does this without runpy's warning
-    from agent.vulkan_env import exports
+def exports() -> str:
+    """The `export NAME=VALUE` lines of the fallback's loader variables (empty without the fallback), for
+    `eval "$(python -m agent.vulkan_env)"`."""
+    if not activate():
+        return ""
+    return "".join("export {}={}\n".format(key, os.environ[key]) for key in LOADER_VARIABLES)
 
+
+if __name__ == "__main__":  # kept for old scripts; `python -m agent.vulkan_env` does this without runpy's warning
     print(exports(), end="")

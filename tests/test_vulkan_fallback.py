@@ -17,6 +17,16 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env}, timeout=120)
 
 
+def test_the_shell_exports_come_without_runpys_warning() -> None:
+    result = subprocess.run([sys.executable, "-m", "agent.vulkan_env"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stderr == ""
+    variables = vulkan_fallback.fallback_variables()
+    expected = "" if variables is None else "".join(
+        "export {}={}\n".format(key, os.environ.get(key) or variables[key]) for key in vulkan_fallback.LOADER_VARIABLES)
+    assert result.stdout == expected
+
+
 def test_no_env_file_means_no_fallback(tmp_path: Path) -> None:
     assert vulkan_fallback.fallback_variables(tmp_path / "env.json") is None
 
