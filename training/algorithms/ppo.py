@@ -163,7 +163,14 @@ class PPO:
         return rollout
 
     def learn(self, rollout: Dict[str, np.ndarray]) -> Dict[str, float]:
-        """Clipped PPO updates on one rollout; returns training statistics."""
+        """Clipped PPO updates on one rollout; returns training statistics. With a frozen PointNet the updates
+        train the heads alone, on one torch thread (small matrices: more threads only wait on each other)."""
+        if self.config.train_pointnet:
+            return self._learn(rollout)
+        with torch_threads(1):
+            return self._learn(rollout)
+
+    def _learn(self, rollout: Dict[str, np.ndarray]) -> Dict[str, float]:
         c = self.config
         scale = np.sqrt(self.return_stats.var + 1e-8)
         advantages, returns = compute_gae(rollout["reward"] / scale, rollout["value"], rollout["next_value"],
