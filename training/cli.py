@@ -441,6 +441,18 @@ def plot(run_dir: Path = typer.Argument(..., help="a PPO or BC run directory (ho
     typer.echo(str(plot_learning_curve(run_dir) if (run_dir / "metrics.csv").exists() else plot_recipe(run_dir)))
 
 
+@app.command()
+def summary(run_dir: Path = typer.Argument(..., help="a two-stage run directory (holding metrics.csv)")) -> None:
+    """A two-stage run as a markdown table: every checkpoint's selection success, env steps and hours, each stage's
+    best and the run's choice."""
+    from training.analysis.summary import summary_table
+
+    try:
+        typer.echo(summary_table(run_dir))
+    except FileNotFoundError as error:
+        raise typer.BadParameter(str(error), param_hint="RUN_DIR") from None
+
+
 @app.command("film-strip")
 def film_strip(env_id: str = typer.Argument(..., help=ENV_HELP),
                out: Optional[Path] = typer.Option(None, help="PNG to write (default: docs/results/ENV_ID_episode.png)"),
