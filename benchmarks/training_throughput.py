@@ -1,21 +1,43 @@
-"""Training throughput against raw env stepping, side by side in one run.
+"""PPO's training throughput against raw env stepping, side by side in one run.
 
     .venv/bin/python benchmarks/training_throughput.py [--env PickCube-v0] [--workers 2] [--samples 660]
 
-1. raw: the same `EnvWorkers` processes step random actions (point clouds rendered and preprocessed
-   in the workers, as in training) -> env steps/s;
-2. PPO: one full iteration with the paper's batch size on `--samples` samples (collect with the
-   policy, then learn: critic warm-up off, 2 epochs) -> env steps/s of collect + learn, and of collect alone.
-The ratio (PPO / raw) is the share of the raw simulation speed that training keeps.
+1. raw: the `EnvWorkers` processes step random actions (point clouds rendered and preprocessed in the
+   workers, as in training) -> env steps/s;
+2. frozen PointNet (`--freeze-pointnet`, how a distilled student is fine-tuned): the workers encode each
+   cloud with the frozen PointNet (`EnvWorkers.set_encoder`) and PPO's epochs train the heads on those
+   features; one iteration of collect + learn on `--samples` samples with the paper's batch size;
+3. unfrozen (the paper's configuration): the workers return clouds, and every PPO epoch runs the PointNet
+   forward and backward.
+Collect + learn env steps/s against raw is the share of the raw simulation speed that training keeps.
+The same worker processes serve all three measurements.
 """
 import argparse
 import time
+from typing import Dict
 
 import numpy as np
 
+from training.export.onnx_actor import encoder_onnx
 from training.common.networks import ActorCritic
 from training.algorithms.ppo import PPO, PPOConfig
 from training.common.vec_env import EnvWorkers
+
+
+def ppo_iteration(workers: EnvWorkers, samples: int, train_pointnet: bool) -> Dict[str, float]:
+    """Env steps/s of one PPO collection and of collection + learning (a regular update, no critic warm-up)."""
+    model = ActorCritic(workers.state_size, len(workers.action_low), workers.action_low, workers.action_high)
+    workers.set_encoder(None if train_pointnet else encoder_onnx(model.pointnet, workers.n_points))
+    ppo = PPO(model, PPOConfig(samples_per_iteration=samples, critic_warmup_epochs=0, train_pointnet=train_pointnet))
+    ppo.updates = 1
+    started = time.perf_counter()
+    rollout = ppo.collect(workers)
+    collected = time.perf_counter()
+    ppo.learn(rollout)
+    learned = time.perf_counter()
+    n = rollout["reward"].size
+    return {"collect": n / (collected - started), "full": n / (learned - started),
+            "learn_ms": 1000 * (learned - collected) / n}
 
 
 def main() -> None:
@@ -25,7 +47,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=660)
     args = parser.parse_args()
 
-    with EnvWorkers(args.env, args.workers, first_seed=0) as workers:
+    with EnvWorkers(args.env, args.workers, first_seed=10_000_000) as workers:
         rng = np.random.default_rng(0)
         workers.reset()
         steps = -(-args.samples // args.workers)
@@ -34,25 +56,18 @@ def main() -> None:
             workers.step(rng.uniform(workers.action_low, workers.action_high,
                                      (args.workers, len(workers.action_low))).astype(np.float32))
         raw = steps * args.workers / (time.perf_counter() - started)
-
-        model = ActorCritic(workers.state_size, len(workers.action_low), workers.action_low, workers.action_high)
-        ppo = PPO(model, PPOConfig(samples_per_iteration=args.samples, critic_warmup_epochs=0))
-        ppo.updates = 1  # measure a regular update, not the first one's critic warm-up
-        started = time.perf_counter()
-        rollout = ppo.collect(workers)
-        collected = time.perf_counter()
-        ppo.learn(rollout)
-        learned = time.perf_counter()
-    n = rollout["reward"].size
-    collect_only, full = n / (collected - started), n / (learned - started)
-    print("| measure | env steps/s | vs raw |")
-    print("|---|---|---|")
-    print("| raw env stepping ({} workers, random actions) | {:.1f} | 1.00x |".format(args.workers, raw))
-    print("| PPO collect only | {:.1f} | {:.2f}x |".format(collect_only, collect_only / raw))
-    print("| PPO collect + learn (batch {}, 2 epochs) | {:.1f} | {:.2f}x |".format(
-        ppo.config.batch_size, full, full / raw))
-    print("learn: {:.1f} s for {} samples ({:.1f} ms/sample)".format(learned - collected, n,
-                                                                      1000 * (learned - collected) / n))
+        frozen = ppo_iteration(workers, args.samples, train_pointnet=False)
+        unfrozen = ppo_iteration(workers, args.samples, train_pointnet=True)
+    print("{} workers, {} samples per PPO iteration, batch {}, 2 epochs".format(args.workers, args.samples,
+                                                                                PPOConfig.batch_size))
+    print("| measure | env steps/s | vs raw | learn ms/sample |")
+    print("|---|---|---|---|")
+    print("| raw env stepping (random actions) | {:.1f} | 1.00x | |".format(raw))
+    for name, result in (("frozen PointNet (features from the workers)", frozen),
+                         ("unfrozen PointNet (the paper's)", unfrozen)):
+        print("| {}: collect only | {:.1f} | {:.2f}x | |".format(name, result["collect"], result["collect"] / raw))
+        print("| {}: collect + learn | {:.1f} | {:.2f}x | {:.2f} |".format(name, result["full"], result["full"] / raw,
+                                                                         result["learn_ms"]))
 
 
 if __name__ == "__main__":

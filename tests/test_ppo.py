@@ -111,6 +111,17 @@ def test_run_directory_with_another_config_is_refused(tmp_path: Path) -> None:
         TwoStageRun(tmp_path, RunConfig("PickCube-v0"))
 
 
+def test_a_run_resumes_with_more_iterations_or_another_worker_count(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    TwoStageRun(tmp_path, RunConfig("PickCube-v0", stage1_iterations=2, n_workers=2))
+    longer = replace(RunConfig("PickCube-v0"), stage1_iterations=9, stage2_iterations=4, n_workers=8)
+    TwoStageRun(tmp_path, longer, resume=True)  # how long and on how many workers is not the run's identity
+    assert json.loads((tmp_path / "config.json").read_text())["stage1_iterations"] == 9
+    with pytest.raises(RunDirectoryError, match="another configuration"):
+        TwoStageRun(tmp_path, replace(longer, seed=1), resume=True)
+
+
 def test_unknown_env_id_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="Unknown env id"):
         TwoStageRun(tmp_path / "run", RunConfig("Nope-v0"))
@@ -135,6 +146,7 @@ class ScriptedWorkers:
     """Two envs without a simulator: env 1 is cut by the time limit at its second step."""
 
     n_workers = 2
+    encoded = False
 
     def __init__(self) -> None:
         self.t = 0
@@ -166,3 +178,44 @@ def test_collect_bootstraps_from_the_next_observation_or_the_truncated_episodes_
     assert np.allclose(rollout["next_value"], expected, atol=1e-5)
     assert np.allclose(rollout["value"][:, 0], [value(1), value(2), value(3)], atol=1e-5)
     assert rollout["ended"].tolist() == [[False, False], [False, True], [False, False]]
+
+
+class EncodedWorkers(ScriptedWorkers):
+    """ScriptedWorkers whose clouds are encoded by a frozen PointNet, as `EnvWorkers.set_encoder` does."""
+
+    encoded = True
+
+    def __init__(self, pointnet: torch.nn.Module) -> None:
+        super().__init__()
+        self.pointnet = pointnet
+
+    def step(self, actions) -> Step:
+        step = super().step(actions)
+        with torch.no_grad():
+            features, final = (self.pointnet(torch.from_numpy(x)).numpy() for x in (step.points, step.final_points))
+        return step._replace(points=None, final_points=None, features=features, final_features=final)
+
+
+def test_a_frozen_pointnet_learns_from_the_workers_features_and_stays_fixed() -> None:
+    torch.manual_seed(0)
+    model = ActorCritic(5, 3, [-1] * 3, [1] * 3)
+    reference = ActorCritic(5, 3, [-1] * 3, [1] * 3)
+    reference.load_state_dict(model.state_dict())
+    rollout = PPO(reference, PPOConfig(samples_per_iteration=6)).collect(ScriptedWorkers())
+    ppo = PPO(model, PPOConfig(samples_per_iteration=6, batch_size=3, train_pointnet=False))
+    torch.manual_seed(1)
+    encoded = ppo.collect(EncodedWorkers(model.pointnet))
+    assert encoded["inputs"].shape == (3, 2, model.pointnet.out_features)  # features, not (3, 2, 8, 6) clouds
+    assert np.allclose(encoded["value"], rollout["value"], atol=1e-5)  # the same values as from the clouds
+    assert np.allclose(encoded["next_value"], rollout["next_value"], atol=1e-5)
+    pointnet_before = {k: v.clone() for k, v in model.pointnet.state_dict().items()}
+    actor_before = model.actor[0].weight.clone()
+    ppo.learn(encoded)
+    assert all(torch.equal(v, model.pointnet.state_dict()[k]) for k, v in pointnet_before.items())
+    assert not torch.equal(actor_before, model.actor[0].weight)
+
+
+def test_a_learning_pointnet_refuses_encoded_workers() -> None:
+    model = ActorCritic(5, 3, [-1] * 3, [1] * 3)
+    with pytest.raises(ValueError, match="train_pointnet=False"):
+        PPO(model, PPOConfig(samples_per_iteration=6)).collect(EncodedWorkers(model.pointnet))

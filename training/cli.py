@@ -24,7 +24,7 @@ from training.algorithms.distill import DistillConfig
 from training.algorithms.ppo import PPOConfig
 from training.algorithms.two_stage import RunConfig
 from training.common.envs import has_cuda, missing_assets
-from training.common.evaluation import REPORT_SEEDS, SELECTION_SEEDS
+from training.common.seeds import REPORT_START, SELECTION_START
 from training.common.run_dir import RunDirectoryError
 
 app = typer.Typer(help="Train, evaluate and export ManiSkill2 point-cloud policies.", no_args_is_help=True,
@@ -325,8 +325,8 @@ def bc(
 def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
              checkpoint: Path = typer.Argument(..., help="checkpoint to evaluate (distillation or PPO)"),
              episodes: int = typer.Option(100, help="number of episodes"),
-             first_seed: int = typer.Option(REPORT_SEEDS, help="seeds first_seed .. first_seed+episodes-1 "
-                                            "({:,}+ are never used in training)".format(REPORT_SEEDS)),
+             first_seed: int = typer.Option(SELECTION_START, help="seeds first_seed .. first_seed+episodes-1, all "
+                                            "selection or all report seeds (training/common/seeds.py)"),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT,
              workers: Optional[int] = WORKERS) -> None:
     """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
@@ -334,9 +334,20 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
     from training.common.evaluation import evaluate as run_evaluate, torch_actor
     from training.common.vec_env import EnvWorkers
 
+    from training.common.seeds import SeedRangeError, check, purpose_of
+
     get_task(env_id)
+    purpose = purpose_of(first_seed)
+    try:
+        check(purpose, first_seed, episodes)
+    except SeedRangeError as error:
+        raise typer.BadParameter(str(error), param_hint="--first-seed") from None
+    if purpose == "training":
+        raise typer.BadParameter("{} is a training seed: evaluate on selection seeds (from {}) or report seeds (from "
+                                 "{})".format(first_seed, SELECTION_START, REPORT_START), param_hint="--first-seed")
     # Reported success rates come from the official renderer, not the fast training path.
-    with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, fast_render=False,
+    with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, purpose=purpose,
+                    fast_render=False,
                     slot_reader=optional_str(slot_reader), held_fit=held_fit) as envs:
         metrics = run_evaluate(torch_actor(model_from_checkpoint(checkpoint)), envs, episodes)
     typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
@@ -413,7 +424,7 @@ def plot(run_dir: Path = typer.Argument(..., help="a PPO or BC run directory (ho
 @app.command("film-strip")
 def film_strip(env_id: str = typer.Argument(..., help=ENV_HELP),
                out: Optional[Path] = typer.Option(None, help="PNG to write (default: docs/results/ENV_ID_episode.png)"),
-               first_seed: int = typer.Option(REPORT_SEEDS, help="try seeds from here until an episode succeeds"),
+               first_seed: int = typer.Option(REPORT_START, help="try seeds from here until an episode succeeds"),
                attempts: int = typer.Option(5, help="seeds to try"),
                frames: int = typer.Option(6, help="evenly spaced frames in the strip")) -> None:
     """Image strip of one successful held-out episode of the shipped policy (official renderer)."""
@@ -445,7 +456,7 @@ def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
 def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
              student: Path = typer.Argument(..., help="student checkpoint (.pt) or exported weights/ENV.onnx"),
              episodes: int = typer.Option(4, help="number of episodes"),
-             first_seed: int = typer.Option(SELECTION_SEEDS, help="first episode seed (default: the selection seeds)"),
+             first_seed: int = typer.Option(SELECTION_START, help="first episode seed (default: the selection seeds)"),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT) -> None:
     """Where a student fails: per episode, its grasp, closest approach and distance from the expert's labels."""
     from training.analysis.diagnose import diagnose as run

@@ -33,7 +33,8 @@ from agent.registry import TaskSpec
 from training.algorithms.demos import Demo, DemoError, Episode, convert_demo, converted_source, load_converted
 from training.common.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
 from training.common.envs import has_cuda, missing_assets
-from training.common.evaluation import SELECTION_SEEDS, evaluate, torch_actor
+from training.common.evaluation import evaluate, torch_actor
+from training.common.seeds import SELECTION_START
 from training.common.networks import ActorCritic
 from training.common.run_dir import RunDirectory
 from training.common.selection import final_choice, select_best
@@ -48,7 +49,7 @@ class BCConfig:
     batch_size: int = 256  # stage 1; stage 2: x stage2_batch_factor
     lr: float = 3e-4
     eval_every: int = 5_000  # updates between evaluations (and checkpoints)
-    eval_episodes: int = 20  # 0: select checkpoints by validation MSE instead
+    eval_episodes: int = 50  # 0: select checkpoints by validation MSE instead
     stage2_batch_factor: float = 0.9
     stage2_updates_factor: float = 0.875
     validation_fraction: float = 0.1  # of the trajectories, held out from training
@@ -201,7 +202,7 @@ class BCRun:
             progress = checkpoint["progress"]
             print("Resuming {} from {}".format(self.directory.path, latest), flush=True)
 
-        selection = (EnvWorkers(c.env_id, n_workers, first_seed=SELECTION_SEEDS, **c.env_kwargs())
+        selection = (EnvWorkers(c.env_id, n_workers, first_seed=SELECTION_START, purpose="selection", **c.env_kwargs())
                      if c.eval_episodes else None)
         try:
             for stage in (1, 2):

@@ -43,7 +43,8 @@ from agent.insertion.slot_reader import reader_entry
 from agent.registry import TaskSpec, get_task, looking
 from training.algorithms.bc import behaviour_cloning, checked_loss
 from training.common.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
-from training.common.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, Actor, evaluate, torch_actor
+from training.common.evaluation import Actor, evaluate, torch_actor
+from training.common.seeds import SELECTION_START, TRAIN_START
 from training.common.networks import ActorCritic
 from training.common.selection import best_round
 from training.common.vec_env import EnvWorkers
@@ -63,7 +64,7 @@ class DistillConfig:
     lr: float = 3e-4
     final_lr_factor: float = 0.1  # each round's BC anneals lr -> lr x this (cosine)
     n_workers: int = os.cpu_count() or 1
-    eval_episodes: int = 20
+    eval_episodes: int = 50  # selection episodes per round (>= 50 separates close candidates)
     collect_episode_steps: Optional[int] = None  # time limit of the collection episodes (None: the task's)
     expert_share: float = 0.0  # share of each DAgger round's samples that the expert drives (no noise)
     seed: int = 0
@@ -131,7 +132,8 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
     records_file = run_dir / "distill_records.json"
     records = json.loads(records_file.read_text()) if records_file.exists() else []
     spec = student_spec(config)
-    selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_SEEDS, slot_reader=config.slot_reader,
+    selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_START, purpose="selection",
+                           slot_reader=config.slot_reader,
                            held_fit=config.held_fit)
     try:
         model = ActorCritic(selection.state_size, len(selection.action_low), selection.action_low, selection.action_high)
@@ -152,7 +154,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
             if not shard.exists():  # data survives an interruption during training
                 student = torch_actor(model) if student_drives else None
                 limit = {} if config.collect_episode_steps is None else {"max_episode_steps": config.collect_episode_steps}
-                with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_SEEDS + 1_000_000 * (k + 1),
+                with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_START + 1_000_000 * (k + 1),
                                 with_expert=True, slot_reader=config.slot_reader, held_fit=config.held_fit,
                                 **limit) as workers:
                     shown = round(config.samples_per_round * config.expert_share) if student else 0

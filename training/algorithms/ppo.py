@@ -4,8 +4,9 @@ Rollout -> GAE with time-limit bootstrapping -> clipped-surrogate updates with a
 on the first update, KL early stopping, reward scaling by the running std of the discounted
 return, advantage normalisation, and two Adam optimisers (the actor's skips the shared PointNet).
 """
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,8 +32,9 @@ class PPOConfig:
     kl_stop_factor: float = 1.5
     value_coef: float = 0.5
     entropy_coef: float = 0.0
-    # False: the shared PointNet stays fixed. For fine-tuning a distilled student: its critic head
-    # starts untrained, and the critic's gradient would rewrite the features its actor relies on.
+    # False: the shared PointNet stays fixed (fine-tuning a distilled student: its critic head starts
+    # untrained, and the critic's gradient would rewrite the features its actor relies on). The env workers
+    # then encode the clouds (`EnvWorkers.set_encoder`) and PPO's epochs train the heads on those features.
     train_pointnet: bool = True
 
 
@@ -82,6 +84,18 @@ def clipped_policy_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, adva
     return loss, approx_kl
 
 
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` torch intra-op threads. Collection acts on a few observations at a time
+    while the env workers hold every core: more threads only take CPU from them."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class PPO:
     """Owns the model, optimisers and normalisers; `iteration()` collects and learns once."""
 
@@ -95,8 +109,8 @@ class PPO:
         self._running_return: np.ndarray = None  # discounted, for reward scaling
         self._episode_return: np.ndarray = None  # undiscounted, for reporting
 
-    def _evaluate(self, points: np.ndarray, state: np.ndarray) -> Tuple[torch.distributions.Normal, torch.Tensor]:
-        return self.model.distribution_and_value(torch.from_numpy(points), torch.from_numpy(state))
+    def _evaluate(self, inputs: np.ndarray, state: np.ndarray) -> Tuple[torch.distributions.Normal, torch.Tensor]:
+        return self.model.distribution_and_value(torch.from_numpy(inputs), torch.from_numpy(state))
 
     def restart_rollouts(self) -> None:
         """Make the next `collect` start from freshly reset environments."""
@@ -104,13 +118,21 @@ class PPO:
 
     def collect(self, workers: EnvWorkers, progress: Optional[tqdm] = None) -> Dict[str, np.ndarray]:
         """`samples_per_iteration` transitions (rounded up to a multiple of the worker count);
-        `progress` advances by one per env step."""
+        `progress` advances by one per env step. Workers with an encoder (a frozen PointNet's,
+        `EnvWorkers.set_encoder`) return features, which the rollout stores instead of the points."""
+        if workers.encoded and self.config.train_pointnet:
+            raise ValueError("the env workers encode the clouds, so the PointNet cannot train: "
+                             "set train_pointnet=False or clear the workers' encoder")
+        with torch_threads(1):
+            return self._collect(workers, progress)
+
+    def _collect(self, workers: EnvWorkers, progress: Optional[tqdm]) -> Dict[str, np.ndarray]:
         n_steps = -(-self.config.samples_per_iteration // workers.n_workers)
         if self._last is None:
             self._last = workers.reset()
             self._running_return = np.zeros(workers.n_workers)
             self._episode_return = np.zeros(workers.n_workers)
-        keys = ("points", "state", "action", "log_prob", "value", "reward", "final_value", "truncated", "terminated",
+        keys = ("inputs", "state", "action", "log_prob", "value", "reward", "final_value", "truncated", "terminated",
                 "ended")
         buffer = {key: [] for key in keys}
         episode_returns, successes = [], []
@@ -118,7 +140,7 @@ class PPO:
         for _ in range(n_steps):
             obs = self._last
             with torch.no_grad():
-                dist, value = self._evaluate(obs.points, obs.state)
+                dist, value = self._evaluate(obs.inputs, obs.state)
                 action = dist.sample()
                 log_prob = dist.log_prob(action).sum(-1)
             step = workers.step(action.numpy())
@@ -126,7 +148,7 @@ class PPO:
             final_value = np.zeros(workers.n_workers, dtype=np.float32)
             if step.truncated.any():  # bootstrap a time-limit cut from the episode's last observation
                 with torch.no_grad():
-                    final_value = self._evaluate(step.final_points, step.final_state)[1].numpy()
+                    final_value = self._evaluate(step.final_inputs, step.final_state)[1].numpy()
             self._episode_return += step.reward
             for worker in np.flatnonzero(ended):
                 episode_returns.append(self._episode_return[worker])
@@ -135,7 +157,7 @@ class PPO:
             self._running_return = self._running_return * self.config.gamma + step.reward
             self.return_stats.update(self._running_return)
             self._running_return[ended] = 0.0
-            for key, value_ in zip(keys, (obs.points, obs.state, action.numpy(), log_prob.numpy(), value.numpy(),
+            for key, value_ in zip(keys, (obs.inputs, obs.state, action.numpy(), log_prob.numpy(), value.numpy(),
                                           step.reward, final_value, step.truncated, step.terminated, ended)):
                 buffer[key].append(value_)
             self._last = step
@@ -143,7 +165,7 @@ class PPO:
                 progress.update(workers.n_workers)
         rollout = {key: np.stack(values) for key, values in buffer.items()}
         with torch.no_grad():
-            last_value = self._evaluate(self._last.points, self._last.state)[1].numpy()
+            last_value = self._evaluate(self._last.inputs, self._last.state)[1].numpy()
         # The value after step t is the value computed at step t + 1 (one forward pass per step),
         # except for episodes cut by the time limit.
         next_value = np.concatenate([rollout["value"][1:], last_value[None]])
@@ -160,7 +182,7 @@ class PPO:
                                           rollout["terminated"].astype(np.float32), rollout["ended"].astype(np.float32),
                                           c.gamma, c.gae_lambda)
         flat = {key: torch.from_numpy(np.ascontiguousarray(rollout[key].reshape(-1, *rollout[key].shape[2:])))
-                for key in ("points", "state", "action", "log_prob")}
+                for key in ("inputs", "state", "action", "log_prob")}
         flat["advantage"] = torch.from_numpy(advantages.reshape(-1))
         flat["return"] = torch.from_numpy(returns.reshape(-1).astype(np.float32))
         n = len(flat["return"])
@@ -169,13 +191,13 @@ class PPO:
         if self.updates == 0:
             for _ in range(c.critic_warmup_epochs):
                 for index in torch.randperm(n).split(c.batch_size):
-                    _, value = self.model.distribution_and_value(flat["points"][index], flat["state"][index],
+                    _, value = self.model.distribution_and_value(flat["inputs"][index], flat["state"][index],
                                                                  c.train_pointnet)
                     self._step(c.value_coef * (value - flat["return"][index]).pow(2).mean())
         kl_stop = False
         for _ in range(c.epochs):
             for index in torch.randperm(n).split(c.batch_size):
-                dist, value = self.model.distribution_and_value(flat["points"][index], flat["state"][index],
+                dist, value = self.model.distribution_and_value(flat["inputs"][index], flat["state"][index],
                                                                 c.train_pointnet)
                 log_prob = dist.log_prob(flat["action"][index]).sum(-1)
                 advantage = flat["advantage"][index]

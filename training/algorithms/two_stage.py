@@ -23,12 +23,14 @@ from tqdm import tqdm
 
 from agent.registry import get_task
 from training.common.checkpoints import load_checkpoint, model_checkpoint, save_checkpoint
-from training.common.evaluation import SELECTION_SEEDS, TRAIN_SEEDS, evaluate, torch_actor
+from training.common.evaluation import evaluate, torch_actor
 from training.common.networks import ActorCritic
 from training.algorithms.ppo import PPO, PPOConfig
 from training.common.run_dir import RunDirectory, RunDirectoryError
+from training.common.seeds import SELECTION_START, TRAIN_START
 from training.common.selection import final_choice, select_best
 from training.common.vec_env import EnvWorkers
+from training.export.onnx_actor import encoder_onnx
 from training.common.warm_start import initialise_from
 
 
@@ -41,7 +43,7 @@ class RunConfig:
     stage2_batch_factor: float = 0.9
     stage2_samples_factor: float = 0.875
     n_workers: int = os.cpu_count() or 1
-    eval_episodes: int = 20
+    eval_episodes: int = 50  # selection episodes per evaluation (>= 50 separates 0.95 from 1.00 better than 20)
     seed: int = 0
     init_from: Optional[str] = None  # checkpoint whose "model" initialises stage 1 (e.g. a distilled student)
     init_log_std: Optional[float] = None  # exploration log-std after init_from (a student's is untrained)
@@ -68,13 +70,16 @@ class RunConfig:
         return cls(**{**data, "ppo": PPOConfig(**data["ppo"])})
 
 
+FREE_SETTINGS = ("stage1_iterations", "stage2_iterations", "n_workers")  # a resumed run may change these
+
+
 class TwoStageRun:
     """A training run in `run_dir`; `run(stages)` trains the requested stages to completion."""
 
     def __init__(self, run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> None:
         get_task(config.env_id)  # unknown env id: clear error before any work
         self.config = config
-        self.directory = RunDirectory(run_dir, asdict(config), resume=resume, force=force)
+        self.directory = RunDirectory(run_dir, asdict(config), resume=resume, force=force, free=FREE_SETTINGS)
 
     def run(self, stages: Sequence[int] = (1, 2), start_from: Optional[Path] = None) -> Dict:
         """Train `stages`; stage 2 starts from `start_from` or else the best stage-1 checkpoint."""
@@ -86,8 +91,9 @@ class TwoStageRun:
         checkpoint = load_checkpoint(latest) if latest is not None else None
         if checkpoint is not None:
             progress = checkpoint["progress"]
-        train = EnvWorkers(c.env_id, c.n_workers, first_seed=TRAIN_SEEDS + progress["env_steps"], **c.env_kwargs())
-        selection = EnvWorkers(c.env_id, c.n_workers, first_seed=SELECTION_SEEDS, **c.env_kwargs())
+        train = EnvWorkers(c.env_id, c.n_workers, first_seed=TRAIN_START + progress["env_steps"], **c.env_kwargs())
+        selection = EnvWorkers(c.env_id, c.n_workers, first_seed=SELECTION_START, purpose="selection",
+                               **c.env_kwargs())
         try:
             model = ActorCritic(train.state_size, len(train.action_low), train.action_low, train.action_high)
             ppo = PPO(model, c.stage_ppo(stages[0]))
@@ -100,6 +106,7 @@ class TwoStageRun:
                 initialise_from(model, Path(c.init_from))
                 if c.init_log_std is not None:
                     model.log_std.data.fill_(c.init_log_std)
+                self._share_encoder(model, train, selection)
                 self._record(ppo, progress, selection)  # stage-1 iteration 0: the initialisation competes too
             for stage in stages:
                 if stage < progress["stage"]:
@@ -110,12 +117,20 @@ class TwoStageRun:
                     progress.update(stage=stage, iteration=0)
                     print("Stage {} starts from {}".format(stage, source))
                 ppo.config = c.stage_ppo(stage)
+                self._share_encoder(model, train, selection)
                 ppo.restart_rollouts()
                 self._train_stage(ppo, progress, stage, train, selection)
         finally:
             train.close()
             selection.close()
         return self.directory.write_result(final_choice(progress["records"]))
+
+    def _share_encoder(self, model: ActorCritic, *workers: EnvWorkers) -> None:
+        """With a frozen PointNet, the workers encode every cloud with it (the PPO epochs then train the heads
+        on those features); otherwise they return the clouds."""
+        encoder = None if self.config.ppo.train_pointnet else encoder_onnx(model.pointnet, workers[0].n_points)
+        for group in workers:
+            group.set_encoder(encoder)
 
     def _best_stage1(self, records: Sequence[Dict]) -> Path:
         best = select_best(records, 1)

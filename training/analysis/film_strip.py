@@ -12,10 +12,10 @@ import numpy as np
 from agent.policy import Policy
 from agent.registry import get_task
 from training.common.envs import make_env
-from training.common.evaluation import REPORT_SEEDS
+from training.common.seeds import REPORT_START
 
 
-def successful_episode(env_id: str, first_seed: int = REPORT_SEEDS, attempts: int = 5,
+def successful_episode(env_id: str, first_seed: int = REPORT_START, attempts: int = 5,
                        weights: Optional[Path] = None) -> Dict:
     """Frames (render-camera rgb, one per step, reset included) of the first episode among seeds
     `first_seed .. first_seed + attempts - 1` that the shipped policy solves, with its seed."""

@@ -5,28 +5,28 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training.common import seeds
 from training.common.vec_env import EnvWorkers
 
-# Seed ranges: training never uses evaluation seeds.
-REPORT_SEEDS = 1_000_000  # held-out reporting (scripts/evaluate.sh, README tables)
-SELECTION_SEEDS = 2_000_000  # checkpoint selection during two-stage training
-TRAIN_SEEDS = 10_000_000  # training rollouts: TRAIN_SEEDS + env steps done so far
-
-Actor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (points, state) batches -> actions
+Actor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (points or encoded features, state) batches -> actions
 
 
 def torch_actor(model: torch.nn.Module) -> Actor:
     """The model's deterministic action path as a numpy function."""
-    def act(points: np.ndarray, state: np.ndarray) -> np.ndarray:
+    def act(inputs: np.ndarray, state: np.ndarray) -> np.ndarray:
         model.eval()
         with torch.no_grad():
-            return model(torch.from_numpy(points), torch.from_numpy(state)).numpy()
+            return model(torch.from_numpy(inputs), torch.from_numpy(state)).numpy()
     return act
 
 
 def evaluate(actor: Actor, workers: EnvWorkers, n_episodes: int) -> Dict[str, float]:
     """Success rate, mean return and mean length over episodes with seeds first_seed + i, i < n_episodes
-    (worker w runs seeds first_seed + w + k * n_workers): the same seeds on every call."""
+    (worker w runs seeds first_seed + w + k * n_workers): the same seeds on every call. The seeds must lie in
+    the range of the workers' purpose (`training.common.seeds`): selection workers never play a report seed."""
+    if workers.purpose == "training":
+        raise seeds.SeedRangeError("evaluate on selection or report workers, not on training seeds")
+    seeds.check(workers.purpose, workers.first_seed, n_episodes)
     n = workers.n_workers
     wanted = [len(range(w, n_episodes, n)) for w in range(n)]
     done = [0] * n
@@ -35,7 +35,7 @@ def evaluate(actor: Actor, workers: EnvWorkers, n_episodes: int) -> Dict[str, fl
     step = workers.reset(restart_seeds=True)
     bar = tqdm(total=n_episodes, desc="evaluate", unit="episode", leave=False)
     while sum(done) < n_episodes:
-        step = workers.step(actor(step.points, step.state))
+        step = workers.step(actor(step.inputs, step.state))
         returns += step.reward
         lengths += 1
         for w in np.flatnonzero(step.terminated | step.truncated):

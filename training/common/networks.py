@@ -78,24 +78,27 @@ class ActorCritic(nn.Module):
         self.register_buffer("action_center", (high + low) / 2)
         self.register_buffer("action_scale", (high - low) / 2)
 
-    def features(self, points: torch.Tensor, state: torch.Tensor, pointnet_grad: bool = True) -> torch.Tensor:
-        """PointNet feature and state, concatenated (`pointnet_grad=False`: the PointNet is a fixed
-        feature extractor, no gradient and no backward cost)."""
+    def features(self, inputs: torch.Tensor, state: torch.Tensor, pointnet_grad: bool = True) -> torch.Tensor:
+        """PointNet feature and state, concatenated. `inputs`: points (B, N, 6), or (B, F) features the
+        PointNet already pooled (a frozen encoder's, `EnvWorkers.set_encoder`), used as they are.
+        `pointnet_grad=False`: the PointNet is a fixed feature extractor, no gradient and no backward cost."""
+        if inputs.dim() == 2:
+            return torch.cat([inputs, state], dim=-1)
         with torch.set_grad_enabled(pointnet_grad and torch.is_grad_enabled()):
-            pooled = self.pointnet(points)
+            pooled = self.pointnet(inputs)
         return torch.cat([pooled, state], dim=-1)
 
     def mean_action(self, features: torch.Tensor) -> torch.Tensor:
         return self.action_center + self.action_scale * torch.tanh(self.actor(features))
 
-    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """Deterministic action (the exported path)."""
-        return self.mean_action(self.features(points, state))
+    def forward(self, inputs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Deterministic action (the exported path); `inputs` as in `features`."""
+        return self.mean_action(self.features(inputs, state))
 
-    def distribution_and_value(self, points: torch.Tensor, state: torch.Tensor, pointnet_grad: bool = True
+    def distribution_and_value(self, inputs: torch.Tensor, state: torch.Tensor, pointnet_grad: bool = True
                                ) -> Tuple[torch.distributions.Normal, torch.Tensor]:
         """Action distribution and value estimate from one shared PointNet pass (see `features`)."""
-        features = self.features(points, state, pointnet_grad)
+        features = self.features(inputs, state, pointnet_grad)
         mean = self.mean_action(features)
         return torch.distributions.Normal(mean, self.log_std.exp()), self.critic(features).squeeze(-1)
 

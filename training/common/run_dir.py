@@ -8,7 +8,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 
 class RunDirectoryError(RuntimeError):
@@ -16,15 +16,18 @@ class RunDirectoryError(RuntimeError):
 
 
 class RunDirectory:
-    def __init__(self, path: Path, config: Dict[str, Any], resume: bool = False, force: bool = False) -> None:
+    def __init__(self, path: Path, config: Dict[str, Any], resume: bool = False, force: bool = False,
+                 free: Sequence[str] = ()) -> None:
         """Claim `path` for a run with `config`: refuse another run's directory unless `resume` (same config)
-        or `force` (overwrite; without `resume` its checkpoints are deleted)."""
+        or `force` (overwrite; without `resume` its checkpoints are deleted). The `free` keys (how long to
+        train, how many workers) are not part of the run's identity: a resumed run takes the new values."""
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         config_file = self.path / "config.json"
         if config_file.exists():
             existing = json.loads(config_file.read_text())
             existing = {**{key: None for key in config if key not in existing}, **existing}  # newer optional settings
+            existing.update({key: config[key] for key in free if key in config})
             if existing != config and not force:
                 raise RunDirectoryError(
                     "{} holds a run with another configuration; pass --force to overwrite its config, or use "

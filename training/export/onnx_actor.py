@@ -5,6 +5,7 @@ The graph maps `points` (B, N, 6) and `state` (B, S) to `action` (B, A), opset `
 onnxruntime's CPU kernels (`ExportedActor`).
 """
 import io
+import warnings
 from pathlib import Path
 from typing import Dict
 
@@ -30,18 +31,28 @@ def tree_max(features: torch.Tensor) -> torch.Tensor:
     return features[:, 0]
 
 
+class ExportedEncoder(nn.Module):
+    """The PointNet as relu(tree_max(...)) instead of max(relu(...)): ReLU is monotonic, so the two are
+    identical, and the ReLU runs on 512 values instead of N x 512."""
+
+    def __init__(self, pointnet: PointNet) -> None:
+        super().__init__()
+        self.per_point = pointnet.mlp[:-1]  # all but the final ReLU
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return torch.relu(tree_max(self.per_point(points)))
+
+
 class ExportedActor(nn.Module):
-    """The actor's deterministic path as relu(tree_max(...)) instead of max(relu(...)): ReLU is
-    monotonic, so the two are identical, and the ReLU runs on 512 values instead of N x 512."""
+    """The actor's deterministic path with the PointNet as `ExportedEncoder`."""
 
     def __init__(self, model: ActorCritic) -> None:
         super().__init__()
         self.model = model
-        self.per_point = model.pointnet.mlp[:-1]  # all but the final ReLU
+        self.encoder = ExportedEncoder(model.pointnet)
 
     def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        pooled = torch.relu(tree_max(self.per_point(points)))
-        return self.model.mean_action(torch.cat([pooled, state], dim=-1))
+        return self.model.mean_action(torch.cat([self.encoder(points), state], dim=-1))
 
 
 def onnx_bytes(actor: nn.Module, n_points: int, state_size: int) -> bytes:
@@ -80,3 +91,19 @@ def actor_weights_from_onnx(path: Path) -> Dict[str, torch.Tensor]:
         state["actor.{}.weight".format(index)] = weight if transposed else weight.T.contiguous()
         state["actor.{}.bias".format(index)] = tensors[gemm.input[2]]
     return state
+
+
+ENCODER_OUTPUT = "features"
+
+
+def encoder_onnx(pointnet: PointNet, n_points: int) -> bytes:
+    """`pointnet(points) -> features` for `n_points` points as ONNX (`ExportedEncoder`, dynamic batch axis):
+    what env workers run for a learner whose PointNet is frozen (`EnvWorkers.set_encoder`)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # tree_max's loop over the fixed point count traces as intended
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(ExportedEncoder(pointnet).eval(), (torch.zeros(1, n_points, 6),), buffer,
+                          input_names=[INPUT_NAMES[0]], output_names=[ENCODER_OUTPUT],
+                          dynamic_axes={INPUT_NAMES[0]: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
+    return buffer.getvalue()
