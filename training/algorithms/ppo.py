@@ -4,15 +4,15 @@ Rollout -> GAE with time-limit bootstrapping -> clipped-surrogate updates with a
 on the first update, KL early stopping, reward scaling by the running std of the discounted
 return, advantage normalisation, and two Adam optimisers (the actor's skips the shared PointNet).
 """
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.common.evaluation import torch_threads
 from training.common.networks import ActorCritic
 from training.common.vec_env import EnvWorkers, Step
 
@@ -82,18 +82,6 @@ def clipped_policy_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, adva
     loss = -torch.min(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages).mean()
     approx_kl = ((ratio - 1) - log_ratio).mean()
     return loss, approx_kl
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with `count` torch intra-op threads. Collection acts on a few observations at a time
-    while the env workers hold every core: more threads only take CPU from them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class PPO:

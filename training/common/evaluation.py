@@ -1,5 +1,6 @@
 """Deterministic evaluation of a policy on fixed seeds (episodes end at success or time limit)."""
-from typing import Callable, Dict
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator
 
 import numpy as np
 import torch
@@ -11,11 +12,23 @@ from training.common.vec_env import EnvWorkers
 Actor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (points or encoded features, state) batches -> actions
 
 
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` torch intra-op threads. Acting in an env loop (collection, evaluation) acts on a few observations at a time
+    while the env workers hold every core: more threads only take CPU from them."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def torch_actor(model: torch.nn.Module) -> Actor:
     """The model's deterministic action path as a numpy function."""
     def act(inputs: np.ndarray, state: np.ndarray) -> np.ndarray:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(1):
             return model(torch.from_numpy(inputs), torch.from_numpy(state)).numpy()
     return act
 
