@@ -1,0 +1,50 @@
+"""Recording a report-seed figure: report seeds only, once per policy."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from training.export.report import ReportError, record_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def evaluation(directory: Path, first_seed: int, successes: list) -> Path:
+    """An evaluate.sh output directory with one shard."""
+    shard = directory / "shard-0"
+    shard.mkdir(parents=True)
+    episodes = [{"episode_id": i, "reset_kwargs": {"seed": first_seed + i}} for i in range(len(successes))]
+    (shard / "config.json").write_text(json.dumps({"env_info": {"env_id": "LiftCube-v0"}, "episodes": episodes}))
+    (directory / "episode_results.json").write_text(json.dumps({str(i): {"success": s} for i, s in enumerate(successes)}))
+    return directory
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    directory = tmp_path / "weights"
+    directory.mkdir()
+    shutil.copy(ROOT / "weights" / "manifest.json", directory)
+    shutil.copy(ROOT / "weights" / "LiftCube-v0.onnx", directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["policies"] = {"LiftCube-v0": manifest["policies"]["LiftCube-v0"]}
+    manifest["policies"]["LiftCube-v0"]["provenance"].pop("report", None)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def test_a_report_figure_is_recorded_once_per_policy(weights: Path, tmp_path: Path) -> None:
+    report = record_report(weights, "LiftCube-v0", evaluation(tmp_path / "a", 3_000_000, [True, True, False, True]))
+    assert report["rate"] == 0.75 and report["episodes"] == 4 and report["seeds"] == "3000000-3000003"
+    stored = json.loads((weights / "manifest.json").read_text())["policies"]["LiftCube-v0"]["provenance"]["report"]
+    assert stored == report and stored["sha256"] == json.loads((weights / "manifest.json").read_text())[
+        "policies"]["LiftCube-v0"]["sha256"]
+    with pytest.raises(ReportError, match="scored there once"):
+        record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 3_000_100, [True]))
+
+
+def test_selection_seeds_are_not_a_report(weights: Path, tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="not a report-seed evaluation"):
+        record_report(weights, "LiftCube-v0", evaluation(tmp_path / "a", 2_000_000, [True, True]))
+    with pytest.raises(ReportError, match="not a report-seed evaluation"):
+        record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 3_999_999, [True, True]))  # runs out

@@ -1,0 +1,67 @@
+"""A shipped policy's held-out figure: its report-seed score, recorded once in its manifest provenance.
+
+`record_report` reads what `scripts/evaluate.sh` wrote for a task (OUT/episode_results.json and the shards'
+OUT/shard-*/config.json), checks that every episode was played on a report seed (`training.common.seeds`)
+and that the policy now in the manifest (its sha256) has no report figure yet: a policy is scored on report
+seeds once, after it was chosen on selection seeds. The figure joins the entry's provenance as
+`report: {rate, episodes, seeds, interval, sha256, date}`.
+"""
+import datetime
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+from agent.manifest import read_manifest, write_entry
+from training.common.seeds import check
+from training.export.official_evaluation import wilson_interval
+
+
+class ReportError(ValueError):
+    pass
+
+
+def evaluated_seeds(eval_dir: Path) -> List[int]:
+    """The seeds of the episodes in an evaluate.sh output directory, in episode order."""
+    seeds: Dict[int, int] = {}
+    for config in sorted(Path(eval_dir).glob("shard-*/config.json")):
+        for episode in json.loads(config.read_text())["episodes"]:
+            seeds[int(episode["episode_id"])] = int(episode["reset_kwargs"]["seed"])
+    if not seeds:
+        raise ReportError("{} holds no shard-*/config.json: run bash scripts/evaluate.sh ENV_ID EPISODES "
+                          "FIRST_SEED first".format(eval_dir))
+    return [seeds[key] for key in sorted(seeds)]
+
+
+def record_report(weights_dir: Path, env_id: str, eval_dir: Path, force: bool = False) -> Dict[str, Any]:
+    """Add the report-seed figure in `eval_dir` to `env_id`'s manifest entry; returns it. ReportError if the
+    episodes were not all report seeds, if they do not match the results, or if this policy already has one
+    (`force`: replace it, e.g. after a runtime fix that changed no weight)."""
+    entries = read_manifest(weights_dir)
+    if env_id not in entries:
+        raise ReportError("{} has no policy in {}".format(env_id, weights_dir / "manifest.json"))
+    entry = entries[env_id]
+    results_file = Path(eval_dir) / "episode_results.json"
+    if not results_file.is_file():
+        raise ReportError("{} is missing: the evaluation did not finish".format(results_file))
+    results = json.loads(results_file.read_text())
+    seeds = evaluated_seeds(Path(eval_dir))
+    if len(seeds) != len(results):
+        raise ReportError("{} holds {} episodes but its shard configs {}".format(eval_dir, len(results), len(seeds)))
+    try:
+        for seed in seeds:
+            check("report", seed)
+    except ValueError as error:
+        raise ReportError("not a report-seed evaluation: {}".format(error)) from None
+    previous = entry.provenance.get("report") or {}
+    if previous.get("sha256") == entry.sha256 and not force:
+        raise ReportError("{}'s policy ({}) was already scored on report seeds ({} over {} episodes): a policy is "
+                          "scored there once".format(env_id, entry.sha256[:12], previous["rate"], previous["episodes"]))
+    rate = sum(bool(r["success"]) for r in results.values()) / len(results)
+    low, high = wilson_interval(rate, len(results))
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    report = {"rate": rate, "episodes": len(results),
+              "seeds": "{}-{}".format(seeds[0], seeds[-1]) if contiguous else ",".join(map(str, seeds)),
+              "interval": [round(low, 3), round(high, 3)], "sha256": entry.sha256,
+              "date": datetime.date.today().isoformat()}
+    write_entry(weights_dir, entry._replace(provenance={**entry.provenance, "report": report}))
+    return report
