@@ -34,17 +34,17 @@ def weights(tmp_path: Path) -> Path:
 
 
 def test_a_report_figure_is_recorded_once_per_policy(weights: Path, tmp_path: Path) -> None:
-    report = record_report(weights, "LiftCube-v0", evaluation(tmp_path / "a", 3_000_000, [True, True, False, True]))
-    assert report["rate"] == 0.75 and report["episodes"] == 4 and report["seeds"] == "3000000-3000003"
+    report = record_report(weights, "LiftCube-v0", evaluation(tmp_path / "a", 4_000_000, [True, True, False, True]))
+    assert report["rate"] == 0.75 and report["episodes"] == 4 and report["seeds"] == "4000000-4000003"
     stored = json.loads((weights / "manifest.json").read_text())["policies"]["LiftCube-v0"]["provenance"]["report"]
     assert stored == report and stored["sha256"] == json.loads((weights / "manifest.json").read_text())[
         "policies"]["LiftCube-v0"]["sha256"]
     with pytest.raises(ReportError, match="scored there once"):
-        record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 3_000_100, [True]))
+        record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 4_000_100, [True]))
 
 
 def test_selection_seeds_are_not_a_report(weights: Path, tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="not a report-seed evaluation"):
         record_report(weights, "LiftCube-v0", evaluation(tmp_path / "a", 2_000_000, [True, True]))
     with pytest.raises(ReportError, match="not a report-seed evaluation"):
-        record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 3_999_999, [True, True]))  # runs out
+        record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 4_999_999, [True, True]))  # runs out

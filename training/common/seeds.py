@@ -3,7 +3,8 @@
 - training: rollouts, expert runs, demonstrations, slot-reader views: every seed outside the two below
   (PPO rollouts start at `TRAIN_START`, distillation collections at `TRAIN_START + 1,000,000 * round`);
 - selection: choosing rounds and checkpoints, evaluated as often as wanted: [1,000,000, 3,000,000);
-- report: held-out figures; a shipped policy is scored there once, after it was chosen: [3,000,000, 4,000,000).
+- report: held-out figures; a shipped policy is scored there once, after it was chosen: [4,000,000, 5,000,000)
+  (3,000,000 .. 3,999,999 are training seeds: some were looked at while diagnosing).
 
 `check(purpose, first_seed, count)` raises `SeedRangeError` when seeds first_seed .. first_seed + count - 1
 leave the purpose's range, so a selection evaluation can never read a report seed.
@@ -25,7 +26,7 @@ class SeedRange(NamedTuple):
 
 
 SELECTION = SeedRange("selection", 1_000_000, 3_000_000)
-REPORT = SeedRange("report", 3_000_000, 4_000_000)
+REPORT = SeedRange("report", 4_000_000, 5_000_000)
 SEED_LIMIT = 2 ** 31  # numpy and SAPIEN take 32-bit seeds
 
 SELECTION_START = 2_000_000  # default first selection seed
@@ -62,5 +63,5 @@ def check(purpose: str, first_seed: int, count: Optional[int] = 1) -> None:
             first_seed, last, " and ".join(sorted(kinds)), purpose, ALLOWED[purpose]))
 
 
-ALLOWED = {"training": "seeds outside 1,000,000..3,999,999", "selection": "seeds 1,000,000..2,999,999",
-           "report": "seeds 3,000,000..3,999,999"}
+ALLOWED = {"training": "seeds outside 1,000,000..2,999,999 and 4,000,000..4,999,999",
+           "selection": "seeds 1,000,000..2,999,999", "report": "seeds 4,000,000..4,999,999"}
