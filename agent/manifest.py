@@ -10,7 +10,13 @@
         "slot_reader": {"file": "...", "sha256": "...", "spec": {...}, "look_step": 30},  # looking policies only
         "held_fit": true,                                # looking policies that fit the held object
         "provenance": {"command": "...", "stage": 2, "checkpoint": "...", "date": "YYYY-MM-DD",
-                       "success": {"rate": 0.9, "episodes": 100, "seeds": "1000000-1000099"}}}}}
+                       "selection": {"rate": 0.96, "episodes": 50, "seeds": "2000000-2000049"},   # chosen on
+                       "report": {"rate": 0.93, "episodes": 100, "seeds": "4000000-4000099",     # held out,
+                                  "interval": [0.86, 0.97], "sha256": "...", "date": "..."}}}}}    # scored once
+
+`selection` is the figure the policy was chosen on (selection seeds); `report` its held-out figure, recorded
+once after it was chosen (`ms2agent record-report`; absent until then). Entries written before 2026-12-06
+name their selection figure `success`; they are read as `selection`.
 
 Standard library only (Python 3.8).
 """
@@ -26,8 +32,8 @@ WEIGHTS_DIR_VARIABLE = "MS2AGENT_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST_NAME = "manifest.json"
 TRAIN_COMMAND = "ms2agent two-stage {}"
-PROVENANCE_KEYS = ("command", "stage", "checkpoint", "success", "date")
-SUCCESS_KEYS = ("rate", "episodes", "seeds")
+PROVENANCE_KEYS = ("command", "stage", "checkpoint", "selection", "date")
+FIGURE_KEYS = ("rate", "episodes", "seeds")  # of `selection` and of `report`
 
 
 class WeightsError(RuntimeError):
@@ -112,8 +118,12 @@ def parse_entry(env_id: str, raw: Dict[str, Any], directory: Path) -> ManifestEn
     """One manifest entry, checked for completeness (KeyError/TypeError/ValueError otherwise)."""
     path, spec = _relative_file(raw, directory), _input_spec(raw)
     provenance = dict(raw["provenance"])
+    if "selection" not in provenance and "success" in provenance:  # written before 2026-12-06
+        provenance["selection"] = provenance.pop("success")
     missing = [key for key in PROVENANCE_KEYS if key not in provenance]
-    missing += ["success." + key for key in SUCCESS_KEYS if key not in (provenance.get("success") or {})]
+    for figure in ("selection", "report"):
+        if figure == "selection" or figure in provenance:
+            missing += [figure + "." + key for key in FIGURE_KEYS if key not in (provenance.get(figure) or {})]
     if missing:
         raise ValueError("provenance lacks " + ", ".join(missing))
     reader = raw.get("slot_reader")

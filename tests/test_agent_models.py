@@ -18,7 +18,7 @@ from agent.manifest import (InputSpec, ManifestEntry, WeightsError, file_sha256,
 from agent.onnx_model import load_session, make_session, model_spec, register
 
 PROVENANCE: Dict[str, Any] = {"command": "pytest", "stage": "untrained", "checkpoint": None, "date": "2000-01-01",
-                              "success": {"rate": None, "episodes": 0, "seeds": []}}
+                              "selection": {"rate": None, "episodes": 0, "seeds": []}}
 
 
 def tiny_model(n_points: int, state_size: int, action_size: int, gain: float = 1.0, seed: int = 0,
@@ -109,7 +109,7 @@ def test_invalid_manifest_names_the_file(tmp_path: Path, text: str) -> None:
 @pytest.mark.parametrize("change, message", [
     ({"file": "/abs/model.onnx"}, "must be relative"),
     ({"file": "../model.onnx"}, "must be relative"),
-    ({"provenance": {"command": "x"}}, "provenance lacks stage, checkpoint, success, date, success.rate"),
+    ({"provenance": {"command": "x"}}, "provenance lacks stage, checkpoint, selection, date, selection.rate"),
     ({"spec": {"n_points": 1200}}, "channels"),
 ])
 def test_incomplete_entries_are_rejected(tmp_path: Path, change: Dict[str, Any], message: str) -> None:
