@@ -4,7 +4,7 @@
 #
 #   [EVAL_WORKERS=N] bash scripts/evaluate.sh [ENV_ID] [EPISODES] [FIRST_SEED] [-- more run_evaluation options]
 #
-# Defaults: PickCube-v0, 10 episodes, seeds 1000000, 1000001, ... (never used in training).
+# Defaults: PickCube-v0, 10 episodes, report seeds 4000000, 4000001, ... (training/common/seeds.py).
 # The episodes are split over EVAL_WORKERS evaluator processes (default: one per core, at most 4;
 # every episode plays out exactly as in a single process). Results land in eval_out/ENV_ID/
 # (average_metrics.json, episode_results.json: all episodes; EVAL_OUT=DIR writes DIR/ENV_ID/
@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ENV_ID=${1:-PickCube-v0}
 EPISODES=${2:-10}
-FIRST_SEED=${3:-1000000}
+FIRST_SEED=${3:-4000000}
 WORKERS=${EVAL_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
 shift $(( $# < 3 ? $# : 3 )); [ "${1:-}" = "--" ] && shift
 

@@ -60,7 +60,7 @@ def test_film_strip_picks_evenly_spaced_frames_first_and_last_included(tmp_path:
 def test_film_strip_of_the_shipped_pickcube_policy(tmp_path: Path) -> None:
     from training.analysis.film_strip import save_strip, successful_episode
 
-    episode = successful_episode("PickCube-v0", attempts=3)  # shipped policy: 0.97 on held-out seeds
-    assert 1_000_000 <= episode["seed"] < 1_000_003 and 1 < len(episode["frames"]) <= 201
+    episode = successful_episode("PickCube-v0", attempts=3)  # shipped policy: 0.94 held out
+    assert 4_000_000 <= episode["seed"] < 4_000_003 and 1 < len(episode["frames"]) <= 201
     assert episode["frames"][0].shape == (512, 512, 3)
     assert save_strip(episode["frames"], tmp_path / "strip.png").stat().st_size > 10_000

@@ -355,7 +355,8 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 @app.command()
 def export(env_id: str = typer.Argument(..., help=ENV_HELP),
-           checkpoint: Path = typer.Argument(..., help="checkpoint to export (e.g. the checkpoint in result.json)"),
+           checkpoint: Path = typer.Argument(..., help="checkpoint to export, or a finished run's directory (its "
+                                             "result.json names the run's choice)"),
            weights_dir: Path = typer.Option(Path("weights"), help="where the ONNX file and manifest go"),
            command: str = typer.Option("", help="training command recorded as provenance"),
            slot_reader: Optional[Path] = typer.Option(None, help="the slot reader a looking policy was trained with "
@@ -370,6 +371,25 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("record-report")
+def record_report(env_id: str = typer.Argument(..., help=ENV_HELP),
+                  eval_dir: Optional[Path] = typer.Option(None, help="what scripts/evaluate.sh wrote (default: "
+                                                          "eval_out/ENV_ID)"),
+                  weights_dir: Path = typer.Option(Path("weights"), help="the manifest to record in"),
+                  force: bool = typer.Option(False, help="replace this policy's report figure (only after a runtime "
+                                             "fix that changed no weight)")) -> None:
+    """Record the shipped policy's held-out figure: its official-evaluator score on report seeds
+    (`bash scripts/evaluate.sh ENV_ID 100`), once per policy, in the manifest's provenance."""
+    from training.export.report import ReportError, record_report as record
+
+    get_task(env_id)
+    try:
+        report = record(weights_dir, env_id, eval_dir or Path("eval_out") / env_id, force)
+    except ReportError as error:
+        raise typer.BadParameter(str(error)) from None
+    typer.echo(json.dumps({"env_id": env_id, "report": report}, indent=2))
 
 
 @app.command("train-slot-reader")

@@ -3,6 +3,7 @@ check: on real observations of the task the ONNX and torch actions differ by at 
 entry records sha256 and provenance.
 """
 import datetime
+import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -20,6 +21,7 @@ from agent.preprocessing import TCP_IN_SLOT_SIZE, preprocess
 from agent.registry import TaskSpec, get_task, looking
 from training.common.checkpoints import load_checkpoint, model_from_checkpoint
 from training.common.networks import ActorCritic
+from training.common.seeds import SELECTION_START
 from training.common.warm_start import initialise_from
 from training.export.onnx_actor import ExportedActor, onnx_bytes
 
@@ -70,11 +72,24 @@ def check_parity(model: ActorCritic, onnx_model: bytes, inputs: List[Any], toler
     return difference
 
 
+def chosen_checkpoint(path: Path) -> Path:
+    """`path` itself, or for a run directory the checkpoint its result.json names (the run's choice)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    result = path / "result.json"
+    if not result.is_file():
+        raise ValueError("{} is a directory without result.json: pass a checkpoint, or a finished run's "
+                         "directory".format(path))
+    return Path(json.loads(result.read_text())["checkpoint"])
+
+
 def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command: str,
                       slot_reader: Optional[Path] = None, held_fit: bool = False) -> Dict[str, Any]:
     """Write `weights_dir/ENV.onnx` and its manifest entry (a looking policy's `slot_reader` is copied
     next to it as `ENV.slot_reader.onnx`; `held_fit`: it also fits the held object); returns a summary."""
     check_held_fit(slot_reader, held_fit)
+    checkpoint = chosen_checkpoint(checkpoint)
     reader = None if slot_reader is None else reader_entry(slot_reader, env_id)
     spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step, held_fit)
     model = model_from_checkpoint(checkpoint)
@@ -105,9 +120,8 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
         "command": command,
         "stage": record.get("stage", "distilled (before PPO)" if "round" in record else "unknown"),
         "checkpoint": str(checkpoint),
-        "success": {"rate": record.get("success"), "episodes": episodes,
-                    "seeds": "{}-{} (selection seeds, training-time evaluation)".format(
-                        2_000_000, 2_000_000 + episodes - 1) if episodes else "none"},
+        "selection": {"rate": record.get("success"), "episodes": episodes,
+                      "seeds": "{}-{}".format(SELECTION_START, SELECTION_START + episodes - 1) if episodes else "none"},
         "date": datetime.date.today().isoformat(),
     }
     entry = ManifestEntry(env_id, path, file_sha256(path),
