@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Union
+from typing import Any, Dict, NamedTuple, Optional, Union
 
 from agent.insertion import check_held_fit
 
@@ -32,6 +32,10 @@ WEIGHTS_DIR_VARIABLE = "MS2AGENT_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST_NAME = "manifest.json"
 TRAIN_COMMAND = "ms2agent two-stage {}"
+TRAIN_COMMANDS = {  # by the task's registry algorithm (agent.registry.TaskSpec.algorithm)
+    "ppo": "`ms2agent two-stage {}`",
+    "bc": "`ms2agent bc {} DEMO.h5` (behaviour cloning from ManiSkill2 demonstrations, see docs/soft_body.md)",
+}
 PROVENANCE_KEYS = ("command", "stage", "checkpoint", "selection", "date")
 FIGURE_KEYS = ("rate", "episodes", "seeds")  # of `selection` and of `report`
 
@@ -170,18 +174,25 @@ def tasks_with_weights(entries: Dict[str, ManifestEntry]) -> str:
     return ", ".join(sorted(entries)) or "none"
 
 
-def not_found(reason: str, entries: Dict[str, ManifestEntry], train_target: str) -> PolicyNotFoundError:
-    """The error for an env id without a shipped policy: what has one and how to train one."""
-    return PolicyNotFoundError("{} Tasks with shipped weights: {}. Train and export a policy with `{}`.".format(
-        reason, tasks_with_weights(entries), TRAIN_COMMAND.format(train_target)))
+def train_command(env_id: str, algorithm: str = "ppo") -> str:
+    """The command (in backquotes) that trains a policy for `env_id` with its registry `algorithm`."""
+    return TRAIN_COMMANDS[algorithm].format(env_id)
 
 
-def entry_for(env_id: str, entries: Dict[str, ManifestEntry], known_tasks: List[str], manifest: Path
+def not_found(reason: str, entries: Dict[str, ManifestEntry], command: str) -> PolicyNotFoundError:
+    """The error for an env id without a shipped policy: what has one and how to train one (`command`)."""
+    return PolicyNotFoundError("{} Tasks with shipped weights: {}. Train and export a policy with {}.".format(
+        reason, tasks_with_weights(entries), command))
+
+
+def entry_for(env_id: str, entries: Dict[str, ManifestEntry], algorithms: Dict[str, str], manifest: Path
               ) -> ManifestEntry:
-    """The entry of `manifest` for `env_id`; PolicyNotFoundError if the id is unknown or has no weights."""
-    if env_id not in known_tasks:
-        raise not_found("Unknown env id {!r} (known tasks: {}).".format(env_id, ", ".join(known_tasks)),
-                        entries, "ENV_ID")
+    """The entry of `manifest` for `env_id`; PolicyNotFoundError if the id is unknown (not in `algorithms`, the
+    known tasks' training algorithms) or has no weights, naming the command that trains the task's policy."""
+    if env_id not in algorithms:
+        raise not_found("Unknown env id {!r} (known tasks: {}).".format(env_id, ", ".join(sorted(algorithms))),
+                        entries, train_command("ENV_ID"))
     if env_id not in entries:
-        raise not_found("No policy for {} in {}.".format(env_id, manifest), entries, env_id)
+        raise not_found("No policy for {} in {}.".format(env_id, manifest), entries,
+                        train_command(env_id, algorithms[env_id]))
     return entries[env_id]

@@ -14,6 +14,10 @@ from agent.manifest import InputSpec, ManifestEntry, SlotReaderEntry, WeightsErr
 INPUT_NAMES = ("points", "state")
 OUTPUT_NAME = "action"
 THREADS_VARIABLE = "MS2AGENT_ORT_THREADS"
+# Graph optimisers no session runs. onnxruntime 1.19.2 (the Docker image's) takes a Mul by an empty tensor for a
+# no-op and removes it, which changes the shapes after it: the slot readers' Fourier features have zero octaves,
+# and their sessions fail on that version. None of the shipped graphs has a real no-op for it to remove.
+DISABLED_OPTIMIZERS = ["NoopElimination"]
 
 
 def session_threads(threads: Optional[int] = None) -> int:
@@ -39,8 +43,9 @@ def session_options(threads: int = 1,
 def make_session(model: Union[bytes, str], threads: int = 1,
                  optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                  ) -> ort.InferenceSession:
-    """A CPU session for a serialised model or a model file."""
-    return ort.InferenceSession(model, session_options(threads, optimization), providers=["CPUExecutionProvider"])
+    """A CPU session for a serialised model or a model file (without `DISABLED_OPTIMIZERS`)."""
+    return ort.InferenceSession(model, session_options(threads, optimization), providers=["CPUExecutionProvider"],
+                                disabled_optimizers=DISABLED_OPTIMIZERS)
 
 
 def _fixed_dims(name: str, shape: Sequence[Any], rank: int) -> List[int]:

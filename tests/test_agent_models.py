@@ -188,3 +188,23 @@ def test_exported_paper_network_matches_torch(tmp_path: Path) -> None:
         expected = network(torch.from_numpy(points), torch.from_numpy(state)).numpy()
     actual = session.run(["action"], {"points": points, "state": state})[0]
     np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def test_a_mul_by_an_empty_tensor_keeps_its_shape() -> None:
+    """The slot readers' empty Fourier features: onnxruntime 1.19.2's NoopElimination drops such a Mul."""
+    graph = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["points", "last"], ["column"]),
+         helper.make_node("Mul", ["column", "frequencies"], ["angles"]),
+         helper.make_node("Reshape", ["angles", "flat"], ["features"]),
+         helper.make_node("Sin", ["features"], ["sines"]),
+         helper.make_node("Concat", ["points", "sines"], ["encoded"], axis=2)],
+        "empty_fourier_features",
+        [helper.make_tensor_value_info("points", TensorProto.FLOAT, ["batch", 5, 3])],
+        [helper.make_tensor_value_info("encoded", TensorProto.FLOAT, ["batch", 5, None])],
+        [numpy_helper.from_array(np.array([-1], np.int64), "last"),
+         numpy_helper.from_array(np.zeros(0, np.float32), "frequencies"),
+         numpy_helper.from_array(np.array([0, 0, -1], np.int64), "flat")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    encoded = make_session(model.SerializeToString()).run(None, {"points": np.ones((2, 5, 3), np.float32)})[0]
+    assert encoded.shape == (2, 5, 3)

@@ -4,6 +4,7 @@ import ctypes.util
 import inspect
 import sys
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
@@ -67,3 +68,66 @@ def test_distill_and_bc_options_default_to_their_configs() -> None:
     bc = option_defaults("bc")
     for key in ("updates", "batch_size", "eval_every", "eval_episodes", "seed", "max_episode_steps"):
         assert bc[key] == getattr(BCConfig, key), key
+
+
+def refuse(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("started the simulator before checking the checkpoint")
+
+
+@pytest.mark.parametrize("command", ["export", "evaluate"])
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "no model"])
+def test_a_missing_or_corrupt_checkpoint_exits_naming_it_before_any_simulation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, damage: str) -> None:
+    import torch
+
+    import training.common.vec_env as vec_env
+    import training.export.export as export
+
+    monkeypatch.setattr(vec_env, "EnvWorkers", refuse)
+    monkeypatch.setattr(export, "real_inputs", refuse)
+    monkeypatch.setenv("COLUMNS", "500")  # the error box on one line
+    checkpoint = tmp_path / "student.pt"
+    if damage == "corrupt":
+        checkpoint.write_bytes(b"\x80\x02not a checkpoint\nat all\n")
+    elif damage == "no model":
+        torch.save({"record": {"success": 1.0}}, checkpoint)
+    extra = ["--weights-dir", str(tmp_path / "weights")] if command == "export" else []
+    result = CliRunner().invoke(app, [command, "PickCube-v0", str(checkpoint), *extra])
+    assert result.exit_code == 2, result.output
+    expected = {"missing": "does not exist", "corrupt": "is corrupt or not a checkpoint", "no model": "holds no model"}
+    (line,) = [line for line in result.output.splitlines() if "Invalid value" in line]
+    assert "Checkpoint {} {}".format(checkpoint, expected[damage]) in line
+    assert "Traceback" not in result.output and not (tmp_path / "weights").exists()
+
+
+def test_export_names_the_flags_that_fit_or_another_task() -> None:
+    from training.export.export import state_size_mismatch
+
+    lift = {(False, False): 31, (True, False): 49}
+    message = state_size_mismatch(Path("pick.pt"), 37, "LiftCube-v0", lift, "PickCube-v0")
+    assert message == ("pick.pt takes a state of size 37, but LiftCube-v0 policies take 31 without a slot reader, 49 "
+                       "with a slot reader: the checkpoint was probably trained for another task (PickCube-v0)")
+    assert "--slot-reader" not in message
+    plug = {(False, False): 31, (True, False): 49, (True, True): 64}
+    assert state_size_mismatch(Path("s.pt"), 49, "PlugCharger-v0", plug).endswith(
+        "the state of a PlugCharger-v0 policy with a slot reader: export it with --slot-reader (the slot reader it "
+        "was trained with)")
+    assert state_size_mismatch(Path("s.pt"), 64, "PlugCharger-v0", plug).endswith("and --held-fit")
+    assert state_size_mismatch(Path("s.pt"), 31, "PlugCharger-v0", plug).endswith("export it without --slot-reader")
+    assert state_size_mismatch(Path("s.pt"), 40, "PlugCharger-v0", plug, None).endswith("for another task")
+
+
+@pytest.mark.sim
+def test_exporting_a_checkpoint_of_another_task_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.common.checkpoints import model_checkpoint, save_checkpoint
+    from training.common.networks import ActorCritic
+
+    checkpoint = tmp_path / "pick.pt"  # a PickCube-v0 PPO checkpoint: state size 37
+    save_checkpoint(model_checkpoint(ActorCritic(37, 7, [-1.0] * 7, [1.0] * 7), config={"env_id": "PickCube-v0"}),
+                    checkpoint)
+    monkeypatch.setenv("COLUMNS", "500")
+    result = CliRunner().invoke(app, ["export", "LiftCube-v0", str(checkpoint), "--weights-dir", str(tmp_path / "w")])
+    assert result.exit_code == 2, result.output
+    assert "{} takes a state of size 37, but LiftCube-v0 policies take 31 without a slot reader, 49 with a slot " \
+           "reader: the checkpoint was probably trained for another task (PickCube-v0)".format(checkpoint) in result.output
+    assert "--slot-reader" not in result.output and not (tmp_path / "w").exists()

@@ -1,6 +1,7 @@
 """Looking policies (the insertion add-on, agent.insertion): the slot memory, the manifest's slot_reader entry, the
 agent reading its slot, and training's slot reader export, on small models and synthetic PegInsertionSide-v0
 observations."""
+import json
 from pathlib import Path
 from typing import Dict, List
 
@@ -123,6 +124,42 @@ def test_the_manifest_keeps_the_slot_reader_and_the_agent_looks(tmp_path: Path) 
     assert [bool(np.any(axis)) for axis in axes] == [step >= LOOK_STEP for step in range(LOOK_STEP + 2)]
     policy.reset()
     assert not np.any(policy.insertion.memory.axis) and policy.insertion.memory.step == 0
+
+
+def without_slot_reader(directory: Path, env_id: str) -> None:
+    manifest = directory / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    del raw["policies"][env_id]["slot_reader"]
+    raw["policies"][env_id].pop("held_fit", None)
+    manifest.write_text(json.dumps(raw))
+
+
+def test_a_looking_policy_whose_entry_lost_its_slot_reader_says_so(tmp_path: Path) -> None:
+    ship_looking(tmp_path)
+    without_slot_reader(tmp_path, ENV_ID)
+    with pytest.raises(WeightsError) as error:
+        Policy(ENV_ID, observation_space(), ACTION_SPACE, weights=tmp_path)
+    message = str(error.value)
+    assert "PegInsertionSide-v0.onnx takes a state of size 49, the state of a PegInsertionSide-v0 policy with a slot " \
+           "reader, but its entry in {} has no `slot_reader`".format(tmp_path / "manifest.json") in message
+    assert "--slot-reader READER" in message and "held_fit" not in message
+
+
+def test_a_held_fit_policy_whose_entry_lost_its_slot_reader_and_held_fit_says_so(tmp_path: Path) -> None:
+    ship(tmp_path, "PlugCharger-v0", tiny_model(1200, 64, 7))  # 31 + the slot's 18 + the held object's 15
+    with pytest.raises(WeightsError) as error:
+        Policy("PlugCharger-v0", observation_space(), ACTION_SPACE, weights=tmp_path)
+    message = str(error.value)
+    assert "a PlugCharger-v0 policy with a slot reader and the held-object fit" in message
+    assert "has no `slot_reader` and no `held_fit`" in message and "--slot-reader READER --held-fit" in message
+
+
+def test_a_plain_policy_whose_entry_has_a_slot_reader_says_so(tmp_path: Path) -> None:
+    reader = ship_looking(tmp_path)
+    entry = ship(tmp_path, ENV_ID, tiny_model(1200, 31, 7))
+    write_entry(tmp_path, entry._replace(slot_reader=reader))
+    with pytest.raises(WeightsError, match="has a `slot_reader`: remove it"):
+        Policy(ENV_ID, observation_space(), ACTION_SPACE, weights=tmp_path)
 
 
 def test_a_slot_reader_that_does_not_fit_the_env_is_refused(tmp_path: Path) -> None:

@@ -91,6 +91,17 @@ def checked_expert(env_id: str) -> None:
                                  param_hint="ENV_ID")
 
 
+def checked_model(checkpoint: Path) -> Any:
+    """The checkpoint's model (`ActorCritic`), or a one-line exit naming the file if it is missing, corrupt or
+    holds no model."""
+    from training.common.checkpoints import CorruptCheckpointError, model_from_checkpoint
+
+    try:
+        return model_from_checkpoint(checkpoint)
+    except (FileNotFoundError, CorruptCheckpointError) as error:
+        raise typer.BadParameter(str(error), param_hint="CHECKPOINT") from None
+
+
 def optional_str(path: Optional[Path]) -> Optional[str]:
     """A path option as a config stores it (None stays None)."""
     return str(path) if path else None
@@ -330,13 +341,13 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT,
              workers: Optional[int] = WORKERS) -> None:
     """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
-    from training.common.checkpoints import model_from_checkpoint
     from training.common.evaluation import evaluate as run_evaluate, torch_actor
     from training.common.vec_env import EnvWorkers
 
     from training.common.seeds import SeedRangeError, check, purpose_of
 
     get_task(env_id)
+    model = checked_model(checkpoint)  # before the env workers start
     purpose = purpose_of(first_seed)
     try:
         check(purpose, first_seed, episodes)
@@ -349,7 +360,7 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
     with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, purpose=purpose,
                     fast_render=False,
                     slot_reader=optional_str(slot_reader), held_fit=held_fit) as envs:
-        metrics = run_evaluate(torch_actor(model_from_checkpoint(checkpoint)), envs, episodes)
+        metrics = run_evaluate(torch_actor(model), envs, episodes)
     typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
 
 
@@ -363,10 +374,11 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
                                                       "(copied into --weights-dir)"),
            held_fit: bool = HELD_FIT) -> None:
     """Export to ONNX (opset 17), check parity with torch on real observations, update the manifest."""
-    from training.export.export import export_checkpoint
+    from training.export.export import chosen_checkpoint, export_checkpoint
 
     get_task(env_id)
     try:
+        checked_model(chosen_checkpoint(checkpoint))  # before the simulator starts
         summary = export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader, held_fit)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None

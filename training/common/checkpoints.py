@@ -30,14 +30,16 @@ def save_checkpoint(state: Dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
-    """Load a checkpoint; a clear error naming the file if it is missing or unreadable."""
+    """Load a checkpoint; a one-line error naming the file if it is missing (FileNotFoundError) or unreadable
+    (CorruptCheckpointError)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError("Checkpoint {} does not exist".format(path))
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CorruptCheckpointError("Checkpoint {} is corrupt or not a checkpoint: {}".format(path, error)) from error
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CorruptCheckpointError("Checkpoint {} is corrupt or not a checkpoint: {}".format(path, reason)) from error
 
 
 def model_checkpoint(model: ActorCritic, **extra: Any) -> Dict[str, Any]:

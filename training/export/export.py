@@ -5,7 +5,7 @@ entry records sha256 and provenance.
 import datetime
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import onnxruntime
@@ -17,6 +17,7 @@ from agent.insertion.slot_memory import with_slot
 from agent.insertion.slot_reader import reader_entry
 from agent.manifest import InputSpec, ManifestEntry, file_sha256, write_entry
 from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME
+from agent.policy import LAYOUTS, Layout, state_sizes
 from agent.preprocessing import TCP_IN_SLOT_SIZE, preprocess
 from agent.registry import TaskSpec, get_task, looking
 from training.common.checkpoints import load_checkpoint, model_from_checkpoint
@@ -26,14 +27,36 @@ from training.common.warm_start import initialise_from
 from training.export.onnx_actor import ExportedActor, onnx_bytes
 
 
+EXPORT_FLAGS: Dict[Layout, str] = {  # how to export a policy of each layout (agent.policy.LAYOUTS)
+    (False, False): "without --slot-reader",
+    (True, False): "with --slot-reader (the slot reader it was trained with)",
+    (True, True): "with --slot-reader (the slot reader it was trained with) and --held-fit",
+}
+
+
 class ParityError(RuntimeError):
     pass
 
 
-def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> List[Any]:
-    """Network inputs (preprocessed as `spec`) from a short random-action episode of the real task; a
-    looking spec's observations carry a made-up slot (1 dm ahead of the TCP) and, with `held_fit`, the
-    held-object fit's pose (agent.insertion.held_fit)."""
+def state_size_mismatch(checkpoint: Path, state_size: int, env_id: str, sizes: Dict[Layout, int],
+                        trained_for: Optional[str] = None) -> str:
+    """Why a checkpoint whose model takes a state of `state_size` does not export for `env_id` with the flags given
+    (`sizes`: the task's state sizes by layout, `agent.policy.state_sizes`): the flags that fit where the size is
+    one of the task's; else that the checkpoint was trained for another task (`trained_for`, where it names one)."""
+    matching = [layout for layout in sorted(sizes) if sizes[layout] == state_size]
+    if matching:
+        return "{} takes a state of size {}, the state of a {} policy {}: export it {}".format(
+            checkpoint, state_size, env_id, LAYOUTS[matching[0]], EXPORT_FLAGS[matching[0]])
+    known = ", ".join("{} {}".format(size, LAYOUTS[layout]) for layout, size in sorted(sizes.items()))
+    task = " ({})".format(trained_for) if trained_for and trained_for != env_id else ""
+    return ("{} takes a state of size {}, but {} policies take {}: the checkpoint was probably trained for another "
+            "task{}".format(checkpoint, state_size, env_id, known, task))
+
+
+def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> Tuple[List[Any], Any]:
+    """Network inputs (preprocessed as `spec`) from a short random-action episode of the real task, and the
+    env's observation space; a looking spec's observations carry a made-up slot (1 dm ahead of the TCP) and,
+    with `held_fit`, the held-object fit's pose (agent.insertion.held_fit)."""
     from training.common.envs import make_env
 
     env = make_env(spec.env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode)
@@ -53,7 +76,7 @@ def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> List[Any]:
         for _ in range(n_steps - 1):
             obs, *_ = env.step(env.action_space.sample())
             inputs.append(network_input(obs))
-        return inputs
+        return inputs, env.observation_space
     finally:
         env.close()
 
@@ -93,9 +116,10 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     reader = None if slot_reader is None else reader_entry(slot_reader, env_id)
     spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step, held_fit)
     model = model_from_checkpoint(checkpoint)
-    record = load_checkpoint(checkpoint).get("record", {})
+    stored = load_checkpoint(checkpoint)
+    record = stored.get("record", {})
     state_size = model.critic[0].in_features - model.pointnet.out_features
-    inputs = real_inputs(spec)
+    inputs, observation_space = real_inputs(spec)
     if reader is not None and state_size + TCP_IN_SLOT_SIZE == inputs[0].state.size:  # looking, from before
         # the TCP's pose in the slot frame was in the state: those entries join with zero weights
         widened = ActorCritic(inputs[0].state.size, len(model.action_scale), model.action_center - model.action_scale,
@@ -103,9 +127,8 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
         initialise_from(widened, checkpoint)
         model, state_size = widened.eval(), inputs[0].state.size
     if state_size != inputs[0].state.size:
-        raise ValueError("{} takes a state of size {}, but {} {} gives {}: {} --slot-reader".format(
-            checkpoint, state_size, env_id, "with a slot reader" if reader else "without one", inputs[0].state.size,
-            "omit" if reader else "pass the policy's"))
+        raise ValueError(state_size_mismatch(checkpoint, state_size, env_id, state_sizes(observation_space, env_id),
+                                             (stored.get("config") or {}).get("env_id")))
     data = onnx_bytes(ExportedActor(model), spec.total_points, state_size)
     difference = check_parity(model, data, inputs)
     weights_dir.mkdir(parents=True, exist_ok=True)
