@@ -80,7 +80,7 @@ EXPORT VKAPI_ATTR VkResult VKAPI_CALL vkCreateDevice(
         const char *name = create_info->ppEnabledExtensionNames[i];
         if (device_supports(physical, name))
             names[kept++] = name;
-        else
+        else if (getenv("MS2AGENT_VKCOMPAT_VERBOSE"))
             fprintf(stderr, "[vkcompat] dropped unsupported device extension %s\n", name);
     }
     VkDeviceCreateInfo filtered = *create_info;
