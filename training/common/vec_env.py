@@ -4,7 +4,7 @@ Each worker owns one ManiSkill2 env (dense reward, the registry's control mode),
 `preprocess` (so training sees exactly what the shipped agent sees), resets itself when an
 episode ends (seeds `first_seed + worker + k * n_workers`), and can also return a privileged
 expert's action for every observation (DAgger labels). On software Vulkan each worker renders
-with one lavapipe thread (`LP_NUM_THREADS=1`), which is faster than sharing threads, and, unless
+with one lavapipe thread (`LP_NUM_THREADS=1`) and, unless
 `fast_render=False` is passed, with `training.common.fast_render`'s light meshes and one-pass shader.
 With `slot_reader` (an exported slot reader, `training.slot_reader.train`) the policy looks: each worker
 runs the insertion add-on as the agent does (`agent.insertion.memory.insertion_memory`: it remembers the slot
@@ -66,14 +66,14 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, pur
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
                    reward_mode="dense", **env_kwargs)
     rng = np.random.default_rng(first_seed + worker)
-    memory = looking_state = None
+    memory = insertion = None
     if slot_reader is not None:
         from agent.insertion.memory import insertion_memory
         from agent.insertion.slot_reader import reader_entry
 
-        spec, looking_state = insertion_memory(reader_entry(Path(slot_reader), env_id), spec, env.observation_space,
+        spec, insertion = insertion_memory(reader_entry(Path(slot_reader), env_id), spec, env.observation_space,
                                                lambda: rng, held_fit)
-        memory = looking_state.memory
+        memory = insertion.memory
     expert = None
     if with_expert:
         from training.experts import make_expert
@@ -95,13 +95,13 @@ def _worker(conn, env_id: str, worker: int, n_workers: int, first_seed: int, pur
         episode += 1
         if expert is not None:
             expert.reset(env)
-        if looking_state is not None:
-            looking_state.reset()
+        if insertion is not None:
+            insertion.reset()
         return obs
 
     def observe(obs):
-        if looking_state is not None:
-            obs = looking_state.observe(obs)
+        if insertion is not None:
+            obs = insertion.observe(obs)
             if expert is not None and memory.axis.any():  # the slot was read: the expert acts on the reading
                 expert.reading = slot_pose(memory.position, memory.axis)
         net = preprocess(obs, spec, rng)
