@@ -6,9 +6,9 @@ a `time.monotonic()` time) or `WorkerRaised` (the worker's code raised; its trac
 at once, `close()` ends it cleanly. Both handles drive the same `EnvWorker` methods, so the backend changes where
 a worker runs, not what it computes.
 
-Ray: actors are placed with Ray's SPREAD strategy (evenly over the cluster's nodes; each needs a node with at least
-one CPU to be placed and holds none while it runs, Ray's default for actors) and never restarted by Ray: a lost
-actor is replaced by `EnvWorkers`. The process joins the cluster at `Backend.address` on its first Ray worker
+Ray: the workers of a group are spread over the cluster's alive nodes in proportion to their CPUs (`place`; an actor
+needs a node with at least one CPU to be placed and holds none while it runs, Ray's default for actors), and never
+restarted by Ray: a lost actor is replaced by `EnvWorkers`, on the node `place` then chooses. The process joins the cluster at `Backend.address` on its first Ray worker
 (None: `RAY_ADDRESS`, else the newest cluster started on this machine, else a new Ray instance here). Actors
 import this project from the driver's project directory where that path exists on their node (`PYTHONPATH`), else
 from the project installed there: every node needs the same version of the project, and the same files for paths
@@ -22,7 +22,8 @@ import socket
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from collections import Counter
+from typing import Any, Callable, Dict, Optional, Sequence
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,13 +44,13 @@ class WorkerRaised(Exception):
         self.traceback = text
 
 
-def launcher(backend) -> Callable[[Any], Any]:
-    """A function starting one worker (an unstarted `EnvWorker`) on `backend` (`vec_env.Backend`); returns its
-    handle."""
+def launcher(backend) -> Callable[[Any, Sequence[Any]], Any]:
+    """A function starting one worker (an unstarted `EnvWorker`) on `backend` (`vec_env.Backend`) next to the other
+    workers of its group (their handles); returns its handle."""
     if backend.kind == "ray":
         connect(backend.address)
-        return lambda worker: RayHandle(worker, backend.timeout)
-    return lambda worker: LocalHandle(worker, backend.timeout)
+        return lambda worker, others: RayHandle(worker, backend.timeout, others)
+    return lambda worker, others: LocalHandle(worker, backend.timeout)
 
 
 # -- local processes -------------------------------------------------------------------------------------------
@@ -178,16 +179,35 @@ def _host_actor():
     if _actor_class is None:
         import ray
 
-        _actor_class = ray.remote(_Host).options(max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
+        _actor_class = ray.remote(max_restarts=0, max_task_retries=0)(_Host)
     return _actor_class
 
 
-class RayHandle:
-    """A worker in a Ray actor, on whichever node of the cluster Ray places it."""
+def place(others: Sequence["RayHandle"]) -> Optional[str]:
+    """The node for one more worker of a group whose other workers are `others`: among the alive nodes with a CPU,
+    the one whose workers per CPU would stay lowest (ties: fewer workers, then Ray's node order); None when Ray
+    lists no such node."""
+    import ray
 
-    def __init__(self, worker, timeout: float) -> None:
+    cpus = {node["NodeID"]: node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]}
+    cpus = {node: count for node, count in cpus.items() if count >= 1}
+    if not cpus:
+        return None
+    placed = Counter(handle.node for handle in others)
+    return min(cpus, key=lambda node: ((placed[node] + 1) / cpus[node], placed[node]))
+
+
+class RayHandle:
+    """A worker in a Ray actor, on the node `place` chooses (a soft choice: Ray places it elsewhere when that node
+    cannot take it)."""
+
+    def __init__(self, worker, timeout: float, others: Sequence["RayHandle"] = ()) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         self.timeout = timeout
-        self.actor = _host_actor().remote(worker)
+        self.node = place(others)
+        strategy = "DEFAULT" if self.node is None else NodeAffinitySchedulingStrategy(self.node, soft=True)
+        self.actor = _host_actor().options(scheduling_strategy=strategy).remote(worker)
         self._where = self.actor.where.remote()
         self._location: Optional[Dict[str, Any]] = None
         self._answer = None

@@ -260,7 +260,8 @@ class EnvWorkers:
         self._pending: Dict[int, Reply] = {}  # a replacement's first observation, returned by the next step
         self._handles: List[Any] = []
         try:
-            self._handles = [self._launch(self._worker(w)) for w in range(n_workers)]
+            for w in range(n_workers):
+                self._handles.append(self._launch(self._worker(w), self._handles))
             spaces = self._call_all("start", lambda w: ())
         except BaseException:
             self.close()
@@ -336,7 +337,7 @@ class EnvWorkers:
             print("[env workers] {}: replacing it and starting the episode again (replacement {} of at most {})"
                   .format(report, count, self.backend.max_restarts), file=sys.stderr, flush=True)
             try:
-                self._handles[w] = self._launch(self._worker(w))
+                self._handles[w] = self._launch(self._worker(w), self._handles[:w] + self._handles[w + 1:])
                 spaces = self._call_one(w, "start")
                 if self._encoder is not None:
                     self._call_one(w, "set_encoder", self._encoder)
