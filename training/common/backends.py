@@ -12,7 +12,7 @@ restarted by Ray: a lost actor is replaced by `EnvWorkers`, on the node `place` 
 (None: `RAY_ADDRESS`, else the newest cluster started on this machine, else a new Ray instance here). Actors
 import this project from the driver's project directory where that path exists on their node (`PYTHONPATH`), else
 from the project installed there: every node needs the same version of the project, and the same files for paths
-given as options (`--slot-reader`).
+given as options (`--slot-reader`). They run at the normal priority of a process, as local workers do.
 """
 import multiprocessing as mp
 import os
@@ -152,8 +152,10 @@ def connect(address: Optional[str]) -> None:
     if ray.is_initialized():
         return
     path = os.pathsep.join([str(PROJECT_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
-    ray.init(address=address, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}},
-             logging_level="WARNING")
+    # RAY_worker_niceness 0: the actors run at the priority a local worker process has (Ray starts its workers at
+    # niceness 15 unless told otherwise, which loses the CPU to any other job on the node).
+    ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_worker_niceness": "0"}})
 
 
 class _Host:
