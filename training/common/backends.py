@@ -154,8 +154,12 @@ def connect(address: Optional[str]) -> None:
     path = os.pathsep.join([str(PROJECT_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     # RAY_worker_niceness 0: the actors run at the priority a local worker process has (Ray starts its workers at
     # niceness 15 unless told otherwise, which loses the CPU to any other job on the node).
-    ray.init(address=address, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_worker_niceness": "0"}})
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+                 runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_worker_niceness": "0"}})
+    except ConnectionError as error:
+        raise ConnectionError("{} (a cluster with token authentication needs RAY_AUTH_MODE=token here and its token: "
+                              "~/.ray/auth_token or RAY_AUTH_TOKEN; docs/cluster.md)".format(error)) from error
 
 
 class _Host:
