@@ -6,10 +6,11 @@ a `time.monotonic()` time) or `WorkerRaised` (the worker's code raised; its trac
 at once, `close()` ends it cleanly. Both handles drive the same `EnvWorker` methods, so the backend changes where
 a worker runs, not what it computes.
 
-Ray: the workers of a group are spread over the cluster's alive nodes in proportion to their CPUs (`place`; an actor
-needs a node with at least one CPU to be placed and holds none while it runs, Ray's default for actors), and never
-restarted by Ray: a lost actor is replaced by `EnvWorkers`, on the node `place` then chooses. The process joins the cluster at `Backend.address` on its first Ray worker
-(None: `RAY_ADDRESS`, else the newest cluster started on this machine, else a new Ray instance here). Actors
+Ray: the workers of a group are spread over the cluster's alive nodes in proportion to their CPUs (`place`; an
+actor needs a node with at least one CPU to be placed and holds none while it runs, Ray's default for actors), and
+never restarted by Ray: a lost actor is replaced by `EnvWorkers`, on the node `place` then chooses. The process
+joins the cluster at `Backend.address` with its first Ray worker and stays in it (None: `RAY_ADDRESS`, else the
+newest cluster started on this machine, else a new Ray instance here). Actors
 import this project from the driver's project directory where that path exists on their node (`PYTHONPATH`), else
 from the project installed there: every node needs the same version of the project, and the same files for paths
 given as options (`--slot-reader`). They run at the normal priority of a process, as local workers do.
@@ -21,8 +22,8 @@ import signal
 import socket
 import time
 import traceback
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
