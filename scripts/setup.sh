@@ -59,9 +59,9 @@ stamp="$VENV/.ms2agent-installed"
 want=$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing Python packages into $VENV (a few minutes the first time)"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[train,test]" 2>&1 \
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[train,test,cluster]" 2>&1 \
         | grep -v "is neither a file nor a directory" >&2 || true
-    "$VENV/bin/python" -c "import mani_skill2, sapien, torch, onnxruntime, typer, pytest" \
+    "$VENV/bin/python" -c "import mani_skill2, sapien, torch, onnxruntime, typer, pytest, ray" \
         || die "Python packages failed to install (see pip's output above)."
     echo "$want" > "$stamp"
 fi

@@ -131,3 +131,39 @@ def test_exporting_a_checkpoint_of_another_task_says_so(tmp_path: Path, monkeypa
     assert "{} takes a state of size 37, but LiftCube-v0 policies take 31 without a slot reader, 49 with a slot " \
            "reader: the checkpoint was probably trained for another task (PickCube-v0)".format(checkpoint) in result.output
     assert "--slot-reader" not in result.output and not (tmp_path / "w").exists()
+
+
+def test_every_collecting_command_takes_the_worker_backend_with_its_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.common.vec_env import Backend
+
+    def option_defaults(name: str) -> Dict[str, Any]:
+        command = next(c for c in app.registered_commands if (c.name or c.callback.__name__) == name)
+        return {key: getattr(parameter.default, "default", None)
+                for key, parameter in inspect.signature(command.callback).parameters.items()}
+
+    expected = {"backend": Backend.kind, "address": Backend.address, "worker_timeout": Backend.timeout,
+                "worker_restarts": Backend.max_restarts}
+    for name in ("train", "finetune", "two-stage", "distill", "evaluate", "bc"):
+        defaults = option_defaults(name)
+        assert {key: defaults[key] for key in expected} == expected, name
+    options = ppo_calls(monkeypatch, "train", "PickCube-v0", "--backend", "ray", "--address", "10.0.0.1:6379",
+                        "--worker-timeout", "60", "--worker-restarts", "1")[0]["args"][2]
+    assert (options.backend, options.address, options.worker_timeout, options.worker_restarts) == (
+        "ray", "10.0.0.1:6379", 60.0, 1)
+
+
+def test_the_worker_backend_is_checked_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    from training.common.vec_env import Backend
+
+    assert cli.worker_backend("local", None, 300.0, 3) == Backend()
+    for arguments, message in ((("slurm", None, 300.0, 3), "not one of local, ray"),
+                               (("local", "10.0.0.1:6379", 300.0, 3), "ray backend only"),
+                               (("local", None, 0.0, 3), "timeout")):
+        with pytest.raises(typer.BadParameter, match=message):
+            cli.worker_backend(*arguments)
+    real_find_spec = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None if name == "ray" else real_find_spec(name))
+    with pytest.raises(typer.BadParameter, match=r"pip install -e '\.\[cluster\]'"):
+        cli.worker_backend("ray", None, 300.0, 3)

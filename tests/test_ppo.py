@@ -219,3 +219,51 @@ def test_a_learning_pointnet_refuses_encoded_workers() -> None:
     model = ActorCritic(5, 3, [-1] * 3, [1] * 3)
     with pytest.raises(ValueError, match="train_pointnet=False"):
         PPO(model, PPOConfig(samples_per_iteration=6)).collect(EncodedWorkers(model.pointnet))
+
+
+class RestartingWorkers(ScriptedWorkers):
+    """ScriptedWorkers whose env 0 is replaced during its third step (`Step.restarted`), as `EnvWorkers` does
+    with a worker that died or hung: that step has no outcome and env 0 starts its episode again."""
+
+    def step(self, actions) -> Step:
+        step = super().step(actions)
+        restarted = np.array([self.t == 4, False])
+        reward = np.where(restarted, 0.0, step.reward).astype(np.float32)
+        return step._replace(reward=reward, restarted=restarted)
+
+
+def test_a_replaced_workers_lost_transition_is_masked_and_its_episode_cut_cleanly() -> None:
+    model = ActorCritic(5, 3, [-1] * 3, [1] * 3)
+    ppo = PPO(model, PPOConfig(samples_per_iteration=8, batch_size=4, critic_warmup_epochs=0))
+    rollout = ppo.collect(RestartingWorkers())
+    # Observations 1..4 were acted on; env 0's worker was lost while stepping from observation 3 (row 2).
+    assert rollout["valid"].tolist() == [[True, True], [True, True], [False, True], [True, True]]
+    assert rollout["ended"][:, 0].tolist() == [False, True, True, False]  # cut before, and at, the lost step
+    with torch.no_grad():
+        value_3 = model.distribution_and_value(torch.full((1, 8, 6), 3.0), torch.full((1, 5), 3.0))[1].item()
+    assert rollout["next_value"][1, 0] == pytest.approx(value_3, abs=1e-5)  # bootstrapped from its last observation
+    assert ppo.return_stats.count == pytest.approx(1e-4 + 7)  # the lost step adds no return sample
+    learned = {}
+    original = ppo.model.distribution_and_value
+
+    def spy(inputs, state, *args):
+        learned.setdefault("states", []).append(state[:, 0].clone())
+        return original(inputs, state, *args)
+
+    ppo.model.distribution_and_value = spy
+    ppo.learn(rollout)
+    seen = sorted(torch.cat(learned["states"]).tolist())  # two epochs over the 7 valid transitions
+    assert seen == sorted([1.0, 1.0, 2.0, 2.0, 3.0, 4.0, 4.0] * 2)  # env 0's observation 3 is left out
+
+
+def test_a_run_resumes_on_another_backend(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from training.common.vec_env import Backend
+
+    TwoStageRun(tmp_path, RunConfig("PickCube-v0", n_workers=2))
+    on_ray = replace(RunConfig("PickCube-v0"), n_workers=16, backend=Backend("ray", "10.0.0.1:6379", timeout=600))
+    TwoStageRun(tmp_path, on_ray, resume=True)  # where the workers run is not the run's identity
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["backend"] == {"kind": "ray", "address": "10.0.0.1:6379", "timeout": 600, "max_restarts": 3}
+    assert RunConfig.from_dict(stored).backend == on_ray.backend

@@ -5,6 +5,7 @@ Every default comes from where the setting lives: the config dataclasses (`PPOCo
 (`training.slot_reader`). `train`, `finetune` and `two-stage` share one option set (`PPOOptions`).
 """
 import ctypes
+import importlib.util
 import inspect
 import json
 import os
@@ -26,6 +27,7 @@ from training.algorithms.two_stage import RunConfig
 from training.common.envs import has_cuda, missing_assets
 from training.common.seeds import REPORT_START, SELECTION_START
 from training.common.run_dir import RunDirectoryError
+from training.common.vec_env import BACKENDS, Backend
 
 app = typer.Typer(help="Train, evaluate and export ManiSkill2 point-cloud policies.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -58,9 +60,34 @@ SLOT_READER_HELP = ("a looking policy (insertion tasks): this exported slot read
 HELD_FIT_HELP = ("with --slot-reader (PlugCharger): the policy also sees the pose of the object in its hand in the "
                  "slot's frame, fitted on its known box (agent/insertion/held_fit.py)")
 LOOK_STEP_HELP = "the step at which a looking policy reads the slot (the expert's look phase lasts that many steps)"
+BACKEND_HELP = ("where the env workers run: {} (one process per worker on this machine) or ray (one Ray actor per "
+                "worker on a Ray cluster; pip install -e '.[cluster]'; docs/cluster.md)".format(Backend.kind))
+ADDRESS_HELP = ("with --backend ray: the Ray cluster to join, e.g. 10.0.0.1:6379 (default: RAY_ADDRESS, else the newest "
+                "cluster started on this machine, else a new Ray instance here)")
+WORKER_TIMEOUT_HELP = "seconds an env worker may take to answer one call; one that does not is replaced"
+WORKER_RESTARTS_HELP = ("replacements of a dead or hung env worker within one episode (it starts the episode again) "
+                        "before the command fails")
 SLOT_READER = typer.Option(None, help=SLOT_READER_HELP)
 HELD_FIT = typer.Option(False, "--held-fit", help=HELD_FIT_HELP)
 WORKERS = typer.Option(None, help=WORKERS_HELP)
+BACKEND = typer.Option(Backend.kind, help=BACKEND_HELP)
+ADDRESS = typer.Option(Backend.address, help=ADDRESS_HELP)
+WORKER_TIMEOUT = typer.Option(Backend.timeout, help=WORKER_TIMEOUT_HELP)
+WORKER_RESTARTS = typer.Option(Backend.max_restarts, min=0, help=WORKER_RESTARTS_HELP)
+
+
+def worker_backend(backend: str, address: Optional[str], timeout: float, restarts: int) -> Backend:
+    """The env workers' backend from the options, or a clear exit before any work (unknown kind, an address
+    without ray, ray not installed)."""
+    if backend not in BACKENDS:
+        raise typer.BadParameter("{!r} is not one of {}".format(backend, ", ".join(BACKENDS)), param_hint="--backend")
+    try:
+        chosen = Backend(backend, address, timeout, restarts)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if chosen.kind == "ray" and importlib.util.find_spec("ray") is None:
+        raise typer.BadParameter("the ray backend needs Ray: pip install -e '.[cluster]'", param_hint="--backend")
+    return chosen
 
 
 def checked_task(env_id: str, algorithm: str) -> TaskSpec:
@@ -161,6 +188,10 @@ class PPOOptions:
                                               help="cut episodes shorter than the task's time limit (quick trials)")
     slot_reader: Optional[Path] = option(None, help=SLOT_READER_HELP)
     held_fit: bool = option(RunConfig.held_fit, "--held-fit", help=HELD_FIT_HELP)
+    backend: str = option(Backend.kind, help=BACKEND_HELP)
+    address: Optional[str] = option(Backend.address, help=ADDRESS_HELP)
+    worker_timeout: float = option(Backend.timeout, help=WORKER_TIMEOUT_HELP)
+    worker_restarts: int = option(Backend.max_restarts, min=0, help=WORKER_RESTARTS_HELP)
 
 
 FORCE = typer.Option(False, help="restart the run in --run-dir, discarding its checkpoints")
@@ -187,6 +218,7 @@ def _ppo_run(env_id: str, stages: List[int], options: PPOOptions, *, force: bool
 
     checked_task(env_id, "ppo")
     o = options
+    backend = worker_backend(o.backend, o.address, o.worker_timeout, o.worker_restarts)
     config = RunConfig(env_id, PPOConfig(batch_size=o.batch_size, samples_per_iteration=o.samples_per_iteration,
                                          lr=o.lr, train_pointnet=not o.freeze_pointnet),
                        stage1_iterations=stage1_iterations, stage2_iterations=stage2_iterations,
@@ -194,7 +226,7 @@ def _ppo_run(env_id: str, stages: List[int], options: PPOOptions, *, force: bool
                        n_workers=o.workers or os.cpu_count() or 1, eval_episodes=o.eval_episodes, seed=o.seed,
                        init_from=optional_str(init_from), init_log_std=init_log_std,
                        max_episode_steps=o.max_episode_steps, slot_reader=optional_str(o.slot_reader),
-                       held_fit=o.held_fit)
+                       held_fit=o.held_fit, backend=backend)
     try:
         run = TwoStageRun(o.run_dir or RUNS / env_id / "ppo", config, resume=o.resume, force=force)
         result = run.run(stages, start_from=start_from)
@@ -265,13 +297,16 @@ def distill(
         init_from: Optional[Path] = typer.Option(None, help="continue from this student: a checkpoint or an "
                                                  "exported weights/ENV.onnx (every round is then DAgger)"),
         slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT, workers: Optional[int] = WORKERS,
-        seed: int = typer.Option(DistillConfig.seed, help="random seed")) -> None:
+        seed: int = typer.Option(DistillConfig.seed, help="random seed"), backend: str = BACKEND,
+        address: Optional[str] = ADDRESS, worker_timeout: float = WORKER_TIMEOUT,
+        worker_restarts: int = WORKER_RESTARTS) -> None:
     """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
     result.json names the round with the best selection success."""
     from training.algorithms.distill import distill as run_distill
 
     checked_task(env_id, "ppo")
     checked_expert(env_id)
+    chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     try:  # the config validates its settings (the BC loss) before any simulation starts
         config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
                                updates_per_round=updates_per_round, batch_size=batch_size,
@@ -280,7 +315,7 @@ def distill(
                                n_workers=workers or os.cpu_count() or 1,
                                eval_episodes=eval_episodes, collect_episode_steps=collect_episode_steps,
                                seed=seed, init_from=optional_str(init_from),
-                               slot_reader=optional_str(slot_reader), held_fit=held_fit)
+                               slot_reader=optional_str(slot_reader), held_fit=held_fit, backend=chosen_backend)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
@@ -308,7 +343,9 @@ def bc(
         force: bool = typer.Option(False, help="restart the run in --run-dir, discarding its checkpoints"),
         seed: int = typer.Option(BCConfig.seed, help="random seed (initialisation, minibatches, validation split)"),
         max_episode_steps: Optional[int] = typer.Option(BCConfig.max_episode_steps, min=1, help="cut evaluation "
-                                                        "episodes shorter than the task's time limit (quick trials)")
+                                                        "episodes shorter than the task's time limit (quick trials)"),
+        backend: str = BACKEND, address: Optional[str] = ADDRESS, worker_timeout: float = WORKER_TIMEOUT,
+        worker_restarts: int = WORKER_RESTARTS
 ) -> None:
     """Behaviour cloning from ManiSkill2 demos in two stages (the soft-body track; rigid tasks work too)."""
     try:
@@ -316,13 +353,15 @@ def bc(
     except KeyError as error:
         raise typer.BadParameter(error.args[0], param_hint="ENV_ID") from None
     run_dir = run_dir or RUNS / env_id / "bc"
+    chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     try:
         demo_file = read_demo(demo, spec)
         check_simulator(spec, demo_file, run_dir / "demos", eval_episodes)
         config = BCConfig(env_id, str(demo.resolve()), updates=updates, batch_size=batch_size, eval_every=eval_every,
                           eval_episodes=eval_episodes, seed=seed, max_episode_steps=max_episode_steps)
         run = BCRun(run_dir, config, demo_file, resume=resume, force=force)
-        result = run.run(workers or os.cpu_count() or 1, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        result = run.run(workers or os.cpu_count() or 1, device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                         chosen_backend)
     except SimulatorUnavailable as error:
         raise typer.BadParameter(str(error), param_hint="ENV_ID") from None
     except DemoError as error:
@@ -339,7 +378,8 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
              first_seed: int = typer.Option(SELECTION_START, help="seeds first_seed .. first_seed+episodes-1, all "
                                             "selection or all report seeds (training/common/seeds.py)"),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT,
-             workers: Optional[int] = WORKERS) -> None:
+             workers: Optional[int] = WORKERS, backend: str = BACKEND, address: Optional[str] = ADDRESS,
+             worker_timeout: float = WORKER_TIMEOUT, worker_restarts: int = WORKER_RESTARTS) -> None:
     """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
     from training.common.evaluation import evaluate as run_evaluate, torch_actor
     from training.common.vec_env import EnvWorkers
@@ -348,6 +388,7 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
 
     get_task(env_id)
     model = checked_model(checkpoint)  # before the env workers start
+    chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     purpose = purpose_of(first_seed)
     try:
         check(purpose, first_seed, episodes)
@@ -358,8 +399,8 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
                                  "{})".format(first_seed, SELECTION_START, REPORT_START), param_hint="--first-seed")
     # Reported success rates come from the official renderer, not the fast training path.
     with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, purpose=purpose,
-                    fast_render=False,
-                    slot_reader=optional_str(slot_reader), held_fit=held_fit) as envs:
+                    fast_render=False, slot_reader=optional_str(slot_reader), held_fit=held_fit,
+                    backend=chosen_backend) as envs:
         metrics = run_evaluate(torch_actor(model), envs, episodes)
     typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
 

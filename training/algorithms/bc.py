@@ -38,7 +38,7 @@ from training.common.seeds import SELECTION_START
 from training.common.networks import ActorCritic
 from training.common.run_dir import RunDirectory
 from training.common.selection import final_choice, select_best
-from training.common.vec_env import EnvWorkers
+from training.common.vec_env import Backend, EnvWorkers
 
 
 @dataclass
@@ -178,8 +178,9 @@ class BCRun:
         self.directory = RunDirectory(run_dir, asdict(config), resume=resume, force=force)
         self.cache_dir = self.directory.path / "demos"
 
-    def run(self, n_workers: int = 1, device: str = "cpu") -> Dict[str, Any]:
-        """Convert the demo (if not cached), train both stages to completion; returns result.json's content."""
+    def run(self, n_workers: int = 1, device: str = "cpu", backend: Optional[Backend] = None) -> Dict[str, Any]:
+        """Convert the demo (if not cached), train both stages to completion; returns result.json's content.
+        `backend`: where the evaluation's env workers run (default: local processes)."""
         c = self.config
         source = convert_demo(self.demo, self.cache_dir, n_workers)
         train_episodes, validation_episodes = split_episodes(self.demo.episodes, c.validation_fraction, c.seed)
@@ -202,8 +203,8 @@ class BCRun:
             progress = checkpoint["progress"]
             print("Resuming {} from {}".format(self.directory.path, latest), flush=True)
 
-        selection = (EnvWorkers(c.env_id, n_workers, first_seed=SELECTION_START, purpose="selection", **c.env_kwargs())
-                     if c.eval_episodes else None)
+        selection = (EnvWorkers(c.env_id, n_workers, first_seed=SELECTION_START, purpose="selection", backend=backend,
+                                **c.env_kwargs()) if c.eval_episodes else None)
         try:
             for stage in (1, 2):
                 if stage < progress["stage"]:

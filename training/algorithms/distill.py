@@ -12,12 +12,16 @@ from it and every round, round 0 included, is DAgger driven by the student. `exp
 DAgger round's samples comes from episodes the expert drives without noise. `slot_reader` distils a looking
 student (the insertion add-on, see `training.common.vec_env`): the expert labels a look phase first, and the
 student sees the slot it read as its goal. The final student initialises two-stage PPO
-(`ms2agent two-stage ENV --init-from .../student.pt`).
+(`ms2agent two-stage ENV --init-from .../student.pt`). `backend` runs the env workers as local processes or Ray
+actors (`training.common.vec_env.Backend`). A worker replaced during a collection (it died or hung) plays its
+interrupted episode again from its seed; the observations it had already labelled in that episode stay in the round's
+data (each is an observation with the expert's label, a sample on its own), and only episodes that ended count
+towards `episode_success`.
 """
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -34,7 +38,7 @@ from training.common.evaluation import Actor, evaluate, torch_actor
 from training.common.seeds import SELECTION_START, TRAIN_START
 from training.common.networks import ActorCritic
 from training.common.selection import best_round
-from training.common.vec_env import EnvWorkers
+from training.common.vec_env import Backend, EnvWorkers, backend_from
 from training.common.warm_start import initialise_from
 
 
@@ -58,8 +62,10 @@ class DistillConfig:
     init_from: Optional[str] = None  # start from this student (.pt checkpoint or exported .onnx)
     slot_reader: Optional[str] = None  # a looking student: this exported slot reader (training.slot_reader.train)
     held_fit: bool = False  # a looking student that also sees the held object's fitted pose (agent.insertion.held_fit)
+    backend: Backend = field(default_factory=Backend)  # where the env workers run (local processes or Ray actors)
 
     def __post_init__(self) -> None:
+        self.backend = backend_from(self.backend)  # distill_config.json holds its dict
         checked_loss(self.loss)
         if self.collect_episode_steps is not None and self.collect_episode_steps < 1:
             raise ValueError("collect_episode_steps must be >= 1 (None: the task's time limit)")
@@ -120,8 +126,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
     records = json.loads(records_file.read_text()) if records_file.exists() else []
     spec = student_spec(config)
     selection = EnvWorkers(config.env_id, config.n_workers, first_seed=SELECTION_START, purpose="selection",
-                           slot_reader=config.slot_reader,
-                           held_fit=config.held_fit)
+                           slot_reader=config.slot_reader, held_fit=config.held_fit, backend=config.backend)
     try:
         model = ActorCritic(selection.state_size, len(selection.action_low), selection.action_low, selection.action_high)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -143,7 +148,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                 limit = {} if config.collect_episode_steps is None else {"max_episode_steps": config.collect_episode_steps}
                 with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_START + 1_000_000 * (k + 1),
                                 with_expert=True, slot_reader=config.slot_reader, held_fit=config.held_fit,
-                                **limit) as workers:
+                                backend=config.backend, **limit) as workers:
                     shown = round(config.samples_per_round * config.expert_share) if student else 0
                     data = collect(workers, config.samples_per_round - shown, student, config.expert_noise, rng)
                     if shown:  # the expert's episodes; the student's alone give `student_rollout_success`

@@ -107,7 +107,15 @@ class PPO:
     def collect(self, workers: EnvWorkers, progress: Optional[tqdm] = None) -> Dict[str, np.ndarray]:
         """`samples_per_iteration` transitions (rounded up to a multiple of the worker count);
         `progress` advances by one per env step. Workers with an encoder (a frozen PointNet's,
-        `EnvWorkers.set_encoder`) return features, which the rollout stores instead of the points."""
+        `EnvWorkers.set_encoder`) return features, which the rollout stores instead of the points.
+
+        A worker replaced during a step (`Step.restarted`: it died or hung, and its replacement starts the
+        interrupted episode again from its seed) leaves a transition without an outcome: it is kept in the
+        (T, W) arrays but marked invalid (`rollout["valid"]`), and `learn` leaves it out. The interrupted
+        episode's earlier transitions stay: they end there as if cut by the time limit, bootstrapped from
+        the value of the last observation the worker returned (what GAE does at any time-limit cut), and
+        no return crosses from them into the replayed episode. The interrupted episode counts towards
+        neither `episode_returns` nor `episode_successes`; its replay does when it ends."""
         if workers.encoded and self.config.train_pointnet:
             raise ValueError("the env workers encode the clouds, so the PointNet cannot train: "
                              "set train_pointnet=False or clear the workers' encoder")
@@ -121,7 +129,7 @@ class PPO:
             self._running_return = np.zeros(workers.n_workers)
             self._episode_return = np.zeros(workers.n_workers)
         keys = ("inputs", "state", "action", "log_prob", "value", "reward", "final_value", "truncated", "terminated",
-                "ended")
+                "ended", "valid")
         buffer = {key: [] for key in keys}
         episode_returns, successes = [], []
         self.model.eval()
@@ -132,21 +140,26 @@ class PPO:
                 action = dist.sample()
                 log_prob = dist.log_prob(action).sum(-1)
             step = workers.step(action.numpy())
-            ended = step.terminated | step.truncated
+            restarted = np.zeros(workers.n_workers, bool) if step.restarted is None else step.restarted
+            valid = ~restarted
+            ended = step.terminated | step.truncated | restarted  # GAE never crosses into a replayed episode
+            if restarted.any() and buffer["ended"]:
+                buffer["ended"][-1] = buffer["ended"][-1] | restarted  # the interrupted episode ends at its last step
             final_value = np.zeros(workers.n_workers, dtype=np.float32)
             if step.truncated.any():  # bootstrap a time-limit cut from the episode's last observation
                 with torch.no_grad():
                     final_value = self._evaluate(step.final_inputs, step.final_state)[1].numpy()
             self._episode_return += step.reward
-            for worker in np.flatnonzero(ended):
+            for worker in np.flatnonzero(step.terminated | step.truncated):
                 episode_returns.append(self._episode_return[worker])
                 successes.append(step.success[worker])
             self._episode_return[ended] = 0.0
             self._running_return = self._running_return * self.config.gamma + step.reward
-            self.return_stats.update(self._running_return)
+            if valid.any():
+                self.return_stats.update(self._running_return[valid])
             self._running_return[ended] = 0.0
             for key, value_ in zip(keys, (obs.inputs, obs.state, action.numpy(), log_prob.numpy(), value.numpy(),
-                                          step.reward, final_value, step.truncated, step.terminated, ended)):
+                                          step.reward, final_value, step.truncated, step.terminated, ended, valid)):
                 buffer[key].append(value_)
             self._last = step
             if progress is not None:
@@ -163,7 +176,8 @@ class PPO:
         return rollout
 
     def learn(self, rollout: Dict[str, np.ndarray]) -> Dict[str, float]:
-        """Clipped PPO updates on one rollout; returns training statistics. With a frozen PointNet the updates
+        """Clipped PPO updates on one rollout (its valid transitions: see `collect`); returns training statistics.
+        With a frozen PointNet the updates
         train the heads alone, on one torch thread (small matrices: more threads only wait on each other)."""
         if self.config.train_pointnet:
             return self._learn(rollout)
@@ -176,10 +190,11 @@ class PPO:
         advantages, returns = compute_gae(rollout["reward"] / scale, rollout["value"], rollout["next_value"],
                                           rollout["terminated"].astype(np.float32), rollout["ended"].astype(np.float32),
                                           c.gamma, c.gae_lambda)
-        flat = {key: torch.from_numpy(np.ascontiguousarray(rollout[key].reshape(-1, *rollout[key].shape[2:])))
+        valid = rollout["valid"].reshape(-1) if "valid" in rollout else np.ones(advantages.size, bool)
+        flat = {key: torch.from_numpy(np.ascontiguousarray(rollout[key].reshape(-1, *rollout[key].shape[2:])[valid]))
                 for key in ("inputs", "state", "action", "log_prob")}
-        flat["advantage"] = torch.from_numpy(advantages.reshape(-1))
-        flat["return"] = torch.from_numpy(returns.reshape(-1).astype(np.float32))
+        flat["advantage"] = torch.from_numpy(advantages.reshape(-1)[valid])
+        flat["return"] = torch.from_numpy(returns.reshape(-1)[valid].astype(np.float32))
         n = len(flat["return"])
         self.model.train()
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "approx_kl": 0.0, "minibatches": 0}

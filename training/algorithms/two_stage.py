@@ -29,7 +29,7 @@ from training.algorithms.ppo import PPO, PPOConfig
 from training.common.run_dir import RunDirectory, RunDirectoryError
 from training.common.seeds import SELECTION_START, TRAIN_START
 from training.common.selection import final_choice, select_best
-from training.common.vec_env import EnvWorkers
+from training.common.vec_env import Backend, EnvWorkers, backend_from
 from training.export.onnx_actor import encoder_onnx
 from training.common.warm_start import initialise_from
 
@@ -50,10 +50,14 @@ class RunConfig:
     max_episode_steps: Optional[int] = None  # shorter episodes than the task's limit (quick tests)
     slot_reader: Optional[str] = None  # a looking policy: this exported slot reader (training.slot_reader.train)
     held_fit: bool = False  # a looking policy that also sees the held object's fitted pose (agent.insertion.held_fit)
+    backend: Backend = field(default_factory=Backend)  # where the env workers run (local processes or Ray actors)
+
+    def __post_init__(self) -> None:
+        self.backend = backend_from(self.backend)  # a stored config holds its dict
 
     def env_kwargs(self) -> Dict:
         limit = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
-        return {"slot_reader": self.slot_reader, "held_fit": self.held_fit, **limit}
+        return {"slot_reader": self.slot_reader, "held_fit": self.held_fit, "backend": self.backend, **limit}
 
     def stage_ppo(self, stage: int) -> PPOConfig:
         """PPO settings of a stage: stage 2 scales batch size and samples per iteration."""
@@ -70,7 +74,9 @@ class RunConfig:
         return cls(**{**data, "ppo": PPOConfig(**data["ppo"])})
 
 
-FREE_SETTINGS = ("stage1_iterations", "stage2_iterations", "n_workers")  # a resumed run may change these
+# A resumed run may change these: how long it trains, and on how many workers where (a run started on two
+# cores goes on on a cluster; the workers' seeds follow the run's progress, not the worker count).
+FREE_SETTINGS = ("stage1_iterations", "stage2_iterations", "n_workers", "backend")
 
 
 class TwoStageRun:

@@ -36,7 +36,8 @@ def torch_actor(model: torch.nn.Module) -> Actor:
 def evaluate(actor: Actor, workers: EnvWorkers, n_episodes: int) -> Dict[str, float]:
     """Success rate, mean return and mean length over episodes with seeds first_seed + i, i < n_episodes
     (worker w runs seeds first_seed + w + k * n_workers): the same seeds on every call. The seeds must lie in
-    the range of the workers' purpose (`training.common.seeds`): selection workers never play a report seed."""
+    the range of the workers' purpose (`training.common.seeds`): selection workers never play a report seed.
+    An episode whose worker was replaced (`Step.restarted`) is played again from its seed and counted once."""
     if workers.purpose == "training":
         raise seeds.SeedRangeError("evaluate on selection or report workers, not on training seeds")
     seeds.check(workers.purpose, workers.first_seed, n_episodes)
@@ -51,6 +52,8 @@ def evaluate(actor: Actor, workers: EnvWorkers, n_episodes: int) -> Dict[str, fl
         step = workers.step(actor(step.inputs, step.state))
         returns += step.reward
         lengths += 1
+        if step.restarted is not None:
+            returns[step.restarted] = lengths[step.restarted] = 0  # the episode starts again
         for w in np.flatnonzero(step.terminated | step.truncated):
             if done[w] < wanted[w]:
                 success.append(bool(step.success[w]))
