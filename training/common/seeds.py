@@ -9,7 +9,7 @@
 `check(purpose, first_seed, count)` raises `SeedRangeError` when seeds first_seed .. first_seed + count - 1
 leave the purpose's range, so a selection evaluation can never read a report seed.
 """
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 
 class SeedRangeError(ValueError):
@@ -47,13 +47,11 @@ def purpose_of(seed: int) -> str:
     return "training"
 
 
-def check(purpose: str, first_seed: int, count: Optional[int] = 1) -> None:
-    """Raise `SeedRangeError` unless seeds first_seed .. first_seed + count - 1 all serve `purpose`
-    (`count=None`: only the first seed is known, e.g. an open-ended rollout; its later seeds are checked
-    one by one where they are used)."""
+def check(purpose: str, first_seed: int, count: int = 1) -> None:
+    """Raise `SeedRangeError` unless seeds first_seed .. first_seed + count - 1 all serve `purpose`."""
     if purpose not in PURPOSES:
         raise ValueError("unknown seed purpose {!r}; one of {}".format(purpose, ", ".join(PURPOSES)))
-    last = first_seed + max((count or 1) - 1, 0)
+    last = first_seed + max(count - 1, 0)
     kinds = {purpose_of(first_seed), purpose_of(last)}
     for boundary in (SELECTION.start, SELECTION.stop, REPORT.start, REPORT.stop):  # a range crossing a boundary
         if first_seed < boundary <= last:
