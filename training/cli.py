@@ -28,6 +28,7 @@ from training.common.envs import has_cuda, missing_assets
 from training.common.seeds import REPORT_START, SELECTION_START
 from training.common.run_dir import RunDirectoryError
 from training.common.vec_env import BACKENDS, Backend
+from training.export.export import PRECISIONS
 
 app = typer.Typer(help="Train, evaluate and export ManiSkill2 point-cloud policies.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -127,6 +128,17 @@ def checked_model(checkpoint: Path) -> Any:
         return model_from_checkpoint(checkpoint)
     except (FileNotFoundError, CorruptCheckpointError) as error:
         raise typer.BadParameter(str(error), param_hint="CHECKPOINT") from None
+
+
+def checked_onnx_policy(path: Path) -> None:
+    """A one-line exit naming the file unless it is an exported ms2agent policy."""
+    from training.export.onnx_actor import actor_weights_from_onnx
+
+    try:
+        actor_weights_from_onnx(path)
+    except Exception as error:  # onnx raises several types for missing or foreign files
+        raise typer.BadParameter("{} is not an exported ms2agent policy: {}".format(
+            path, (str(error).strip().splitlines() or [type(error).__name__])[0]), param_hint="CHECKPOINT") from None
 
 
 def optional_str(path: Optional[Path]) -> Optional[str]:
@@ -408,19 +420,31 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
 @app.command()
 def export(env_id: str = typer.Argument(..., help=ENV_HELP),
            checkpoint: Path = typer.Argument(..., help="checkpoint to export, or a finished run's directory (its "
-                                             "result.json names the run's choice)"),
+                                             "result.json names the run's choice), or an exported policy (.onnx) "
+                                             "to convert, e.g. weights/ENV_ID.onnx to int8"),
            weights_dir: Path = typer.Option(Path("weights"), help="where the ONNX file and manifest go"),
            command: str = typer.Option("", help="training command recorded as provenance"),
            slot_reader: Optional[Path] = typer.Option(None, help="the slot reader a looking policy was trained with "
                                                       "(copied into --weights-dir)"),
-           held_fit: bool = HELD_FIT) -> None:
+           held_fit: bool = HELD_FIT,
+           precision: str = typer.Option(PRECISIONS[0], help="fp32, or int8 (the PointNet's widest layer: "
+                                         "faster, different actions; ship it only after its report-seed check)")
+           ) -> None:
     """Export to ONNX (opset 17), check parity with torch on real observations, update the manifest."""
     from training.export.export import chosen_checkpoint, export_checkpoint
 
     get_task(env_id)
+    if precision not in PRECISIONS:
+        raise typer.BadParameter("{!r}: expected one of {}".format(precision, ", ".join(PRECISIONS)),
+                                 param_hint="--precision")
     try:
-        checked_model(chosen_checkpoint(checkpoint))  # before the simulator starts
-        summary = export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader, held_fit)
+        source = chosen_checkpoint(checkpoint)
+        if source.suffix == ".onnx":
+            checked_onnx_policy(source)
+        else:
+            checked_model(source)  # before the simulator starts
+        summary = export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader, held_fit,
+                                    precision)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(summary, indent=2))
