@@ -225,7 +225,8 @@ def _ppo_run(env_id: str, stages: List[int], options: PPOOptions, *, force: bool
              stage2_iterations: int = RunConfig.stage2_iterations,
              stage2_batch_factor: float = RunConfig.stage2_batch_factor,
              stage2_samples_factor: float = RunConfig.stage2_samples_factor, init_from: Optional[Path] = None,
-             init_log_std: Optional[float] = RunConfig.init_log_std, start_from: Optional[Path] = None) -> None:
+             init_log_std: Optional[float] = RunConfig.init_log_std, start_from: Optional[Path] = None,
+             stage2_env_steps: Optional[int] = RunConfig.stage2_env_steps) -> None:
     from training.algorithms.two_stage import TwoStageRun
 
     checked_task(env_id, "ppo")
@@ -235,7 +236,8 @@ def _ppo_run(env_id: str, stages: List[int], options: PPOOptions, *, force: bool
                                          lr=o.lr, train_pointnet=not o.freeze_pointnet),
                        stage1_iterations=stage1_iterations, stage2_iterations=stage2_iterations,
                        stage2_batch_factor=stage2_batch_factor, stage2_samples_factor=stage2_samples_factor,
-                       n_workers=o.workers or os.cpu_count() or 1, eval_episodes=o.eval_episodes, seed=o.seed,
+                       stage2_env_steps=stage2_env_steps, n_workers=o.workers or os.cpu_count() or 1,
+                       eval_episodes=o.eval_episodes, seed=o.seed,
                        init_from=optional_str(init_from), init_log_std=init_log_std,
                        max_episode_steps=o.max_episode_steps, slot_reader=optional_str(o.slot_reader),
                        held_fit=o.held_fit, backend=backend)
@@ -262,11 +264,15 @@ def train(env_id: str = typer.Argument(..., help=ENV_HELP), force: bool = FORCE,
 def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
              from_checkpoint: Optional[Path] = typer.Option(None, "--from", help="stage-1 checkpoint to start from "
                                                             "(default: the best one in --run-dir)"),
-             iterations: int = STAGE2, batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR, *,
+             iterations: int = STAGE2, batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
+             env_steps: Optional[int] = typer.Option(RunConfig.stage2_env_steps, help="stop after this many env "
+                                                     "steps, the last iteration cut short (e.g. --batch-factor 1 "
+                                                     "--samples-factor 1: stage 1 continued, for as many env steps as "
+                                                     "a stage 2)"), *,
              options: PPOOptions) -> None:
     """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
     _ppo_run(env_id, [2], options, stage2_iterations=iterations, stage2_batch_factor=batch_factor,
-             stage2_samples_factor=samples_factor, start_from=from_checkpoint)
+             stage2_samples_factor=samples_factor, start_from=from_checkpoint, stage2_env_steps=env_steps)
 
 
 @app.command("two-stage")
