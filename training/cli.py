@@ -468,6 +468,20 @@ def export(env_id: str = ENV_ID,
     typer.echo(json.dumps(summary, indent=2))
 
 
+@app.command("compare-evaluations")
+def compare_evaluations(first: Path = typer.Argument(..., help="an evaluate.sh output directory (e.g. eval_out/ENV_ID)"),
+                        second: Path = typer.Argument(..., help="another one, of the same seeds")) -> None:
+    """Two official-evaluator runs of the same seeds, episode by episode: rates, the episodes only one solved, and
+    McNemar's exact test (e.g. an int8 conversion against its fp32 policy on report seeds)."""
+    from training.analysis.compare import compare
+    from training.export.report import ReportError
+
+    try:
+        typer.echo(json.dumps(compare(first, second), indent=2))
+    except (ReportError, ValueError, FileNotFoundError) as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 @app.command("record-report")
 def record_report(env_id: str = ENV_ID,
                   eval_dir: Optional[Path] = typer.Option(None, help="what scripts/evaluate.sh wrote (default: "
