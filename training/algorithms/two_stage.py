@@ -51,13 +51,15 @@ class RunConfig:
     slot_reader: Optional[str] = None  # a looking policy: this exported slot reader (training.slot_reader.train)
     held_fit: bool = False  # a looking policy that also sees the held object's fitted pose (agent.insertion.held_fit)
     backend: Backend = field(default_factory=Backend)  # where the env workers run (local processes or Ray actors)
+    obs_mode: Optional[str] = None  # None: point clouds (PointNet policy); "state": a learned teacher (MLP policy)
 
     def __post_init__(self) -> None:
         self.backend = backend_from(self.backend)  # a stored config holds its dict
 
     def env_kwargs(self) -> Dict:
         limit = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
-        return {"slot_reader": self.slot_reader, "held_fit": self.held_fit, "backend": self.backend, **limit}
+        return {"slot_reader": self.slot_reader, "held_fit": self.held_fit, "backend": self.backend,
+                "obs_mode": self.obs_mode, **limit}
 
     def stage_ppo(self, stage: int) -> PPOConfig:
         """PPO settings of a stage: stage 2 scales batch size and samples per iteration."""
@@ -101,7 +103,8 @@ class TwoStageRun:
         selection = EnvWorkers(c.env_id, c.n_workers, first_seed=SELECTION_START, purpose="selection",
                                **c.env_kwargs())
         try:
-            model = ActorCritic(train.state_size, len(train.action_low), train.action_low, train.action_high)
+            model = ActorCritic(train.state_size, len(train.action_low), train.action_low, train.action_high,
+                                points=c.obs_mode is None)
             ppo = PPO(model, c.stage_ppo(stages[0]))
             if checkpoint is not None:
                 ppo.load_state_dict(checkpoint["ppo"])
