@@ -443,14 +443,15 @@ def bc(
 
 @app.command()
 def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
-             checkpoint: Path = typer.Argument(..., help="checkpoint to evaluate (distillation or PPO)"),
+             checkpoint: Path = typer.Argument(..., help="checkpoint to evaluate (distillation, PPO or a learned teacher)"),
              episodes: int = typer.Option(100, help="number of episodes"),
              first_seed: int = typer.Option(SELECTION_START, help="seeds first_seed .. first_seed+episodes-1, all "
                                             "selection or all report seeds (training/common/seeds.py)"),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT,
              workers: Optional[int] = WORKERS, backend: str = BACKEND, address: Optional[str] = ADDRESS,
              worker_timeout: float = WORKER_TIMEOUT, worker_restarts: int = WORKER_RESTARTS) -> None:
-    """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
+    """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop); a learned
+    teacher's on state observations."""
     from training.common.evaluation import evaluate as run_evaluate, torch_actor
     from training.common.vec_env import EnvWorkers
 
@@ -467,10 +468,11 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
     if purpose == "training":
         raise typer.BadParameter("{} is a training seed: evaluate on selection seeds (from {}) or report seeds (from "
                                  "{})".format(first_seed, SELECTION_START, REPORT_START), param_hint="--first-seed")
-    # Reported success rates come from the official renderer, not the fast training path.
+    # Reported success rates come from the official renderer, not the fast training path; a learned teacher's
+    # (a checkpoint without a PointNet) from state observations.
     with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, purpose=purpose,
                     fast_render=False, slot_reader=optional_str(slot_reader), held_fit=held_fit,
-                    backend=chosen_backend) as envs:
+                    backend=chosen_backend, obs_mode=None if model.pointnet is not None else "state") as envs:
         metrics = run_evaluate(torch_actor(model), envs, episodes)
     typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
 
