@@ -14,6 +14,7 @@ from typing import Dict, Optional
 from agent.registry import get_task
 from training.algorithms.ppo import PPOConfig
 from training.algorithms.two_stage import RunConfig, TwoStageRun
+from training.common.evaluation import torch_threads
 from training.common.vec_env import Backend
 from training.experts.teacher import TeacherError
 
@@ -48,9 +49,10 @@ def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int =
 
 
 def train_teacher(run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> Dict:
-    """Train (or, with `resume`, continue) the teacher run in `run_dir`; returns its result (the checkpoint with
-    the best selection success)."""
+    """Train (or, with `resume`, continue) the teacher run in `run_dir`, learning on one torch thread; returns its
+    result (the checkpoint with the best selection success)."""
     if config.obs_mode != "state":
         raise TeacherError("a teacher trains on state observations (obs_mode 'state'), not {!r}".format(
             config.obs_mode))
-    return TwoStageRun(run_dir, config, resume=resume, force=force).run([1])
+    with torch_threads(1):  # small matrices: more threads only wait on each other and on the env workers
+        return TwoStageRun(run_dir, config, resume=resume, force=force).run([1])
