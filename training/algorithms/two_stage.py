@@ -7,6 +7,9 @@ mean return, then earlier) with batch size x0.9 and samples per iteration x0.875
 own best. The run's result is the best stage-2 checkpoint if it beats the stage-1 best, else the
 stage-1 best (`result.json` records which).
 
+With `obs_mode="state"` the run trains on the simulator's state with a policy without PointNet: a learned teacher
+(`training.algorithms.teacher`).
+
 Run directory: `config.json`, `checkpoints/stage{S}-{iteration:04d}.pt`, `metrics.csv`,
 `result.json`. Re-running the same command continues from the newest checkpoint.
 """
