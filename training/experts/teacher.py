@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from training.common.checkpoints import CorruptCheckpointError, load_checkpoint, model_from_checkpoint
+from training.common.checkpoints import load_checkpoint, model_from_checkpoint
 
 from .base import Expert
 
@@ -76,7 +76,7 @@ class LearnedTeacher(Expert):
         state = privileged_state(env)
         expected = self.model.critic[0].in_features
         if state.shape[0] != expected:
-            raise CorruptCheckpointError("teacher {} reads {} state entries, the env gives {}".format(
+            raise TeacherError("teacher {} reads {} state entries, the env gives {}".format(
                 self.path, expected, state.shape[0]))
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
