@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from synthetic_assets import use_assets, write_egad
+from synthetic_assets import use_assets, write_egad, write_ycb
 from training.algorithms import teacher as teacher_settings
 from training.algorithms.ppo import PPO
 from training.cli import app
@@ -151,6 +151,27 @@ def test_a_point_cloud_env_gives_the_teacher_the_state_observation() -> None:
     finally:
         state_env.close()
         cloud_env.close()
+
+
+@pytest.mark.sim
+def test_the_synthetic_assets_are_what_both_pick_single_tasks_read(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.registry import get_task
+    from training.common.envs import make_env, missing_assets
+
+    use_assets(tmp_path, monkeypatch)
+    for env_id, write in (("PickSingleEGAD-v0", write_egad), ("PickSingleYCB-v0", write_ycb)):
+        assert missing_assets(get_task(env_id))  # the CLI's check sees an empty asset directory
+        models = write(tmp_path)
+        assert not missing_assets(get_task(env_id))
+        env = make_env(env_id, obs_mode="state")
+        try:
+            env.reset(seed=0)
+            assert env.unwrapped.model_id in models and sorted(env.unwrapped.model_ids) == models
+            observation, reward, *_ = env.step(env.action_space.sample())
+            assert np.isfinite(observation).all() and np.isfinite(reward)
+        finally:
+            env.close()
 
 
 @pytest.mark.sim
