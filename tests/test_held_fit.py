@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from agent.geometry import rotation_vector_to_matrix
-from agent.insertion.held_fit import HELD_BOXES, HeldTracker, held_entry, held_pose, nominal_pose
+from agent.insertion.held_fit import (HELD_BOXES, HeldTracker, closest_on_faces, held_entry, held_pose, icp_step,
+                                      nominal_pose)
 from agent.preprocessing import HELD_IN_SLOT_SIZE, HELD_KEY, LINE_UP_CLIP, build_state, held_in_slot
 
 BOX = HELD_BOXES["PlugCharger-v0"]
@@ -192,3 +193,45 @@ def test_env_workers_fit_the_held_object_as_the_agent_does() -> None:
         assert workers.state_size == 64
         step = workers.reset()
         assert step.state.shape == (1, 64) and step.expert_action.shape == (1, 7)
+
+
+def test_the_closest_visible_face_point_is_found_for_every_point() -> None:
+    box = HELD_BOXES["PlugCharger-v0"]
+    local = np.random.default_rng(0).normal(scale=0.02, size=(500, 3)) + box.center
+    closest, normals, distances = closest_on_faces(local, box)
+    half, center = np.asarray(box.half_size), np.asarray(box.center)
+    for point, found, normal, distance in zip(local, closest, normals, distances):
+        best = None  # brute force over the visible faces (all but -z), first of equals
+        for axis in range(3):
+            for sign in (1.0, -1.0):
+                if (axis, sign) == (2, -1.0):
+                    continue
+                candidate = np.clip(point - center, -half, half)
+                candidate[axis] = sign * half[axis]
+                gap = np.linalg.norm(point - center - candidate)
+                if best is None or gap < best[0]:
+                    best = (gap, candidate + center, axis, sign)
+        assert distance == pytest.approx(best[0], abs=1e-12)
+        np.testing.assert_allclose(found, best[1], atol=1e-12)
+        assert normal[best[2]] == best[3] and np.count_nonzero(normal) == 1
+
+
+def test_an_icp_step_moves_the_box_onto_shifted_points() -> None:
+    box = HELD_BOXES["PlugCharger-v0"]
+    rng = np.random.default_rng(1)
+    true_pose = nominal_pose(box)
+    half, center = np.asarray(box.half_size), np.asarray(box.center)
+    faces = []  # points on the +x, +y, -y and +z faces, in the object frame
+    for axis, sign in ((0, 1.0), (1, 1.0), (1, -1.0), (2, 1.0)):
+        points = rng.uniform(-half, half, size=(200, 3))
+        points[:, axis] = sign * half[axis]
+        faces.append(points + center)
+    local = np.concatenate(faces)
+    observed = local @ true_pose[:3, :3].T + true_pose[:3, 3]  # in the TCP frame
+    start = true_pose.copy()
+    start[:3, 3] += [0.002, -0.001, 0.0015]  # 2 mm off
+    pose = start
+    for _ in range(4):
+        pose = icp_step(observed, pose, box)
+    assert np.abs(pose[:3, 3] - true_pose[:3, 3]).max() < 1e-5
+    np.testing.assert_allclose(pose[:3, :3].T @ pose[:3, :3], np.eye(3), atol=1e-9)  # still a rotation

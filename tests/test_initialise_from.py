@@ -35,8 +35,8 @@ def test_exported_actor_loads_back_into_the_network(tmp_path: Path, trained: boo
     critic_before = [p.clone() for p in target.critic.parameters()]
     initialise_from(target, export(source, tmp_path / "policy.onnx"))
     points, state = torch.randn(3, 1200, 6), torch.randn(3, 31)
-    with torch.no_grad():
-        torch.testing.assert_close(target(points, state), source(points, state), rtol=0, atol=0)
+    with torch.no_grad():  # the last PointNet layer comes back centred (ExportedEncoder): the same up to rounding
+        torch.testing.assert_close(target(points, state), source(points, state), rtol=0, atol=1e-6)
     assert all(torch.equal(a, b) for a, b in zip(critic_before, target.critic.parameters()))  # not exported
 
 

@@ -59,6 +59,13 @@ def test_stage_two_schedule_follows_the_paper() -> None:
     assert (config.stage_ppo(2).batch_size, config.stage_ppo(2).samples_per_iteration) == (297, 17_500)
 
 
+def test_a_stage_two_env_step_budget_cuts_its_last_iteration() -> None:
+    continued = RunConfig("PickCube-v0", stage2_batch_factor=1.0, stage2_samples_factor=1.0, stage2_env_steps=35_000)
+    assert [continued.iteration_samples(2, iteration) for iteration in range(3)] == [20_000, 15_000, 0]
+    assert continued.iteration_samples(1, 5) == 20_000  # stage 1 has no budget
+    assert [RunConfig("PickCube-v0").iteration_samples(2, iteration) for iteration in range(3)] == [17_500] * 3
+
+
 def record(stage: int, iteration: int, success: float, mean_return: float) -> dict:
     return {"stage": stage, "iteration": iteration, "success": success, "mean_return": mean_return}
 

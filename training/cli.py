@@ -29,6 +29,7 @@ from training.common.envs import has_cuda, missing_assets
 from training.common.seeds import REPORT_START, SELECTION_START
 from training.common.run_dir import RunDirectoryError
 from training.common.vec_env import BACKENDS, Backend
+from training.export.export import PRECISIONS
 
 app = typer.Typer(help="Train, evaluate and export ManiSkill2 point-cloud policies.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -151,6 +152,17 @@ def checked_model(checkpoint: Path) -> Any:
         raise typer.BadParameter(str(error), param_hint="CHECKPOINT") from None
 
 
+def checked_onnx_policy(path: Path) -> None:
+    """A one-line exit naming the file unless it is an exported ms2agent policy."""
+    from training.export.onnx_actor import actor_weights_from_onnx
+
+    try:
+        actor_weights_from_onnx(path)
+    except Exception as error:  # onnx raises several types for missing or foreign files
+        raise typer.BadParameter("{} is not an exported ms2agent policy: {}".format(
+            path, (str(error).strip().splitlines() or [type(error).__name__])[0]), param_hint="CHECKPOINT") from None
+
+
 def optional_str(path: Optional[Path]) -> Optional[str]:
     """A path option as a config stores it (None stays None)."""
     return str(path) if path else None
@@ -235,7 +247,8 @@ def _ppo_run(env_id: str, stages: List[int], options: PPOOptions, *, force: bool
              stage2_iterations: int = RunConfig.stage2_iterations,
              stage2_batch_factor: float = RunConfig.stage2_batch_factor,
              stage2_samples_factor: float = RunConfig.stage2_samples_factor, init_from: Optional[Path] = None,
-             init_log_std: Optional[float] = RunConfig.init_log_std, start_from: Optional[Path] = None) -> None:
+             init_log_std: Optional[float] = RunConfig.init_log_std, start_from: Optional[Path] = None,
+             stage2_env_steps: Optional[int] = RunConfig.stage2_env_steps) -> None:
     from training.algorithms.two_stage import TwoStageRun
 
     checked_task(env_id, "ppo")
@@ -245,7 +258,8 @@ def _ppo_run(env_id: str, stages: List[int], options: PPOOptions, *, force: bool
                                          lr=o.lr, train_pointnet=not o.freeze_pointnet),
                        stage1_iterations=stage1_iterations, stage2_iterations=stage2_iterations,
                        stage2_batch_factor=stage2_batch_factor, stage2_samples_factor=stage2_samples_factor,
-                       n_workers=o.workers or os.cpu_count() or 1, eval_episodes=o.eval_episodes, seed=o.seed,
+                       stage2_env_steps=stage2_env_steps, n_workers=o.workers or os.cpu_count() or 1,
+                       eval_episodes=o.eval_episodes, seed=o.seed,
                        init_from=optional_str(init_from), init_log_std=init_log_std,
                        max_episode_steps=o.max_episode_steps, slot_reader=optional_str(o.slot_reader),
                        held_fit=o.held_fit, backend=backend)
@@ -272,11 +286,15 @@ def train(env_id: str = typer.Argument(..., help=ENV_HELP), force: bool = FORCE,
 def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
              from_checkpoint: Optional[Path] = typer.Option(None, "--from", help="stage-1 checkpoint to start from "
                                                             "(default: the best one in --run-dir)"),
-             iterations: int = STAGE2, batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR, *,
+             iterations: int = STAGE2, batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
+             env_steps: Optional[int] = typer.Option(RunConfig.stage2_env_steps, help="stop after this many env "
+                                                     "steps, the last iteration cut short (e.g. --batch-factor 1 "
+                                                     "--samples-factor 1: stage 1 continued, for as many env steps as "
+                                                     "a stage 2)"), *,
              options: PPOOptions) -> None:
     """Stage 2: resume from a stage-1 checkpoint with smaller batches and fewer samples per iteration."""
     _ppo_run(env_id, [2], options, stage2_iterations=iterations, stage2_batch_factor=batch_factor,
-             stage2_samples_factor=samples_factor, start_from=from_checkpoint)
+             stage2_samples_factor=samples_factor, start_from=from_checkpoint, stage2_env_steps=env_steps)
 
 
 @app.command("two-stage")
@@ -480,19 +498,31 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
 @app.command()
 def export(env_id: str = typer.Argument(..., help=ENV_HELP),
            checkpoint: Path = typer.Argument(..., help="checkpoint to export, or a finished run's directory (its "
-                                             "result.json names the run's choice)"),
+                                             "result.json names the run's choice), or an exported policy (.onnx) "
+                                             "to convert, e.g. weights/ENV_ID.onnx to int8"),
            weights_dir: Path = typer.Option(Path("weights"), help="where the ONNX file and manifest go"),
            command: str = typer.Option("", help="training command recorded as provenance"),
            slot_reader: Optional[Path] = typer.Option(None, help="the slot reader a looking policy was trained with "
                                                       "(copied into --weights-dir)"),
-           held_fit: bool = HELD_FIT) -> None:
+           held_fit: bool = HELD_FIT,
+           precision: str = typer.Option(PRECISIONS[0], help="fp32, or int8 (the PointNet's widest layer: "
+                                         "faster, different actions; ship it only after its report-seed check)")
+           ) -> None:
     """Export to ONNX (opset 17), check parity with torch on real observations, update the manifest."""
     from training.export.export import chosen_checkpoint, export_checkpoint
 
     get_task(env_id)
+    if precision not in PRECISIONS:
+        raise typer.BadParameter("{!r}: expected one of {}".format(precision, ", ".join(PRECISIONS)),
+                                 param_hint="--precision")
     try:
-        checked_model(chosen_checkpoint(checkpoint))  # before the simulator starts
-        summary = export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader, held_fit)
+        source = chosen_checkpoint(checkpoint)
+        if source.suffix == ".onnx":
+            checked_onnx_policy(source)
+        else:
+            checked_model(source)  # before the simulator starts
+        summary = export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader, held_fit,
+                                    precision)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(summary, indent=2))

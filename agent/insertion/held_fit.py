@@ -53,24 +53,25 @@ def nominal_pose(box: HeldBox) -> np.ndarray:
     return pose
 
 
+VISIBLE_FACES = [(axis, sign) for axis in range(3) for sign in (1.0, -1.0) if (axis, sign) != (2, -1.0)]  # all
+# but the face the object rested on (-z): no camera sees it
+
+
 def closest_on_faces(local: np.ndarray, box: HeldBox) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For points in the object's frame (N, 3): the closest point on the box's visible faces (all but -z),
-    that face's outward normal, and the distance (m)."""
+    """For points in the object's frame (N, 3): the closest point on the box's visible faces (`VISIBLE_FACES`),
+    that face's outward normal, and the distance (m); of equally close faces the first."""
     offset = local - np.asarray(box.center)
     half = np.asarray(box.half_size)
-    best = (np.zeros_like(local), np.zeros_like(local), np.full(len(local), np.inf))
-    for axis in range(3):
-        for sign in (1.0, -1.0):
-            if axis == 2 and sign < 0:
-                continue  # the face it rested on: no camera sees it
-            point = np.clip(offset, -half, half)
-            point[:, axis] = sign * half[axis]
-            distance = np.linalg.norm(offset - point, axis=1)
-            closer = distance < best[2]
-            best[0][closer], best[2][closer] = point[closer], distance[closer]
-            best[1][closer] = 0.0
-            best[1][closer, axis] = sign
-    return best[0] + np.asarray(box.center), best[1], best[2]
+    axes = np.array([axis for axis, _ in VISIBLE_FACES])
+    signs = np.array([sign for _, sign in VISIBLE_FACES])
+    points = np.repeat(np.clip(offset, -half, half)[:, None, :], len(VISIBLE_FACES), axis=1)  # (N, faces, 3)
+    points[:, np.arange(len(VISIBLE_FACES)), axes] = signs * half[axes]
+    distances = np.linalg.norm(offset[:, None, :] - points, axis=2)
+    face = np.argmin(distances, axis=1)
+    rows = np.arange(len(local))
+    normals = np.zeros_like(local)
+    normals[rows, axes[face]] = signs[face]
+    return points[rows, face] + np.asarray(box.center), normals, distances[rows, face]
 
 
 def in_object_frame(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -95,10 +96,11 @@ def icp_step(points: np.ndarray, pose: np.ndarray, box: HeldBox) -> np.ndarray:
     closest, normals, _ = closest_on_faces(local, box)
     rows = np.hstack([np.cross(local, normals), normals])
     solution = np.linalg.lstsq(rows, -np.sum(normals * (local - closest), axis=1), rcond=None)[0]
-    update = np.eye(4)  # maps the object frame to the points' better match: applied to the points' side
-    update[:3, :3] = rotation_vector_to_matrix(solution[:3])
-    update[:3, 3] = solution[3:]
-    return pose @ np.linalg.inv(update)
+    rotation = rotation_vector_to_matrix(solution[:3])  # with solution[3:], the rigid map of the object frame onto
+    inverse = np.eye(4)  # the points' better match, applied to the points' side: its inverse (R^T, -R^T t)
+    inverse[:3, :3] = rotation.T
+    inverse[:3, 3] = -rotation.T @ solution[3:]
+    return pose @ inverse
 
 
 class Fit(NamedTuple):

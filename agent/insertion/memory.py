@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from agent.blas_threads import limit_openblas_threads
 from agent.insertion import check_held_fit
 from agent.insertion.held_fit import HELD_BOXES, HeldTracker
 from agent.insertion.slot_memory import SlotMemory
@@ -38,9 +39,12 @@ def insertion_memory(entry: SlotReaderEntry, task: TaskSpec, observation_space: 
     """A looking policy of `task` (the task's own spec) with the slot reader `entry`: its spec (`registry.looking`)
     and its per-episode memory, reading with the slot reader (checked against the env's `observation_space`; `rng()`:
     the preprocessing RNG in use when it reads; `threads`: `agent.onnx_model.session_threads`) and, with `held_fit`,
-    fitting the held object (its box: `HELD_BOXES`)."""
+    fitting the held object (its box: `HELD_BOXES`; the process's OpenBLAS then runs on one thread,
+    `agent.blas_threads`)."""
     check_held_fit(entry, held_fit)
     read = reader(entry, reader_spec(task), observation_space, threads)
     memory = SlotMemory(lambda observation: read(observation, rng()), entry.look_step)
     tracker = HeldTracker(HELD_BOXES[task.env_id]) if held_fit else None
+    if held_fit:
+        limit_openblas_threads(1)
     return looking(task, entry.look_step, held_fit), InsertionMemory(memory, tracker)

@@ -1,6 +1,11 @@
 """Export a checkpoint's deterministic actor to ONNX for the agent (`training.export.onnx_actor`), with a parity
-check: on real observations of the task the ONNX and torch actions differ by at most `tolerance`. The manifest
-entry records sha256 and provenance.
+check: on real observations of the task the ONNX and torch actions differ by at most the precision's tolerance
+(`PARITY_TOLERANCE`). The manifest entry records sha256, precision and provenance.
+
+The source may also be an exported policy (`weights/ENV.onnx`): a conversion, e.g. of a shipped policy to int8 or
+to the current graph. It keeps the policy's provenance (from the manifest entry of that file) and records what it
+was converted from; an int8 conversion changes the actions, so the source's report figure moves to
+`converted.source_report` and the converted policy needs its own (`ms2agent record-report`).
 """
 import datetime
 import json
@@ -8,15 +13,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import onnxruntime
 import torch
 
 from agent.insertion import check_held_fit
 from agent.insertion.held_fit import HELD_BOXES, HeldTracker
 from agent.insertion.slot_memory import with_slot
 from agent.insertion.slot_reader import reader_entry
-from agent.manifest import InputSpec, ManifestEntry, file_sha256, write_entry
-from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME
+from agent.manifest import InputSpec, ManifestEntry, file_sha256, read_manifest, sha256_hex, write_entry
+from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME, make_session, model_spec
 from agent.policy import LAYOUTS, Layout, state_sizes
 from agent.preprocessing import TCP_IN_SLOT_SIZE, preprocess
 from agent.registry import TaskSpec, get_task, looking
@@ -24,7 +28,10 @@ from training.common.checkpoints import load_checkpoint, model_from_checkpoint
 from training.common.networks import ActorCritic
 from training.common.seeds import SELECTION_START
 from training.common.warm_start import initialise_from
-from training.export.onnx_actor import ExportedActor, onnx_bytes
+from training.export.onnx_actor import ExportedActor, int8_pointnet, onnx_bytes
+
+PRECISIONS = ("fp32", "int8")  # the first is the default
+PARITY_TOLERANCE = {"fp32": 1e-4, "int8": 0.05}  # max |ONNX - torch| action difference an export may show
 
 
 EXPORT_FLAGS: Dict[Layout, str] = {  # how to export a policy of each layout (agent.policy.LAYOUTS)
@@ -83,7 +90,7 @@ def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> Tuple[List[A
 
 def check_parity(model: ActorCritic, onnx_model: bytes, inputs: List[Any], tolerance: float = 1e-4) -> float:
     """Max |onnx - torch| over `inputs`; ParityError above `tolerance`."""
-    session = onnxruntime.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+    session = make_session(onnx_model)
     points = np.stack([x.points for x in inputs])
     state = np.stack([x.state for x in inputs])
     with torch.no_grad():
@@ -107,16 +114,59 @@ def chosen_checkpoint(path: Path) -> Path:
     return Path(json.loads(result.read_text())["checkpoint"])
 
 
+def model_from_onnx(path: Path, env_id: str) -> ActorCritic:
+    """The network of an exported policy (its PointNet and actor; the action bounds the task's)."""
+    from training.common.envs import make_env
+
+    spec = model_spec(make_session(str(path)))
+    task = get_task(env_id)
+    env = make_env(env_id, obs_mode=task.obs_mode, control_mode=task.control_mode)
+    try:
+        low, high = env.action_space.low, env.action_space.high
+    finally:
+        env.close()
+    model = ActorCritic(spec.state_size, spec.action_size, low, high)
+    initialise_from(model, path)
+    return model.eval()
+
+
+def converted_provenance(digest: str, weights_dir: Path, env_id: str, precision: str, difference: float
+                         ) -> Optional[Dict[str, Any]]:
+    """The provenance of a policy converted from an exported policy whose sha256 is `digest`: that of `env_id`'s
+    manifest entry in `weights_dir` if it is that file, plus `converted`; else None. An int8 conversion acts
+    differently: the source's report figure moves to `converted.source_report`."""
+    entries = read_manifest(weights_dir) if (weights_dir / "manifest.json").is_file() else {}
+    entry = entries.get(env_id)
+    if entry is None or entry.sha256 != digest:
+        return None
+    provenance = dict(entry.provenance)
+    converted = {"from_sha256": digest, "precision": precision, "max_abs_diff": difference,
+                 "date": datetime.date.today().isoformat()}
+    if precision != "fp32" and "report" in provenance:
+        converted["source_report"] = provenance.pop("report")
+    provenance["converted"] = converted
+    return provenance
+
+
 def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command: str,
-                      slot_reader: Optional[Path] = None, held_fit: bool = False) -> Dict[str, Any]:
-    """Write `weights_dir/ENV.onnx` and its manifest entry (a looking policy's `slot_reader` is copied
-    next to it as `ENV.slot_reader.onnx`; `held_fit`: it also fits the held object); returns a summary."""
+                      slot_reader: Optional[Path] = None, held_fit: bool = False, precision: str = "fp32"
+                      ) -> Dict[str, Any]:
+    """Write `weights_dir/ENV.onnx` in `precision` (`PRECISIONS`) and its manifest entry (a looking policy's
+    `slot_reader` is copied next to it as `ENV.slot_reader.onnx`; `held_fit`: it also fits the held object);
+    returns a summary. `checkpoint` may be an exported policy (`.onnx`): a conversion (see the module's doc)."""
     check_held_fit(slot_reader, held_fit)
+    if precision not in PRECISIONS:
+        raise ValueError("precision {!r}: expected one of {}".format(precision, ", ".join(PRECISIONS)))
     checkpoint = chosen_checkpoint(checkpoint)
     reader = None if slot_reader is None else reader_entry(slot_reader, env_id)
     spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step, held_fit)
-    model = model_from_checkpoint(checkpoint)
-    stored = load_checkpoint(checkpoint)
+    converting = checkpoint.suffix == ".onnx"
+    if converting:
+        source_sha256 = sha256_hex(checkpoint.read_bytes())  # before the export may overwrite the file
+        model, stored = model_from_onnx(checkpoint, env_id), {}
+    else:
+        model = model_from_checkpoint(checkpoint)
+        stored = load_checkpoint(checkpoint)
     record = stored.get("record", {})
     state_size = model.critic[0].in_features - model.pointnet.out_features
     inputs, observation_space = real_inputs(spec)
@@ -130,7 +180,10 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
         raise ValueError(state_size_mismatch(checkpoint, state_size, env_id, state_sizes(observation_space, env_id),
                                              (stored.get("config") or {}).get("env_id")))
     data = onnx_bytes(ExportedActor(model), spec.total_points, state_size)
-    difference = check_parity(model, data, inputs)
+    if precision == "int8":
+        data = int8_pointnet(data)
+    difference = check_parity(model, data, inputs, PARITY_TOLERANCE[precision])
+    provenance = converted_provenance(source_sha256, weights_dir, env_id, precision, difference) if converting else None
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = weights_dir / "{}.onnx".format(env_id)
     path.write_bytes(data)
@@ -139,7 +192,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
         copy.write_bytes(reader.path.read_bytes())
         reader = reader._replace(path=copy)
     episodes = int(record.get("episodes", 0))
-    provenance = {
+    provenance = provenance or {
         "command": command,
         "stage": record.get("stage", "distilled (before PPO)" if "round" in record else "unknown"),
         "checkpoint": str(checkpoint),
@@ -147,6 +200,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
                       "seeds": "{}-{}".format(SELECTION_START, SELECTION_START + episodes - 1) if episodes else "none"},
         "date": datetime.date.today().isoformat(),
     }
+    provenance["precision"] = precision
     entry = ManifestEntry(env_id, path, file_sha256(path),
                           InputSpec(spec.total_points, 6, state_size, len(model.action_scale)),
                           spec.control_mode, spec.obs_mode, provenance, spec.voxel_size, reader, held_fit)

@@ -1,0 +1,109 @@
+"""The exported graph (`training.export.onnx_actor`): the rearranged PointNet computes the trained one, its int8
+variant stays close to it and loads back, and training's readers handle both."""
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from agent.onnx_model import make_session
+from training.common.networks import ActorCritic, PointNet
+from training.common.warm_start import initialise_from
+from training.export.onnx_actor import (ExportedActor, ExportedEncoder, actor_weights_from_onnx, int8_pointnet,
+                                        onnx_bytes, precision)
+
+
+def trained_like(state_size: int = 31, seed: int = 0) -> ActorCritic:
+    """A network with perturbed weights (LayerNorm scales around 1, as training leaves them)."""
+    torch.manual_seed(seed)
+    model = ActorCritic(state_size, 7, [-1.0] * 7, [1.0] * 7)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+        model.actor[-1].weight.mul_(0.1)  # actions inside the bounds, not saturated
+    return model.eval()
+
+
+def exported(model: ActorCritic, n_points: int = 1200) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return onnx_bytes(ExportedActor(model), n_points, model.critic[0].in_features - model.pointnet.out_features)
+
+
+def cloud(batch: int = 3, n_points: int = 1200, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.rand(batch, n_points, 3, generator=generator) * 0.6 - 0.3,
+                      torch.rand(batch, n_points, 3, generator=generator)], dim=-1)
+
+
+@pytest.mark.parametrize("negative_scale", [False, True], ids=["affine after the pool", "a negative LayerNorm scale"])
+def test_the_exported_encoder_computes_the_pointnet(negative_scale: bool) -> None:
+    pointnet = trained_like().pointnet
+    if negative_scale:
+        with torch.no_grad():
+            pointnet.mlp[-2].weight[5] = -0.5  # the max no longer commutes with the scale: the plain layout
+    encoder = ExportedEncoder(pointnet)
+    assert encoder.affine_after_pool is not negative_scale
+    points = cloud()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(points), pointnet(points), rtol=0, atol=2e-5)
+
+
+def test_the_export_has_no_layer_norm_over_its_widest_layer() -> None:
+    nodes = onnx.load_from_string(exported(trained_like())).graph.node
+    assert [node.op_type for node in nodes].count("LayerNormalization") == 2  # the 64- and 128-wide layers only
+
+
+def test_int8_quantises_the_widest_layer_and_stays_close() -> None:
+    model = trained_like()
+    fp32 = exported(model)
+    int8 = int8_pointnet(fp32)
+    ops = [node.op_type for node in onnx.load_from_string(int8).graph.node]
+    assert ops.count("DynamicQuantizeMatMul") == 1 and ops.count("MatMul") == 2
+    points, state = cloud(seed=1).numpy(), np.random.default_rng(1).normal(size=(3, 31)).astype(np.float32)
+    feed = {"points": points, "state": state}
+    with torch.no_grad():
+        expected = model(torch.from_numpy(points), torch.from_numpy(state)).numpy()
+    fp32_actions = make_session(fp32).run(None, feed)[0]
+    int8_actions = make_session(int8).run(None, feed)[0]
+    assert np.abs(expected).max() < 0.9  # not saturated: differences show
+    assert np.abs(fp32_actions - expected).max() < 1e-5
+    assert 0 < np.abs(int8_actions - expected).max() < 0.05  # quantised: close, not equal
+    assert len(fp32) - len(int8) > 0.7 * 128 * 512 * 4  # the float weight is gone, the int8 one is a quarter of it
+
+
+def test_int8_refuses_a_graph_without_the_layer() -> None:
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "foreign",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    with pytest.raises(ValueError, match="not an exported ms2agent actor"):
+        int8_pointnet(onnx.helper.make_model(graph).SerializeToString())
+
+
+def test_an_int8_policy_loads_back_with_dequantised_weights(tmp_path: Path) -> None:
+    model = trained_like()
+    path = tmp_path / "policy.onnx"
+    path.write_bytes(int8_pointnet(exported(model)))
+    assert precision(path) == "int8"
+    weights = actor_weights_from_onnx(path)
+    last = weights["pointnet.mlp.6.weight"]
+    centred = model.pointnet.mlp[6].weight - model.pointnet.mlp[6].weight.mean(dim=0, keepdim=True)
+    step = centred.abs().max(dim=1).values / 127  # one int8 step per output channel
+    assert torch.all((last - centred).abs() <= step[:, None] / 2 + 1e-7)
+    target = ActorCritic(31, 7, [-1.0] * 7, [1.0] * 7)
+    initialise_from(target, path)
+    points, state = cloud(seed=2), torch.randn(3, 31)
+    with torch.no_grad():
+        assert (target(points, state) - model(points, state)).abs().max() < 0.02
+
+
+def test_the_workers_encoder_is_the_pointnet() -> None:
+    from training.export.onnx_actor import ENCODER_OUTPUT, encoder_onnx
+
+    pointnet: PointNet = trained_like().pointnet
+    points = cloud(seed=3)
+    features = make_session(encoder_onnx(pointnet, 1200)).run([ENCODER_OUTPUT], {"points": points.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(features, pointnet(points).numpy(), rtol=0, atol=2e-5)
