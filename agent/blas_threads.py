@@ -9,7 +9,8 @@ import ctypes
 from pathlib import Path
 from typing import List
 
-SETTERS = ("openblas_set_num_threads64_", "openblas_set_num_threads", "scipy_openblas_set_num_threads64_")
+SETTERS = tuple("{}openblas_set_num_threads{}".format(prefix, suffix)  # numpy's, scipy's; 64-bit or 32-bit ints
+                for prefix in ("", "scipy_") for suffix in ("64_", ""))
 
 
 def loaded_openblas() -> List[str]:

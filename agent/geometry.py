@@ -31,13 +31,18 @@ def to_frame(xyz: Any, origin: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     return (np.asarray(xyz) - origin) @ rotation
 
 
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cross product of two 3-vectors: `np.cross`'s arithmetic, without its per-call overhead (per observation)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 def slot_rotation(axis: np.ndarray) -> np.ndarray:
     """The slot frame's world rotation: x along the horizontal insertion `axis`, y horizontal (left of
     it), z up (the slots here stand upright)."""
     axis = np.asarray(axis, dtype=np.float64)
-    left = np.cross([0.0, 0.0, 1.0], axis)
+    left = cross(np.array([0.0, 0.0, 1.0]), axis)
     left /= np.linalg.norm(left)
-    return np.stack([axis, left, np.cross(axis, left)], axis=1)
+    return np.stack([axis, left, cross(axis, left)], axis=1)
 
 
 def pose_in_slot(slot_position: Any, slot_axis: Any, position: np.ndarray, columns: np.ndarray

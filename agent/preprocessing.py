@@ -79,7 +79,7 @@ def line_up(local: np.ndarray, turned: np.ndarray) -> np.ndarray:
     `local`, columns `turned`), where it is inserted at the origin with no rotation, as `LINE_UP_SIZE` fine
     state entries: its position in mm and its rotation's sin(angle) x axis in `LINE_UP_ANGLE`, each clipped to
     `LINE_UP_CLIP`."""
-    rotation = np.column_stack([turned, np.cross(turned[:, 0], turned[:, 1])])
+    rotation = np.column_stack([turned, geometry.cross(turned[:, 0], turned[:, 1])])
     sine_axis = 0.5 * np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0],
                                 rotation[1, 0] - rotation[0, 1]])
     return np.clip(np.concatenate([local * 1000.0, sine_axis / LINE_UP_ANGLE]), -LINE_UP_CLIP, LINE_UP_CLIP)

@@ -2,7 +2,7 @@
 (Python 3.8 + onnxruntime 1.19.2), side by side with what the current export makes of the same weights.
 
     .venv/bin/python benchmarks/act_latency.py [--tasks PickCube-v0 ...] [--episodes 1] [--rounds 3]
-                                               [--image-python PATH]
+                                               [--image-python PATH] [--job-dir DIR]
 
 1. Records real episodes: each shipped policy plays its task on selection seeds; the observations are kept.
 2. Makes the variants of each shipped policy, each a weights directory: `shipped` (weights/ as it is), `fp32` (the
@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-VARIANTS = ("shipped", "fp32", "int8")  # `shipped` is the baseline of every ratio
+VARIANTS = ("shipped", "fp32", "int8")  # `shipped` is the baseline of every ratio; `--before` adds `before`
 TARGETS = {"p50": 2.5, "p99": 6.0}  # ms
 FIRST_SEED = 2_900_000  # selection seeds (training.common.seeds): recording chooses nothing
 
@@ -159,6 +159,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed passes over the episodes per variant")
     parser.add_argument("--image-python", default=default_image_python(),
                         help="the image's Python (3.8, onnxruntime 1.19.2); default: tests/test_docker_image.py's venv")
+    parser.add_argument("--before", type=Path, help="also time the policies of this weights directory (e.g. an older "
+                        "checkout's weights/, variant `before`)")
+    parser.add_argument("--job-dir", type=Path, help="keep the recorded episodes and variants here; if it holds them "
+                        "already, only time them again (e.g. on a quieter machine)")
     parser.add_argument("--time", nargs=2, metavar=("JOB", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.time:
@@ -170,12 +174,22 @@ def main() -> None:
 
     tasks = args.tasks or sorted(read_manifest(weights_dir()))
     with tempfile.TemporaryDirectory() as scratch:
-        job: Dict[str, Any] = {"rounds": args.rounds, "tasks": {}}
-        for env_id in tasks:
-            print("recording {} and exporting its variants ...".format(env_id), file=sys.stderr)
-            job["tasks"][env_id] = record_episodes(env_id, args.episodes, args.max_steps)
-            job["tasks"][env_id]["variants"] = make_variants(env_id, Path(scratch) / env_id)
-        job_file = Path(scratch) / "job.pickle"
+        directory = args.job_dir or Path(scratch)
+        job_file = directory / "job.pickle"
+        if job_file.is_file():
+            job = pickle.loads(job_file.read_bytes())
+            job["rounds"] = args.rounds
+        else:
+            job = {"rounds": args.rounds, "tasks": {}}
+            for env_id in tasks:
+                print("recording {} and exporting its variants ...".format(env_id), file=sys.stderr)
+                job["tasks"][env_id] = record_episodes(env_id, args.episodes, args.max_steps)
+                job["tasks"][env_id]["variants"] = make_variants(env_id, directory / env_id)
+        for task in job["tasks"].values():
+            task["variants"].pop("before", None)
+            if args.before:
+                task["variants"]["before"] = str(args.before.resolve())
+        directory.mkdir(parents=True, exist_ok=True)
         job_file.write_bytes(pickle.dumps(job, protocol=4))
         results = [run_in(sys.executable, job_file)]
         if args.image_python:

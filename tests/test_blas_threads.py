@@ -4,9 +4,9 @@ import ctypes
 import numpy as np
 import pytest
 
-from agent.blas_threads import limit_openblas_threads, loaded_openblas
+from agent.blas_threads import SETTERS, limit_openblas_threads, loaded_openblas
 
-GETTERS = ("openblas_get_num_threads64_", "openblas_get_num_threads", "scipy_openblas_get_num_threads64_")
+GETTERS = tuple(name.replace("_set_", "_get_") for name in SETTERS)
 
 
 def openblas_threads(path: str) -> int:

@@ -117,20 +117,31 @@ def test_export_names_the_flags_that_fit_or_another_task() -> None:
     assert state_size_mismatch(Path("s.pt"), 40, "PlugCharger-v0", plug, None).endswith("for another task")
 
 
-@pytest.mark.sim
-def test_exporting_a_checkpoint_of_another_task_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exporting_a_checkpoint_of_another_task_says_so_before_any_simulation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from training.common.checkpoints import model_checkpoint, save_checkpoint
     from training.common.networks import ActorCritic
 
-    checkpoint = tmp_path / "pick.pt"  # a PickCube-v0 PPO checkpoint: state size 37
-    save_checkpoint(model_checkpoint(ActorCritic(37, 7, [-1.0] * 7, [1.0] * 7), config={"env_id": "PickCube-v0"}),
+    checkpoint = tmp_path / "stack.pt"  # a StackCube-v0 PPO checkpoint with LiftCube-v0's state size
+    save_checkpoint(model_checkpoint(ActorCritic(31, 7, [-1.0] * 7, [1.0] * 7), config={"env_id": "StackCube-v0"}),
                     checkpoint)
     monkeypatch.setenv("COLUMNS", "500")
+    monkeypatch.setattr("training.export.export.real_inputs", lambda *a, **k: pytest.fail("simulated"))
     result = CliRunner().invoke(app, ["export", "LiftCube-v0", str(checkpoint), "--weights-dir", str(tmp_path / "w")])
     assert result.exit_code == 2, result.output
-    assert "{} takes a state of size 37, but LiftCube-v0 policies take 31 without a slot reader, 49 with a slot " \
-           "reader: the checkpoint was probably trained for another task (PickCube-v0)".format(checkpoint) in result.output
-    assert "--slot-reader" not in result.output and not (tmp_path / "w").exists()
+    assert "{} was trained for StackCube-v0 (its run's config), not LiftCube-v0: export it as StackCube-v0, or pass " \
+           "a LiftCube-v0 checkpoint".format(checkpoint) in result.output
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("command", [["evaluate", "Foo-v0", "x.pt"], ["export", "Foo-v0", "x.pt"],
+                                     ["two-stage", "Foo-v0"], ["distill", "Foo-v0"]])
+def test_an_unknown_env_id_is_a_usage_error_listing_the_known_ones(command: List[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "500")
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert "Unknown env id 'Foo-v0'. Known tasks: " in result.output and "PickCube-v0" in result.output
 
 
 def test_every_collecting_command_takes_the_worker_backend_with_its_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

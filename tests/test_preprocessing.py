@@ -31,6 +31,14 @@ def test_quaternion_to_matrix_rotates_x_to_y_for_90_degrees_about_z() -> None:
     assert np.allclose(quaternion_to_matrix(quaternion_about_z(np.pi / 2)) @ [1, 0, 0], [0, 1, 0])
 
 
+def test_the_cross_product_is_numpys_to_the_bit() -> None:
+    from agent.geometry import cross
+
+    vectors = np.random.default_rng(0).normal(size=(200, 2, 3))
+    for a, b in vectors:
+        assert np.array_equal(cross(a, b), np.cross(a, b))
+
+
 def test_points_are_in_the_tcp_frame() -> None:
     # TCP at (1, 0, 0.5), rotated 90 degrees about z; a world point at (1, 1, 0.5) lies 1 m along the
     # TCP's x axis (which points along world y).

@@ -48,3 +48,18 @@ def test_selection_seeds_are_not_a_report(weights: Path, tmp_path: Path) -> None
         record_report(weights, "LiftCube-v0", evaluation(tmp_path / "a", 2_000_000, [True, True]))
     with pytest.raises(ReportError, match="not a report-seed evaluation"):
         record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 4_999_999, [True, True]))  # runs out
+
+
+def test_an_external_check_gives_way_to_the_report_figure(weights: Path, tmp_path: Path) -> None:
+    manifest = json.loads((weights / "manifest.json").read_text())
+    entry = manifest["policies"]["LiftCube-v0"]
+    external = {"rate": 1.0, "episodes": 50, "seeds": "unseen by the project (external check, issue 36)",
+                "interval": [0.929, 1.0], "sha256": entry["sha256"], "date": "2026-12-06"}
+    entry["provenance"]["report"] = external
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    report = record_report(weights, "LiftCube-v0", evaluation(tmp_path / "a", 4_000_000, [True, False]))
+    provenance = json.loads((weights / "manifest.json").read_text())["policies"]["LiftCube-v0"]["provenance"]
+    assert provenance["report"] == report and report["rate"] == 0.5
+    assert provenance["external_check"] == external
+    with pytest.raises(ReportError, match="scored there once"):  # the report-seed figure stays
+        record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 4_000_100, [True]))

@@ -69,6 +69,18 @@ ADDRESS_HELP = ("with --backend ray: the Ray cluster to join, e.g. 10.0.0.1:6379
 WORKER_TIMEOUT_HELP = "seconds an env worker may take to answer one call; one that does not is replaced"
 WORKER_RESTARTS_HELP = ("replacements of a dead or hung env worker within one episode (it starts the episode again) "
                         "before the command fails")
+
+
+def known_env_id(env_id: str) -> str:
+    """The env id if the registry knows it, else a usage error listing the known ones."""
+    try:
+        get_task(env_id)
+    except KeyError as error:
+        raise typer.BadParameter(str(error.args[0])) from None
+    return env_id
+
+
+ENV_ID = typer.Argument(..., help=ENV_HELP, callback=known_env_id)
 SLOT_READER = typer.Option(None, help=SLOT_READER_HELP)
 HELD_FIT = typer.Option(False, "--held-fit", help=HELD_FIT_HELP)
 WORKERS = typer.Option(None, help=WORKERS_HELP)
@@ -273,7 +285,7 @@ def _ppo_run(env_id: str, stages: List[int], options: PPOOptions, *, force: bool
 
 @app.command()
 @with_options(PPOOptions)
-def train(env_id: str = typer.Argument(..., help=ENV_HELP), force: bool = FORCE, iterations: int = STAGE1,
+def train(env_id: str = ENV_ID, force: bool = FORCE, iterations: int = STAGE1,
           init_from: Optional[Path] = INIT_FROM, init_log_std: Optional[float] = INIT_LOG_STD, *,
           options: PPOOptions) -> None:
     """Stage 1: PPO with the paper's settings, evaluated and checkpointed every iteration."""
@@ -283,7 +295,7 @@ def train(env_id: str = typer.Argument(..., help=ENV_HELP), force: bool = FORCE,
 
 @app.command()
 @with_options(PPOOptions)
-def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
+def finetune(env_id: str = ENV_ID,
              from_checkpoint: Optional[Path] = typer.Option(None, "--from", help="stage-1 checkpoint to start from "
                                                             "(default: the best one in --run-dir)"),
              iterations: int = STAGE2, batch_factor: float = BATCH_FACTOR, samples_factor: float = SAMPLES_FACTOR,
@@ -299,7 +311,7 @@ def finetune(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 @app.command("two-stage")
 @with_options(PPOOptions)
-def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), force: bool = FORCE, stage1_iterations: int = STAGE1,
+def two_stage(env_id: str = ENV_ID, force: bool = FORCE, stage1_iterations: int = STAGE1,
               stage2_iterations: int = STAGE2, batch_factor: float = BATCH_FACTOR,
               samples_factor: float = SAMPLES_FACTOR, init_from: Optional[Path] = INIT_FROM,
               init_log_std: Optional[float] = INIT_LOG_STD, *, options: PPOOptions) -> None:
@@ -311,7 +323,7 @@ def two_stage(env_id: str = typer.Argument(..., help=ENV_HELP), force: bool = FO
 
 
 @app.command()
-def teacher(env_id: str = typer.Argument(..., help=ENV_HELP),
+def teacher(env_id: str = ENV_ID,
             run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/teacher)"),
             resume: bool = typer.Option(False, help="continue the run in --run-dir from its newest checkpoint"),
             force: bool = FORCE,
@@ -341,8 +353,6 @@ def teacher(env_id: str = typer.Argument(..., help=ENV_HELP),
 
     try:
         teacher_settings.check_teacher_task(env_id)
-    except KeyError as error:
-        raise typer.BadParameter(error.args[0], param_hint="ENV_ID") from None
     except TeacherError as error:
         raise typer.BadParameter(str(error), param_hint="ENV_ID") from None
     checked_task(env_id, "ppo")
@@ -360,7 +370,7 @@ def teacher(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 @app.command()
 def distill(
-        env_id: str = typer.Argument(..., help=ENV_HELP),
+        env_id: str = ENV_ID,
         run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/distill)"),
         rounds: int = typer.Option(DistillConfig.rounds, help="round 0 (noisy expert) + DAgger rounds"),
         samples_per_round: int = typer.Option(DistillConfig.samples_per_round, help="env steps collected per round"),
@@ -460,7 +470,7 @@ def bc(
 
 
 @app.command()
-def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
+def evaluate(env_id: str = ENV_ID,
              checkpoint: Path = typer.Argument(..., help="checkpoint to evaluate (distillation, PPO or a learned teacher)"),
              episodes: int = typer.Option(100, help="number of episodes"),
              first_seed: int = typer.Option(SELECTION_START, help="seeds first_seed .. first_seed+episodes-1, all "
@@ -496,7 +506,7 @@ def evaluate(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 
 @app.command()
-def export(env_id: str = typer.Argument(..., help=ENV_HELP),
+def export(env_id: str = ENV_ID,
            checkpoint: Path = typer.Argument(..., help="checkpoint to export, or a finished run's directory (its "
                                              "result.json names the run's choice), or an exported policy (.onnx) "
                                              "to convert, e.g. weights/ENV_ID.onnx to int8"),
@@ -528,8 +538,22 @@ def export(env_id: str = typer.Argument(..., help=ENV_HELP),
     typer.echo(json.dumps(summary, indent=2))
 
 
+@app.command("compare-evaluations")
+def compare_evaluations(first: Path = typer.Argument(..., help="an evaluate.sh output directory (e.g. eval_out/ENV_ID)"),
+                        second: Path = typer.Argument(..., help="another one, of the same seeds")) -> None:
+    """Two official-evaluator runs of the same seeds, episode by episode: rates, the episodes only one solved, and
+    McNemar's exact test (e.g. an int8 conversion against its fp32 policy on report seeds)."""
+    from training.analysis.compare import compare
+    from training.export.report import ReportError
+
+    try:
+        typer.echo(json.dumps(compare(first, second), indent=2))
+    except (ReportError, ValueError, FileNotFoundError) as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 @app.command("record-report")
-def record_report(env_id: str = typer.Argument(..., help=ENV_HELP),
+def record_report(env_id: str = ENV_ID,
                   eval_dir: Optional[Path] = typer.Option(None, help="what scripts/evaluate.sh wrote (default: "
                                                           "eval_out/ENV_ID)"),
                   weights_dir: Path = typer.Option(Path("weights"), help="the manifest to record in"),
@@ -548,7 +572,7 @@ def record_report(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 
 @app.command("train-slot-reader")
-def train_slot_reader(env_id: str = typer.Argument(..., help=ENV_HELP),
+def train_slot_reader(env_id: str = ENV_ID,
                       out: Optional[Path] = typer.Option(None, help="the ONNX file to write (default: runs/ENV_ID/"
                                                          "slot_reader.onnx; the regressor goes beside it, .pt)"),
                       episodes: int = typer.Option(reader_settings.EPISODES, min=2,
@@ -609,7 +633,7 @@ def summary(run_dir: Path = typer.Argument(..., help="a two-stage run directory 
 
 
 @app.command("film-strip")
-def film_strip(env_id: str = typer.Argument(..., help=ENV_HELP),
+def film_strip(env_id: str = ENV_ID,
                out: Optional[Path] = typer.Option(None, help="PNG to write (default: docs/results/ENV_ID_episode.png)"),
                first_seed: int = typer.Option(REPORT_START, help="try seeds from here until an episode succeeds"),
                attempts: int = typer.Option(5, help="seeds to try"),
@@ -625,7 +649,7 @@ def film_strip(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 
 @app.command()
-def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
+def expert(env_id: str = ENV_ID,
            episodes: int = typer.Option(100, help="number of episodes"),
            first_seed: int = typer.Option(0, help="first episode seed"),
            record_dir: Optional[Path] = typer.Option(None, help="also record demos (ManiSkill2 trajectory.h5/.json)")) -> None:
@@ -640,7 +664,7 @@ def expert(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 
 @app.command()
-def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
+def diagnose(env_id: str = ENV_ID,
              student: Path = typer.Argument(..., help="student checkpoint (.pt) or exported weights/ENV.onnx"),
              episodes: int = typer.Option(4, help="number of episodes"),
              first_seed: int = typer.Option(SELECTION_START, help="first episode seed (default: the selection seeds)"),
@@ -656,7 +680,7 @@ def diagnose(env_id: str = typer.Argument(..., help=ENV_HELP),
 
 
 @app.command("point-shares")
-def point_shares(env_id: str = typer.Argument(..., help=ENV_HELP),
+def point_shares(env_id: str = ENV_ID,
                  episodes: int = typer.Option(4, help="number of expert episodes"),
                  first_seed: int = typer.Option(0, help="first episode seed"),
                  every: int = typer.Option(4, help="sample every this many steps"),

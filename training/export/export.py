@@ -167,6 +167,10 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     else:
         model = model_from_checkpoint(checkpoint)
         stored = load_checkpoint(checkpoint)
+        trained_for = (stored.get("config") or {}).get("env_id")
+        if trained_for and trained_for != env_id:
+            raise ValueError("{} was trained for {} (its run's config), not {}: export it as {}, or pass a {} "
+                             "checkpoint".format(checkpoint, trained_for, env_id, trained_for, env_id))
     record = stored.get("record", {})
     state_size = model.critic[0].in_features - model.pointnet.out_features
     inputs, observation_space = real_inputs(spec)

@@ -78,9 +78,11 @@ def onnx_bytes(actor: nn.Module, n_points: int, state_size: int) -> bytes:
     """`actor(points, state) -> action` for `n_points` points as ONNX, with a dynamic batch axis."""
     buffer = io.BytesIO()
     example = (torch.zeros(1, n_points, 6), torch.zeros(1, state_size))
-    torch.onnx.export(actor.eval(), example, buffer, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                      dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
-                      opset_version=OPSET, dynamo=False)
+    with warnings.catch_warnings():  # tree_max's loop over the fixed point count traces as intended
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(actor.eval(), example, buffer, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                          dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
+                          opset_version=OPSET, dynamo=False)
     return buffer.getvalue()
 
 

@@ -4,7 +4,8 @@
 OUT/shard-*/config.json), checks that every episode was played on a report seed (`training.common.seeds`)
 and that the policy now in the manifest (its sha256) has no report figure yet: a policy is scored on report
 seeds once, after it was chosen on selection seeds. The figure joins the entry's provenance as
-`report: {rate, episodes, seeds, interval, sha256, date}`.
+`report: {rate, episodes, seeds, interval, sha256, date}`; a report figure from before, of an external check on
+seeds the project never saw (not report seeds), moves to `external_check`.
 """
 import datetime
 import json
@@ -53,7 +54,10 @@ def record_report(weights_dir: Path, env_id: str, eval_dir: Path, force: bool = 
     except ValueError as error:
         raise ReportError("not a report-seed evaluation: {}".format(error)) from None
     previous = entry.provenance.get("report") or {}
-    if previous.get("sha256") == entry.sha256 and not force:
+    provenance = dict(entry.provenance)
+    if previous and not on_report_seeds(previous):  # an external check on seeds the project never saw: kept aside
+        provenance["external_check"] = provenance.pop("report")
+    elif previous.get("sha256") == entry.sha256 and not force:
         raise ReportError("{}'s policy ({}) was already scored on report seeds ({} over {} episodes): a policy is "
                           "scored there once".format(env_id, entry.sha256[:12], previous["rate"], previous["episodes"]))
     rate = sum(bool(r["success"]) for r in results.values()) / len(results)
@@ -63,5 +67,17 @@ def record_report(weights_dir: Path, env_id: str, eval_dir: Path, force: bool = 
               "seeds": "{}-{}".format(seeds[0], seeds[-1]) if contiguous else ",".join(map(str, seeds)),
               "interval": [round(low, 3), round(high, 3)], "sha256": entry.sha256,
               "date": datetime.date.today().isoformat()}
-    write_entry(weights_dir, entry._replace(provenance={**entry.provenance, "report": report}))
+    write_entry(weights_dir, entry._replace(provenance={**provenance, "report": report}))
     return report
+
+
+def on_report_seeds(figure: Dict[str, Any]) -> bool:
+    """Whether a recorded figure's seeds are report seeds (`"first-last"` or a comma list; figures of external
+    checks name their seeds in words)."""
+    try:
+        seeds = [int(part) for part in str(figure.get("seeds", "")).replace("-", ",").split(",")]
+        for seed in seeds:
+            check("report", seed)
+    except ValueError:
+        return False
+    return True
