@@ -5,14 +5,18 @@
 # evaluator on 100 held-out episodes (scripts/evaluate.sh). The insertion tasks (PegInsertionSide-v0,
 # PlugCharger-v0) get a slot reader (`ms2agent train-slot-reader`) after the distillation, and their student is
 # distilled again into a looking policy (`distill --slot-reader --init-from STUDENT`) that PPO fine-tunes and
-# export ships; PlugCharger-v0's also fits the object in its hand (`--held-fit`). Options left out take the
-# CLI's defaults (`ms2agent COMMAND --help`).
+# export ships; PlugCharger-v0's also fits the object in its hand (`--held-fit`). A rigid-body task without a
+# scripted expert (PickSingleYCB-v0, PickSingleEGAD-v0, TurnFaucet-v0, ...: its assets downloaded first) gets a
+# learned teacher instead: PPO on the simulator's state (`ms2agent teacher`), measured on 100 selection episodes,
+# then distilled (`distill --teacher`) and fine-tuned like the others. Options left out take the CLI's defaults
+# (`ms2agent COMMAND --help`).
 #
 #   bash scripts/train_rigid_body.sh [ENV_ID ...]
 #
 # Default tasks: PickCube-v0 LiftCube-v0 StackCube-v0 PegInsertionSide-v0 PlugCharger-v0.
-# Re-running resumes every step: finished distillation rounds and PPO iterations are kept, as are the expert's
-# measurement and a trained slot reader. EVAL_WORKERS=N splits the official evaluation (scripts/evaluate.sh).
+# Re-running resumes every step: finished distillation rounds, PPO and teacher iterations are kept, as are the
+# expert's and the teacher's measurements and a trained slot reader. EVAL_WORKERS=N splits the official evaluation
+# (scripts/evaluate.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ENVS=("$@")
@@ -92,12 +96,26 @@ recipe_PlugCharger_v0() {  # as PegInsertionSide-v0, with the held-object fit an
     --slot-reader runs/PlugCharger-v0/slot_reader.onnx --held-fit
 }
 
+recipe_with_teacher() {  # ENV_ID: a rigid-body task without a scripted expert. `ms2agent teacher` refuses a
+  # soft-body or unknown task, or one whose assets are missing (naming the download command), before any work
+  local env_id=$1
+  echo "== $env_id: learned teacher (PPO on the simulator's state)"
+  ms2agent teacher "$env_id" --resume
+  if [ ! -f "runs/$env_id/teacher.json" ]; then  # its success on 100 full-length selection episodes
+    ms2agent evaluate "$env_id" "$(json_field "runs/$env_id/teacher/result.json" checkpoint)" --episodes 100 \
+      > "runs/$env_id/teacher.json.tmp"
+    mv "runs/$env_id/teacher.json.tmp" "runs/$env_id/teacher.json"
+  fi
+  cat "runs/$env_id/teacher.json"
+  ms2agent distill "$env_id" --teacher "runs/$env_id/teacher"
+  ship "$env_id" "$(json_field "runs/$env_id/distill/result.json" student)"
+}
+
 for ENV_ID in "${ENVS[@]}"; do
   RECIPE="recipe_${ENV_ID//-/_}"
-  if ! declare -F "$RECIPE" > /dev/null; then
-    echo "no rigid-body recipe for $ENV_ID (recipes: PickCube-v0 LiftCube-v0 StackCube-v0 PegInsertionSide-v0" \
-      "PlugCharger-v0)" >&2
-    exit 2
+  if declare -F "$RECIPE" > /dev/null; then
+    "$RECIPE"  # a task with a scripted expert
+  else
+    recipe_with_teacher "$ENV_ID"
   fi
-  "$RECIPE"
 done

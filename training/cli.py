@@ -22,6 +22,7 @@ from training import slot_reader as reader_settings
 from training.algorithms.bc import BCConfig, BCRun, SimulatorUnavailable, check_simulator
 from training.algorithms.demos import DemoError, read_demo
 from training.algorithms.distill import DistillConfig
+from training.algorithms import teacher as teacher_settings
 from training.algorithms.ppo import PPOConfig
 from training.algorithms.two_stage import RunConfig
 from training.common.envs import has_cuda, missing_assets
@@ -127,8 +128,29 @@ def checked_expert(env_id: str) -> None:
     from training.experts import EXPERTS
 
     if env_id not in EXPERTS:
-        raise typer.BadParameter("no expert for {}; experts exist for {}".format(env_id, ", ".join(sorted(EXPERTS))),
-                                 param_hint="ENV_ID")
+        raise typer.BadParameter("no expert for {}; experts exist for {}; for another task train a learned teacher "
+                                 "(`ms2agent teacher {}`) and pass --teacher".format(
+                                     env_id, ", ".join(sorted(EXPERTS)), env_id), param_hint="ENV_ID")
+
+
+TEACHER_HELP = ("label with this learned teacher (`ms2agent teacher ENV_ID`: a checkpoint, or its run directory "
+                "runs/ENV_ID/teacher) instead of the task's scripted expert")
+TEACHER = typer.Option(None, help=TEACHER_HELP)
+
+
+def checked_labeller(env_id: str, teacher: Optional[Path]) -> None:
+    """A clear exit before any work when the task has no scripted expert and no teacher is given, or when the
+    teacher is not a state policy of this task (the message names the fix)."""
+    if teacher is None:
+        checked_expert(env_id)
+        return
+    from training.common.checkpoints import CorruptCheckpointError
+    from training.experts.teacher import TeacherError, teacher_checkpoint
+
+    try:
+        teacher_checkpoint(teacher, env_id)
+    except (TeacherError, FileNotFoundError, CorruptCheckpointError) as error:
+        raise typer.BadParameter(str(error), param_hint="--teacher") from None
 
 
 def checked_model(checkpoint: Path) -> Any:
@@ -300,6 +322,51 @@ def two_stage(env_id: str = ENV_ID, force: bool = FORCE, stage1_iterations: int 
              stage2_samples_factor=samples_factor, init_from=init_from, init_log_std=init_log_std)
 
 
+@app.command()
+def teacher(env_id: str = ENV_ID,
+            run_dir: Optional[Path] = typer.Option(None, help="run directory (default: runs/ENV_ID/teacher)"),
+            resume: bool = typer.Option(False, help="continue the run in --run-dir from its newest checkpoint"),
+            force: bool = FORCE,
+            iterations: int = typer.Option(teacher_settings.ITERATIONS, min=1, help="PPO iterations (each: collect, "
+                                           "learn, evaluate, checkpoint)"),
+            samples_per_iteration: int = typer.Option(teacher_settings.PPO_SETTINGS.samples_per_iteration, min=1,
+                                                      help="env steps per iteration"),
+            batch_size: int = typer.Option(teacher_settings.PPO_SETTINGS.batch_size, min=1, help="minibatch size"),
+            epochs: int = typer.Option(teacher_settings.PPO_SETTINGS.epochs, min=1, help="PPO epochs per iteration"),
+            lr: float = typer.Option(teacher_settings.PPO_SETTINGS.lr, help="Adam learning rate of actor and critic"),
+            gamma: float = typer.Option(teacher_settings.PPO_SETTINGS.gamma, help="discount"),
+            target_kl: float = typer.Option(teacher_settings.PPO_SETTINGS.target_kl, help="an iteration's updates stop "
+                                            "at {} x this approximate KL".format(PPOConfig.kl_stop_factor)),
+            eval_episodes: int = typer.Option(teacher_settings.EVAL_EPISODES, min=1, help="selection episodes after "
+                                              "every iteration"),
+            max_episode_steps: Optional[int] = typer.Option(teacher_settings.MAX_EPISODE_STEPS, min=1,
+                                                            help="time limit of the training and selection episodes"),
+            workers: Optional[int] = WORKERS, seed: int = typer.Option(RunConfig.seed, help="random seed"),
+            backend: str = BACKEND, address: Optional[str] = ADDRESS, worker_timeout: float = WORKER_TIMEOUT,
+            worker_restarts: int = WORKER_RESTARTS) -> None:
+    """A learned teacher: PPO on the simulator's state (MLP policy), for distill/diagnose --teacher where a task
+    has no scripted expert. Resumable (--resume); result.json names the best checkpoint on selection seeds."""
+    from dataclasses import replace
+
+    from training.algorithms.teacher import train_teacher
+    from training.experts.teacher import TeacherError
+
+    try:
+        teacher_settings.check_teacher_task(env_id)
+    except TeacherError as error:
+        raise typer.BadParameter(str(error), param_hint="ENV_ID") from None
+    checked_task(env_id, "ppo")
+    chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
+    ppo = replace(teacher_settings.PPO_SETTINGS, samples_per_iteration=samples_per_iteration, batch_size=batch_size,
+                  epochs=epochs, lr=lr, gamma=gamma, target_kl=target_kl)
+    config = teacher_settings.teacher_config(env_id, ppo, iterations, eval_episodes, max_episode_steps,
+                                             workers or os.cpu_count() or 1, seed, chosen_backend)
+    try:
+        result = train_teacher(run_dir or RUNS / env_id / "teacher", config, resume=resume, force=force)
+    except RunDirectoryError as error:
+        raise typer.BadParameter(str(error), param_hint="--run-dir") from None
+    typer.echo(json.dumps(result, indent=2))
+
 
 @app.command()
 def distill(
@@ -329,13 +396,13 @@ def distill(
         slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT, workers: Optional[int] = WORKERS,
         seed: int = typer.Option(DistillConfig.seed, help="random seed"), backend: str = BACKEND,
         address: Optional[str] = ADDRESS, worker_timeout: float = WORKER_TIMEOUT,
-        worker_restarts: int = WORKER_RESTARTS) -> None:
-    """Distil the privileged expert into a point-cloud student (BC + DAgger); re-run to resume.
-    result.json names the round with the best selection success."""
+        worker_restarts: int = WORKER_RESTARTS, teacher: Optional[Path] = TEACHER) -> None:
+    """Distil the privileged expert (or a learned teacher) into a point-cloud student (BC + DAgger); re-run to
+    resume. result.json names the round with the best selection success."""
     from training.algorithms.distill import distill as run_distill
 
     checked_task(env_id, "ppo")
-    checked_expert(env_id)
+    checked_labeller(env_id, teacher)
     chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     try:  # the config validates its settings (the BC loss) before any simulation starts
         config = DistillConfig(env_id, rounds=rounds, samples_per_round=samples_per_round,
@@ -345,7 +412,8 @@ def distill(
                                n_workers=workers or os.cpu_count() or 1,
                                eval_episodes=eval_episodes, collect_episode_steps=collect_episode_steps,
                                seed=seed, init_from=optional_str(init_from),
-                               slot_reader=optional_str(slot_reader), held_fit=held_fit, backend=chosen_backend)
+                               slot_reader=optional_str(slot_reader), held_fit=held_fit, backend=chosen_backend,
+                               teacher=optional_str(teacher))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(run_distill(run_dir or RUNS / env_id / "distill", config), indent=2))
@@ -403,14 +471,15 @@ def bc(
 
 @app.command()
 def evaluate(env_id: str = ENV_ID,
-             checkpoint: Path = typer.Argument(..., help="checkpoint to evaluate (distillation or PPO)"),
+             checkpoint: Path = typer.Argument(..., help="checkpoint to evaluate (distillation, PPO or a learned teacher)"),
              episodes: int = typer.Option(100, help="number of episodes"),
              first_seed: int = typer.Option(SELECTION_START, help="seeds first_seed .. first_seed+episodes-1, all "
                                             "selection or all report seeds (training/common/seeds.py)"),
              slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT,
              workers: Optional[int] = WORKERS, backend: str = BACKEND, address: Optional[str] = ADDRESS,
              worker_timeout: float = WORKER_TIMEOUT, worker_restarts: int = WORKER_RESTARTS) -> None:
-    """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop)."""
+    """Success rate of a checkpoint's deterministic policy on given seeds (torch, our own env loop); a learned
+    teacher's on state observations."""
     from training.common.evaluation import evaluate as run_evaluate, torch_actor
     from training.common.vec_env import EnvWorkers
 
@@ -427,10 +496,11 @@ def evaluate(env_id: str = ENV_ID,
     if purpose == "training":
         raise typer.BadParameter("{} is a training seed: evaluate on selection seeds (from {}) or report seeds (from "
                                  "{})".format(first_seed, SELECTION_START, REPORT_START), param_hint="--first-seed")
-    # Reported success rates come from the official renderer, not the fast training path.
+    # Reported success rates come from the official renderer, not the fast training path; a learned teacher's
+    # (a checkpoint without a PointNet) from state observations.
     with EnvWorkers(env_id, workers or os.cpu_count() or 1, first_seed=first_seed, purpose=purpose,
                     fast_render=False, slot_reader=optional_str(slot_reader), held_fit=held_fit,
-                    backend=chosen_backend) as envs:
+                    backend=chosen_backend, obs_mode=None if model.pointnet is not None else "state") as envs:
         metrics = run_evaluate(torch_actor(model), envs, episodes)
     typer.echo(json.dumps({"env_id": env_id, "checkpoint": str(checkpoint), "first_seed": first_seed, **metrics}))
 
@@ -598,13 +668,14 @@ def diagnose(env_id: str = ENV_ID,
              student: Path = typer.Argument(..., help="student checkpoint (.pt) or exported weights/ENV.onnx"),
              episodes: int = typer.Option(4, help="number of episodes"),
              first_seed: int = typer.Option(SELECTION_START, help="first episode seed (default: the selection seeds)"),
-             slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT) -> None:
+             slot_reader: Optional[Path] = SLOT_READER, held_fit: bool = HELD_FIT,
+             teacher: Optional[Path] = TEACHER) -> None:
     """Where a student fails: per episode, its grasp, closest approach and distance from the expert's labels."""
     from training.analysis.diagnose import diagnose as run
 
-    checked_expert(env_id)
+    checked_labeller(env_id, teacher)
     for record in run(env_id, student, list(range(first_seed, first_seed + episodes)), slot_reader=slot_reader,
-                      held_fit=held_fit):
+                      held_fit=held_fit, teacher=teacher):
         typer.echo(json.dumps(record))
 
 

@@ -16,7 +16,8 @@ student sees the slot it read as its goal. The final student initialises two-sta
 actors (`training.common.vec_env.Backend`). A worker replaced during a collection (it died or hung) plays its
 interrupted episode again from its seed; the observations it had already labelled in that episode stay in the round's
 data (each is an observation with the expert's label, a sample on its own), and only episodes that ended count
-towards `episode_success`.
+towards `episode_success`. `teacher`: a learned teacher (`ms2agent teacher`, `training.experts.teacher`) labels and
+drives round 0 in the scripted expert's place; it is checked before any simulator starts.
 """
 import json
 import os
@@ -40,6 +41,7 @@ from training.common.networks import ActorCritic
 from training.common.selection import best_round
 from training.common.vec_env import Backend, EnvWorkers, backend_from
 from training.common.warm_start import initialise_from
+from training.experts.teacher import teacher_checkpoint
 
 
 @dataclass
@@ -63,9 +65,13 @@ class DistillConfig:
     slot_reader: Optional[str] = None  # a looking student: this exported slot reader (training.slot_reader.train)
     held_fit: bool = False  # a looking student that also sees the held object's fitted pose (agent.insertion.held_fit)
     backend: Backend = field(default_factory=Backend)  # where the env workers run (local processes or Ray actors)
+    teacher: Optional[str] = None  # a learned teacher's checkpoint or run directory instead of the scripted expert
 
     def __post_init__(self) -> None:
         self.backend = backend_from(self.backend)  # distill_config.json holds its dict
+        if self.teacher is not None and self.slot_reader is not None:
+            raise ValueError("a learned teacher does not look: a looking student (--slot-reader) needs the task's "
+                             "scripted expert")
         checked_loss(self.loss)
         if self.collect_episode_steps is not None and self.collect_episode_steps < 1:
             raise ValueError("collect_episode_steps must be >= 1 (None: the task's time limit)")
@@ -116,6 +122,8 @@ def student_spec(config: DistillConfig) -> TaskSpec:
 
 def distill(run_dir: Path, config: DistillConfig) -> Dict:
     """Run (or continue) the rounds; returns the per-round records."""
+    if config.teacher is not None:
+        teacher_checkpoint(config.teacher, config.env_id)  # before any simulator starts
     run_dir.mkdir(parents=True, exist_ok=True)
     data_dir = run_dir / "data"
     data_dir.mkdir(exist_ok=True)
@@ -148,7 +156,7 @@ def distill(run_dir: Path, config: DistillConfig) -> Dict:
                 limit = {} if config.collect_episode_steps is None else {"max_episode_steps": config.collect_episode_steps}
                 with EnvWorkers(config.env_id, config.n_workers, first_seed=TRAIN_START + 1_000_000 * (k + 1),
                                 with_expert=True, slot_reader=config.slot_reader, held_fit=config.held_fit,
-                                backend=config.backend, **limit) as workers:
+                                backend=config.backend, teacher=config.teacher, **limit) as workers:
                     shown = round(config.samples_per_round * config.expert_share) if student else 0
                     data = collect(workers, config.samples_per_round - shown, student, config.expert_noise, rng)
                     if shown:  # the expert's episodes; the student's alone give `student_rollout_success`

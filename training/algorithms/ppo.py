@@ -191,7 +191,8 @@ class PPO:
                                           rollout["terminated"].astype(np.float32), rollout["ended"].astype(np.float32),
                                           c.gamma, c.gae_lambda)
         valid = rollout["valid"].reshape(-1) if "valid" in rollout else np.ones(advantages.size, bool)
-        flat = {key: torch.from_numpy(np.ascontiguousarray(rollout[key].reshape(-1, *rollout[key].shape[2:])[valid]))
+        flat = {key: torch.from_numpy(np.ascontiguousarray(  # (T, W, ...) -> (T * W, ...), also for (T, W, 0)
+                    rollout[key].reshape(advantages.size, *rollout[key].shape[2:])[valid]))
                 for key in ("inputs", "state", "action", "log_prob")}
         flat["advantage"] = torch.from_numpy(advantages.reshape(-1)[valid])
         flat["return"] = torch.from_numpy(returns.reshape(-1)[valid].astype(np.float32))

@@ -7,6 +7,9 @@ mean return, then earlier) with batch size x0.9 and samples per iteration x0.875
 own best. The run's result is the best stage-2 checkpoint if it beats the stage-1 best, else the
 stage-1 best (`result.json` records which).
 
+With `obs_mode="state"` the run trains on the simulator's state with a policy without PointNet: a learned teacher
+(`training.algorithms.teacher`).
+
 Run directory: `config.json`, `checkpoints/stage{S}-{iteration:04d}.pt`, `metrics.csv`,
 `result.json`. Re-running the same command continues from the newest checkpoint.
 """
@@ -53,13 +56,15 @@ class RunConfig:
     slot_reader: Optional[str] = None  # a looking policy: this exported slot reader (training.slot_reader.train)
     held_fit: bool = False  # a looking policy that also sees the held object's fitted pose (agent.insertion.held_fit)
     backend: Backend = field(default_factory=Backend)  # where the env workers run (local processes or Ray actors)
+    obs_mode: Optional[str] = None  # None: point clouds (PointNet policy); "state": a learned teacher (MLP policy)
 
     def __post_init__(self) -> None:
         self.backend = backend_from(self.backend)  # a stored config holds its dict
 
     def env_kwargs(self) -> Dict:
         limit = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
-        return {"slot_reader": self.slot_reader, "held_fit": self.held_fit, "backend": self.backend, **limit}
+        return {"slot_reader": self.slot_reader, "held_fit": self.held_fit, "backend": self.backend,
+                "obs_mode": self.obs_mode, **limit}
 
     def stage_ppo(self, stage: int) -> PPOConfig:
         """PPO settings of a stage: stage 2 scales batch size and samples per iteration."""
@@ -111,7 +116,8 @@ class TwoStageRun:
         selection = EnvWorkers(c.env_id, c.n_workers, first_seed=SELECTION_START, purpose="selection",
                                **c.env_kwargs())
         try:
-            model = ActorCritic(train.state_size, len(train.action_low), train.action_low, train.action_high)
+            model = ActorCritic(train.state_size, len(train.action_low), train.action_low, train.action_high,
+                                points=c.obs_mode is None)
             ppo = PPO(model, c.stage_ppo(stages[0]))
             if checkpoint is not None:
                 ppo.load_state_dict(checkpoint["ppo"])

@@ -8,6 +8,8 @@ inserted pose after the grasp, in the slot frame (how far in front of the hole i
 A looking student (`slot_reader`) is run as the agent runs it, and each record adds how far its hand
 camera was from the look pose when it read (`look_offset`: m, rad) and how far the slot it read is
 from the true one (`reading_error`); its expert labels follow the reading, as in training.
+With a learned teacher (`teacher`) in the expert's place, the labels are the teacher's, and the grasp measures,
+which need a scripted expert's grasp pose, are None.
 """
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -25,7 +27,7 @@ from training.common.envs import make_env
 from training.common.evaluation import torch_actor
 from training.experts import make_expert
 from training.experts.assembly import InsertionExpert, slot_pose
-from training.experts.base import rotation_angle, tcp_pose
+from training.experts.base import GraspExpert, rotation_angle, tcp_pose
 from training.common.networks import ActorCritic
 from training.common.warm_start import initialise_from
 
@@ -67,7 +69,8 @@ def look_offset(env: gym.Env, expert: InsertionExpert) -> Dict[str, float]:
 
 
 def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
-             slot_reader: Optional[Path] = None, held_fit: bool = False) -> List[Dict[str, Any]]:
+             slot_reader: Optional[Path] = None, held_fit: bool = False,
+             teacher: Optional[Path] = None) -> List[Dict[str, Any]]:
     """One record per seed: success, steps, first grasp step, closest approach to the grasp pose
     before grasping (distance, height above it, lateral and angle error there; m, rad), the steps
     before the grasp where the expert's label and the student's action closed the gripper, and the
@@ -79,8 +82,8 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
     its axis, lateral, angle); `held_fit`: the student fits the held object (agent.insertion.held_fit).
     Point sampling is seeded per episode, so a run is repeatable, but not the selection run itself."""
     spec = get_task(env_id)
-    expert = make_expert(env_id)  # every expert grasps first (training.experts.base.GraspExpert)
-    inserts = isinstance(expert, InsertionExpert)
+    expert = make_expert(env_id, teacher=teacher)  # every scripted expert grasps first (GraspExpert)
+    grasps, inserts = isinstance(expert, GraspExpert), isinstance(expert, InsertionExpert)
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=None)
     rng = np.random.default_rng(0)  # rebound per episode; the memory's reader reads the current one
     memory = insertion = None
@@ -117,14 +120,15 @@ def diagnose(env_id: str, student: Path, seeds: List[int], max_steps: int = 200,
                 label = expert.act(env)
                 errors.append(float(np.mean(np.abs(action - label))))
                 if grasp_step is None:
-                    closest = nearer(closest, expert.grasp_pose(env).inv() * tcp_pose(env))  # z < 0: above
+                    if grasps:
+                        closest = nearer(closest, expert.grasp_pose(env).inv() * tcp_pose(env))  # z < 0: above
                     closing += np.array([label[-1] < 0, action[-1] < 0])
                 elif inserts:  # x < 0: in front of the (true) slot
                     candidate = env.unwrapped.goal_pose.inv() * expert.target(env).pose
                     if nearer(nearest_slot, candidate) is candidate:
                         nearest_slot, in_hand = candidate, tcp_pose(env).inv() * expert.target(env).pose
                 obs, _, terminated, truncated, info = env.step(action)
-                if grasp_step is None and expert.holds_target(env):
+                if grasps and grasp_step is None and expert.holds_target(env):
                     grasp_step = step + 1
                 if grasp_step is not None and step + 1 == grasp_step + SETTLE_STEPS and expert.holds_target(env):
                     settled = tcp_pose(env).inv() * expert.target(env).pose

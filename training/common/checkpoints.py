@@ -45,17 +45,20 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
 def model_checkpoint(model: ActorCritic, **extra: Any) -> Dict[str, Any]:
     """A checkpoint holding `model`, what rebuilds it (`model_spec`), and `extra` entries."""
     low, high = model.action_center - model.action_scale, model.action_center + model.action_scale
-    spec = {"state_size": model.critic[0].in_features - model.pointnet.out_features,
-            "action_low": low.tolist(), "action_high": high.tolist()}
+    pooled = 0 if model.pointnet is None else model.pointnet.out_features
+    spec = {"state_size": model.critic[0].in_features - pooled, "action_low": low.tolist(),
+            "action_high": high.tolist(), "points": model.pointnet is not None}
     return {"model": model.state_dict(), "model_spec": spec, **extra}
 
 
 def model_from_checkpoint(path: Path) -> ActorCritic:
-    """The model stored in a distillation or PPO checkpoint."""
+    """The model stored in a distillation or PPO checkpoint (a point-cloud policy, or a learned teacher's state
+    policy: `model_spec["points"]`, which checkpoints older than teachers lack)."""
     checkpoint = load_checkpoint(path)
     if "model_spec" not in checkpoint:
         raise CorruptCheckpointError("Checkpoint {} holds no model (no 'model_spec')".format(path))
     spec = checkpoint["model_spec"]
-    model = ActorCritic(spec["state_size"], len(spec["action_low"]), spec["action_low"], spec["action_high"])
+    model = ActorCritic(spec["state_size"], len(spec["action_low"]), spec["action_low"], spec["action_high"],
+                        points=spec.get("points", True))
     model.load_state_dict(checkpoint["model"])
     return model.eval()

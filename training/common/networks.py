@@ -6,6 +6,7 @@ output is a tanh-squashed mean scaled to the action bounds (state-independent lo
 critic's a value. Output layers start near zero (weights x0.01, zero bias).
 The PointNet is shared: both losses back-propagate into it, and the critic's optimiser steps it
 while the actor's does not (see `actor_parameters`), as in ManiSkill2-Learn.
+Without points (`points=False`: a learned teacher on the simulator's state) the same heads read the state alone.
 """
 from typing import Iterator, List, Sequence, Tuple
 
@@ -63,13 +64,14 @@ def mlp_head(in_features: int, out_features: int, hidden: Sequence[int] = (256, 
 
 
 class ActorCritic(nn.Module):
-    """Shared PointNet + state -> Gaussian policy (tanh-scaled mean) and value."""
+    """Shared PointNet + state -> Gaussian policy (tanh-scaled mean) and value. `points=False`: no PointNet, the
+    heads read the state alone (its `inputs` are then (B, 0) arrays: nothing besides the state)."""
 
     def __init__(self, state_size: int, action_size: int, action_low: Sequence[float],
-                 action_high: Sequence[float], log_std_init: float = -1.0) -> None:
+                 action_high: Sequence[float], log_std_init: float = -1.0, points: bool = True) -> None:
         super().__init__()
-        self.pointnet = PointNet()
-        features = self.pointnet.out_features + state_size
+        self.pointnet = PointNet() if points else None
+        features = (self.pointnet.out_features if points else 0) + state_size
         self.actor = mlp_head(features, action_size)
         self.critic = mlp_head(features, 1)
         self.log_std = nn.Parameter(torch.full((action_size,), log_std_init))
@@ -80,7 +82,7 @@ class ActorCritic(nn.Module):
 
     def features(self, inputs: torch.Tensor, state: torch.Tensor, pointnet_grad: bool = True) -> torch.Tensor:
         """PointNet feature and state, concatenated. `inputs`: points (B, N, 6), or (B, F) features the
-        PointNet already pooled (a frozen encoder's, `EnvWorkers.set_encoder`), used as they are.
+        PointNet already pooled (a frozen encoder's, `EnvWorkers.set_encoder`), used as they are; (B, 0) without points.
         `pointnet_grad=False`: the PointNet is a fixed feature extractor, no gradient and no backward cost."""
         if inputs.dim() == 2:
             return torch.cat([inputs, state], dim=-1)
@@ -110,5 +112,5 @@ class ActorCritic(nn.Module):
     def critic_parameters(self, with_pointnet: bool = True) -> Iterator[nn.Parameter]:
         """What the critic's optimiser updates: its head and (unless frozen) the shared PointNet."""
         yield from self.critic.parameters()
-        if with_pointnet:
+        if with_pointnet and self.pointnet is not None:
             yield from self.pointnet.parameters()

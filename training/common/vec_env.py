@@ -20,6 +20,11 @@ also encodes its clouds and returns the pooled features instead of the points, s
 PointNet is fixed never sees a cloud: the encoder runs once per observation, in the worker that made it.
 Every episode seed is checked against the workers' `purpose` (`training.common.seeds`).
 
+With `obs_mode="state"` (a learned teacher's training, `training.algorithms.teacher`) each worker makes its env with
+ManiSkill2's flat privileged state instead: `Step.state` is that state and the points are (W, 0) arrays. With
+`teacher` (a learned teacher's checkpoint) the expert labels come from that teacher instead of the task's scripted
+expert (`training.experts.teacher`).
+
 `EnvWorkers` drives `n_workers` of them in parallel on a backend (`Backend`, `training.common.backends`): local
 processes (the default) or Ray actors spread over a cluster's nodes; the learner stays in the calling process.
 Both backends run the same `EnvWorker`, so the seeds and observations do not depend on the backend.
@@ -47,6 +52,8 @@ from agent.registry import get_task
 from training.common import seeds
 
 BACKENDS = ("local", "ray")
+OBS_MODES = (None, "state")  # None: the task's point clouds, preprocessed as the agent does; "state": privileged
+NO_POINTS = np.zeros((0,), np.float32)  # what a state observation holds besides the state
 
 
 @dataclass(frozen=True)
@@ -143,10 +150,11 @@ class EnvWorker:
     """
 
     def __init__(self, env_id: str, worker: int, n_workers: int, first_seed: int, purpose: str, with_expert: bool,
-                 slot_reader: Optional[str], held_fit: bool, env_kwargs: Dict) -> None:
+                 slot_reader: Optional[str], held_fit: bool, env_kwargs: Dict, obs_mode: Optional[str] = None,
+                 teacher: Optional[str] = None) -> None:
         self.env_id, self.worker, self.n_workers, self.first_seed = env_id, worker, n_workers, first_seed
         self.purpose, self.with_expert, self.slot_reader, self.held_fit = purpose, with_expert, slot_reader, held_fit
-        self.env_kwargs = env_kwargs
+        self.env_kwargs, self.obs_mode, self.teacher = env_kwargs, obs_mode, teacher
         self.env = None
 
     def seed_of(self, episode: int) -> int:
@@ -157,8 +165,9 @@ class EnvWorker:
         from training.common.envs import make_env
 
         spec = get_task(self.env_id)
-        env_kwargs = {"fast_render": None, **self.env_kwargs}  # on software Vulkan unless the caller overrides
-        self.env = make_env(self.env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode,
+        # fast point clouds on software Vulkan unless the caller overrides; state observations render nothing
+        env_kwargs = {"fast_render": None if self.obs_mode is None else False, **self.env_kwargs}
+        self.env = make_env(self.env_id, obs_mode=self.obs_mode or spec.obs_mode, control_mode=spec.control_mode,
                             reward_mode="dense", **env_kwargs)
         self.rng = np.random.default_rng(self.seed_of(0))
         self.memory = self.insertion = None
@@ -173,12 +182,14 @@ class EnvWorker:
         if self.with_expert:
             from training.experts import make_expert
 
-            self.expert = make_expert(self.env_id)
+            self.expert = make_expert(self.env_id, teacher=self.teacher)
             if self.memory is not None:
                 self.expert.look_steps = self.memory.look_step
         self.spec = spec
         self.episode = -1  # the episode in progress (none yet)
         self.encoder = None  # an onnxruntime session: points (1, N, 6) -> features (1, F)
+        if self.obs_mode == "state":
+            return Spaces(self.env.observation_space.shape[0], self.env.action_space.low, self.env.action_space.high, 0)
         return Spaces(state_size(self.env.observation_space, spec), self.env.action_space.low,
                       self.env.action_space.high, spec.total_points)
 
@@ -206,8 +217,10 @@ class EnvWorker:
                 from training.experts.assembly import slot_pose
 
                 self.expert.reading = slot_pose(self.memory.position, self.memory.axis)
-        net = preprocess(obs, self.spec, self.rng)
         label = self.expert.act(self.env) if self.expert is not None else None
+        if self.obs_mode == "state":
+            return NO_POINTS, obs.astype(np.float32), label
+        net = preprocess(obs, self.spec, self.rng)
         if self.encoder is not None:
             return self.encoder.run(None, {"points": net.points[None]})[0][0], net.state, label
         return net.points, net.state, label
@@ -241,18 +254,25 @@ class EnvWorkers:
 
     def __init__(self, env_id: str, n_workers: int, first_seed: int = 0, with_expert: bool = False,
                  slot_reader: Optional[str] = None, held_fit: bool = False, purpose: str = "training",
-                 backend: Optional[Backend] = None, **env_kwargs) -> None:
+                 backend: Optional[Backend] = None, obs_mode: Optional[str] = None, teacher: Optional[str] = None,
+                 **env_kwargs) -> None:
         """`purpose`: the seed range every episode must lie in (`training.common.seeds`; a clear error before any
-        worker starts if `first_seed` does not). `backend`: where the workers run and their fault handling."""
+        worker starts if `first_seed` does not). `backend`: where the workers run and their fault handling.
+        `obs_mode`: one of `OBS_MODES`. `teacher`: a learned teacher's checkpoint labels instead of the scripted expert."""
         from training.common.backends import launcher
 
         check_held_fit(slot_reader, held_fit)
+        if obs_mode not in OBS_MODES:
+            raise ValueError("unknown observation mode {!r}; one of {}".format(obs_mode, OBS_MODES))
+        if obs_mode is not None and slot_reader is not None:
+            raise ValueError("a slot reader reads point clouds: it does not go with obs_mode={!r}".format(obs_mode))
         seeds.check(purpose, first_seed, n_workers)
         self.env_id, self.first_seed, self.purpose = env_id, first_seed, purpose
         self.backend = backend_from(backend)
         self.encoded = False
         self.n_workers = n_workers
-        self._settings = (env_id, n_workers, first_seed, purpose, with_expert, slot_reader, held_fit, env_kwargs)
+        self._settings = (env_id, n_workers, first_seed, purpose, with_expert, slot_reader, held_fit, env_kwargs,
+                          obs_mode, teacher)
         self._launch = launcher(self.backend)
         self._encoder: Optional[bytes] = None
         self._episodes: List[Optional[int]] = [None] * n_workers  # each worker's episode in progress
@@ -273,8 +293,10 @@ class EnvWorkers:
                 for w, where in enumerate(self.locations()))), file=sys.stderr, flush=True)
 
     def _worker(self, index: int) -> EnvWorker:
-        env_id, n_workers, first_seed, purpose, with_expert, slot_reader, held_fit, env_kwargs = self._settings
-        return EnvWorker(env_id, index, n_workers, first_seed, purpose, with_expert, slot_reader, held_fit, env_kwargs)
+        env_id, n_workers, first_seed, purpose, with_expert, slot_reader, held_fit, env_kwargs, obs_mode, teacher = \
+            self._settings
+        return EnvWorker(env_id, index, n_workers, first_seed, purpose, with_expert, slot_reader, held_fit, env_kwargs,
+                         obs_mode, teacher)
 
     def _seed(self, worker: int, episode: Optional[int]) -> str:
         return "none yet" if episode is None else str(self.first_seed + worker + episode * self.n_workers)

@@ -1,9 +1,11 @@
-"""Which expert solves which task, and how to change an expert's settings."""
-from typing import Dict, Mapping, Optional, Sequence, Type
+"""Which expert solves which task, how to change an expert's settings, and a learned teacher in an expert's place."""
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence, Type, Union
 
 from .assembly import PegInsertionSideExpert, PlugChargerExpert
 from .base import Expert
 from .pick_place import LiftCubeExpert, PickCubeExpert, StackCubeExpert
+from .teacher import LearnedTeacher
 
 EXPERTS: Dict[str, Type[Expert]] = {
     "PickCube-v0": PickCubeExpert,
@@ -14,10 +16,16 @@ EXPERTS: Dict[str, Type[Expert]] = {
 }
 
 
-def make_expert(env_id: str, settings: Optional[Mapping[str, float]] = None) -> Expert:
+def make_expert(env_id: str, settings: Optional[Mapping[str, float]] = None,
+                teacher: Optional[Union[str, Path]] = None) -> Expert:
     """A fresh expert for `env_id`; ValueError naming the supported tasks otherwise. `settings` replace
     some of its float settings (class attributes such as an insertion expert's `lean` or `sag_gain`)
-    on this instance; ValueError naming the ones it has for any other name."""
+    on this instance; ValueError naming the ones it has for any other name. `teacher`: a learned teacher's
+    checkpoint or run directory instead (`training.experts.teacher`; it has no settings)."""
+    if teacher is not None:
+        if settings:
+            raise ValueError("a learned teacher has no settings (got {})".format(", ".join(settings)))
+        return LearnedTeacher(teacher, env_id)
     if env_id not in EXPERTS:
         raise ValueError("No expert for {!r}; supported tasks: {}".format(env_id, ", ".join(sorted(EXPERTS))))
     expert = EXPERTS[env_id]()

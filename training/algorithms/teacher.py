@@ -1,0 +1,58 @@
+"""Learned teachers: PPO on the simulator's privileged state, for rigid-body tasks without a scripted expert.
+
+A teacher run is a stage-1 PPO run (`training.algorithms.two_stage.TwoStageRun`, the same PPO, checkpoints,
+selection evaluation and resume) whose env workers return ManiSkill2's flat state observation (`obs_mode="state"`)
+and whose policy is the actor-critic without a PointNet (MLP heads on the state). Its settings default to
+ManiSkill2's state-PPO example (stable-baselines3 on LiftCube: 3,200 samples per iteration, batch 400, 15 epochs,
+gamma 0.85, target KL 0.05, 100-step episodes). The finished run's `result.json` names the teacher
+(`--teacher runs/ENV_ID/teacher` of `distill` and `diagnose`; `training.experts.teacher` labels with it).
+"""
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, Optional
+
+from agent.registry import get_task
+from training.algorithms.ppo import PPOConfig
+from training.algorithms.two_stage import RunConfig, TwoStageRun
+from training.common.evaluation import torch_threads
+from training.common.vec_env import Backend
+from training.experts.teacher import TeacherError
+
+PPO_SETTINGS = PPOConfig(gamma=0.85, epochs=15, batch_size=400, samples_per_iteration=3200, target_kl=0.05,
+                         critic_warmup_epochs=0)
+ITERATIONS = 100  # ~320,000 env steps
+EVAL_EPISODES = 16  # selection episodes after every iteration
+MAX_EPISODE_STEPS = 100  # training and selection episodes
+
+
+def check_teacher_task(env_id: str) -> None:
+    """`TeacherError` naming the way to train `env_id` where a learned teacher cannot (a soft-body task), or
+    `KeyError` for an unknown env id; nothing otherwise."""
+    spec = get_task(env_id)
+    if spec.family != "rigid":
+        raise TeacherError("{} is a soft-body task: learned teachers (state PPO) are for rigid-body tasks; soft-body "
+                           "tasks train with behaviour cloning from demos (`ms2agent bc {} DEMO.h5`, "
+                           "docs/soft_body.md)".format(env_id, env_id))
+
+
+def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int = ITERATIONS,
+                   eval_episodes: int = EVAL_EPISODES, max_episode_steps: Optional[int] = MAX_EPISODE_STEPS,
+                   n_workers: int = RunConfig.n_workers, seed: int = RunConfig.seed,
+                   backend: Optional[Backend] = None) -> RunConfig:
+    """The run config of a teacher for `env_id` (checked with `check_teacher_task`)."""
+    check_teacher_task(env_id)
+    if not ppo.train_pointnet:
+        raise TeacherError("a teacher has no PointNet to freeze")
+    return RunConfig(env_id, replace(ppo), stage1_iterations=iterations, stage2_iterations=0, n_workers=n_workers,
+                     eval_episodes=eval_episodes, seed=seed, max_episode_steps=max_episode_steps,
+                     backend=backend or Backend(), obs_mode="state")
+
+
+def train_teacher(run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> Dict:
+    """Train (or, with `resume`, continue) the teacher run in `run_dir`, learning on one torch thread; returns its
+    result (the checkpoint with the best selection success)."""
+    if config.obs_mode != "state":
+        raise TeacherError("a teacher trains on state observations (obs_mode 'state'), not {!r}".format(
+            config.obs_mode))
+    with torch_threads(1):  # small matrices: more threads only wait on each other and on the env workers
+        return TwoStageRun(run_dir, config, resume=resume, force=force).run([1])
