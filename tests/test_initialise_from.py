@@ -104,4 +104,5 @@ def test_distill_from_a_shipped_student_starts_with_dagger(tmp_path: Path, monke
     with torch.no_grad():
         expected = source(torch.from_numpy(points), torch.from_numpy(state)).numpy()
     assert len(drivers) == 1 and drivers[0] is not None  # round 0: the student drove, not the expert
-    np.testing.assert_array_equal(drivers[0](points, state), expected)
+    # the export's last PointNet layer comes back centred (ExportedEncoder): the same network up to float rounding
+    np.testing.assert_allclose(drivers[0](points, state), expected, rtol=0, atol=1e-6)
