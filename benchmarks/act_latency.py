@@ -119,9 +119,10 @@ def time_policies(job: Dict[str, Any]) -> Dict[str, Any]:
     return results
 
 
-def run_in(python: str, job_file: Path) -> Dict[str, Any]:
-    """`time_policies` of the job in another Python (this script's `--time` mode)."""
-    output = job_file.with_suffix(".{}.json".format(abs(hash(python))))
+def run_in(python: str, job_file: Path, name: str) -> Dict[str, Any]:
+    """`time_policies` of the job in another Python (this script's `--time` mode); its timings go to `name`.json
+    beside the job."""
+    output = job_file.with_name("{}.json".format(name))
     subprocess.run([python, str(Path(__file__).resolve()), "--time", str(job_file), str(output)], check=True,
                    cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)))
     return json.loads(output.read_text())
@@ -191,9 +192,9 @@ def main() -> None:
                 task["variants"]["before"] = str(args.before.resolve())
         directory.mkdir(parents=True, exist_ok=True)
         job_file.write_bytes(pickle.dumps(job, protocol=4))
-        results = [run_in(sys.executable, job_file)]
+        results = [run_in(sys.executable, job_file, "timings-this")]
         if args.image_python:
-            results.append(run_in(args.image_python, job_file))
+            results.append(run_in(args.image_python, job_file, "timings-image"))
         else:
             print("no image Python: run `pytest tests/test_docker_image.py` once (it builds the image's venv) or pass "
                   "--image-python", file=sys.stderr)

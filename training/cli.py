@@ -105,11 +105,9 @@ def worker_backend(backend: str, address: Optional[str], timeout: float, restart
 
 
 def checked_task(env_id: str, algorithm: str) -> TaskSpec:
-    """The task, or a clear exit before any work: unknown id, wrong algorithm, no CUDA, no assets."""
-    try:
-        spec = get_task(env_id)
-    except KeyError as error:
-        raise typer.BadParameter(error.args[0], param_hint="ENV_ID") from None
+    """The task (its id checked by `known_env_id`), or a clear exit before any work: wrong algorithm, no CUDA, no
+    assets."""
+    spec = get_task(env_id)
     if spec.needs_cuda and not has_cuda():
         raise typer.BadParameter("{} is a soft-body task: ManiSkill2 simulates it with warp on a CUDA GPU, "
                                  "and this machine has none.".format(env_id), param_hint="ENV_ID")
@@ -485,7 +483,6 @@ def evaluate(env_id: str = ENV_ID,
 
     from training.common.seeds import SeedRangeError, check, purpose_of
 
-    get_task(env_id)
     model = checked_model(checkpoint)  # before the env workers start
     chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     purpose = purpose_of(first_seed)
@@ -521,10 +518,6 @@ def export(env_id: str = ENV_ID,
     """Export to ONNX (opset 17), check parity with torch on real observations, update the manifest."""
     from training.export.export import chosen_checkpoint, export_checkpoint
 
-    get_task(env_id)
-    if precision not in PRECISIONS:
-        raise typer.BadParameter("{!r}: expected one of {}".format(precision, ", ".join(PRECISIONS)),
-                                 param_hint="--precision")
     try:
         source = chosen_checkpoint(checkpoint)
         if source.suffix == ".onnx":
@@ -563,7 +556,6 @@ def record_report(env_id: str = ENV_ID,
     (`bash scripts/evaluate.sh ENV_ID 100`), once per policy, in the manifest's provenance."""
     from training.export.report import ReportError, record_report as record
 
-    get_task(env_id)
     try:
         report = record(weights_dir, env_id, eval_dir or Path("eval_out") / env_id, force)
     except ReportError as error:
@@ -586,7 +578,6 @@ def train_slot_reader(env_id: str = ENV_ID,
     episodes). A re-run with the regressor saved only exports."""
     from training.slot_reader.train import train_slot_reader as run_training
 
-    get_task(env_id)
     try:
         report = run_training(env_id, out or RUNS / env_id / "slot_reader.onnx", episodes, updates, look_step,
                               first_seed, batch_size=reader_settings.BATCH_SIZE)
@@ -641,7 +632,6 @@ def film_strip(env_id: str = ENV_ID,
     """Image strip of one successful held-out episode of the shipped policy (official renderer)."""
     from training.analysis.film_strip import save_strip, successful_episode
 
-    get_task(env_id)
     episode = successful_episode(env_id, first_seed, attempts)
     path = save_strip(episode["frames"], out or Path("docs/results/{}_episode.png".format(env_id)), frames)
     typer.echo(json.dumps({"env_id": env_id, "seed": episode["seed"], "steps": len(episode["frames"]) - 1,

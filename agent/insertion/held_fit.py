@@ -55,6 +55,8 @@ def nominal_pose(box: HeldBox) -> np.ndarray:
 
 VISIBLE_FACES = [(axis, sign) for axis in range(3) for sign in (1.0, -1.0) if (axis, sign) != (2, -1.0)]  # all
 # but the face the object rested on (-z): no camera sees it
+FACE_AXES = np.array([axis for axis, _ in VISIBLE_FACES])
+FACE_SIGNS = np.array([sign for _, sign in VISIBLE_FACES])
 
 
 def closest_on_faces(local: np.ndarray, box: HeldBox) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -62,15 +64,13 @@ def closest_on_faces(local: np.ndarray, box: HeldBox) -> Tuple[np.ndarray, np.nd
     that face's outward normal, and the distance (m); of equally close faces the first."""
     offset = local - np.asarray(box.center)
     half = np.asarray(box.half_size)
-    axes = np.array([axis for axis, _ in VISIBLE_FACES])
-    signs = np.array([sign for _, sign in VISIBLE_FACES])
     points = np.repeat(np.clip(offset, -half, half)[:, None, :], len(VISIBLE_FACES), axis=1)  # (N, faces, 3)
-    points[:, np.arange(len(VISIBLE_FACES)), axes] = signs * half[axes]
+    points[:, np.arange(len(VISIBLE_FACES)), FACE_AXES] = FACE_SIGNS * half[FACE_AXES]
     distances = np.linalg.norm(offset[:, None, :] - points, axis=2)
     face = np.argmin(distances, axis=1)
     rows = np.arange(len(local))
     normals = np.zeros_like(local)
-    normals[rows, axes[face]] = signs[face]
+    normals[rows, FACE_AXES[face]] = FACE_SIGNS[face]
     return points[rows, face] + np.asarray(box.center), normals, distances[rows, face]
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.common.evaluation import torch_threads
+from training.common.threads import torch_threads
 from training.common.networks import ActorCritic
 from training.common.vec_env import EnvWorkers, Step
 
@@ -104,8 +104,9 @@ class PPO:
         """Make the next `collect` start from freshly reset environments."""
         self._last = None
 
-    def collect(self, workers: EnvWorkers, progress: Optional[tqdm] = None) -> Dict[str, np.ndarray]:
-        """`samples_per_iteration` transitions (rounded up to a multiple of the worker count);
+    def collect(self, workers: EnvWorkers, progress: Optional[tqdm] = None, samples: Optional[int] = None
+                ) -> Dict[str, np.ndarray]:
+        """`samples` transitions (default `samples_per_iteration`; rounded up to a multiple of the worker count);
         `progress` advances by one per env step. Workers with an encoder (a frozen PointNet's,
         `EnvWorkers.set_encoder`) return features, which the rollout stores instead of the points.
 
@@ -120,10 +121,10 @@ class PPO:
             raise ValueError("the env workers encode the clouds, so the PointNet cannot train: "
                              "set train_pointnet=False or clear the workers' encoder")
         with torch_threads(1):
-            return self._collect(workers, progress)
+            return self._collect(workers, progress, samples or self.config.samples_per_iteration)
 
-    def _collect(self, workers: EnvWorkers, progress: Optional[tqdm]) -> Dict[str, np.ndarray]:
-        n_steps = -(-self.config.samples_per_iteration // workers.n_workers)
+    def _collect(self, workers: EnvWorkers, progress: Optional[tqdm], samples: int) -> Dict[str, np.ndarray]:
+        n_steps = -(-samples // workers.n_workers)
         if self._last is None:
             self._last = workers.reset()
             self._running_return = np.zeros(workers.n_workers)

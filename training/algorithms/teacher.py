@@ -14,7 +14,7 @@ from typing import Dict, Optional
 from agent.registry import get_task
 from training.algorithms.ppo import PPOConfig
 from training.algorithms.two_stage import RunConfig, TwoStageRun
-from training.common.evaluation import torch_threads
+from training.common.threads import torch_threads
 from training.common.vec_env import Backend
 from training.experts.teacher import TeacherError
 

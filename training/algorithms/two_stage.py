@@ -166,15 +166,12 @@ class TwoStageRun:
         remaining = sum(c.iteration_samples(stage, iteration)
                         for iteration in range(progress["iteration"], c.iterations(stage)))
         bar = tqdm(total=remaining, desc="stage {}".format(stage), unit="step", dynamic_ncols=True)
-        settings = ppo.config
         while progress["iteration"] < c.iterations(stage):
             samples = c.iteration_samples(stage, progress["iteration"])
             if samples == 0:
                 break
             started = time.time()
-            ppo.config = replace(settings, samples_per_iteration=samples)
-            rollout = ppo.collect(train, bar)
-            ppo.config = settings
+            rollout = ppo.collect(train, bar, samples)
             collected = time.time()
             stats = ppo.learn(rollout)
             learned = time.time()

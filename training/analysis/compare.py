@@ -5,23 +5,12 @@ Each run is what `scripts/evaluate.sh` wrote for a task (`episode_results.json`,
 must have played the same seeds. The difference in success is tested with McNemar's exact test on the episodes
 where the runs disagree: under "no difference" each disagreement goes either way with probability 1/2.
 """
-import json
 from math import comb
 from pathlib import Path
 from typing import Any, Dict, List
 
 from training.export.official_evaluation import wilson_interval
-from training.export.report import evaluated_seeds
-
-
-def successes(eval_dir: Path) -> Dict[int, bool]:
-    """Success per seed of an evaluate.sh output directory."""
-    results = json.loads((Path(eval_dir) / "episode_results.json").read_text())
-    seeds = evaluated_seeds(Path(eval_dir))
-    by_id = [bool(results[key]["success"]) for key in sorted(results, key=int)]
-    if len(by_id) != len(seeds):
-        raise ValueError("{} holds {} episodes but its shard configs {}".format(eval_dir, len(by_id), len(seeds)))
-    return dict(zip(seeds, by_id))
+from training.export.report import evaluated_episodes
 
 
 def mcnemar_p(only_first: int, only_second: int) -> float:
@@ -36,7 +25,7 @@ def mcnemar_p(only_first: int, only_second: int) -> float:
 def compare(first: Path, second: Path) -> Dict[str, Any]:
     """Rates (with 95 % Wilson intervals) of both runs on their common seeds, the episodes only one of them
     solved, McNemar's p, and whether the second lost significantly (p < 0.05 and a lower rate)."""
-    a, b = successes(first), successes(second)
+    a, b = evaluated_episodes(first), evaluated_episodes(second)
     if set(a) != set(b):
         raise ValueError("{} and {} played different seeds ({} and {} episodes, {} in common)".format(
             first, second, len(a), len(b), len(set(a) & set(b))))

@@ -1,27 +1,15 @@
 """Deterministic evaluation of a policy on fixed seeds (episodes end at success or time limit)."""
-from contextlib import contextmanager
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from training.common import seeds
+from training.common.threads import torch_threads
 from training.common.vec_env import EnvWorkers
 
 Actor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (points or encoded features, state) batches -> actions
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with `count` torch intra-op threads. Acting in an env loop (collection, evaluation) acts on a few observations at a time
-    while the env workers hold every core: more threads only take CPU from them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def torch_actor(model: torch.nn.Module) -> Actor:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from training.common.checkpoints import load_checkpoint, model_from_checkpoint
+from training.common.threads import torch_threads
 
 from .base import Expert
 
@@ -78,11 +79,6 @@ class LearnedTeacher(Expert):
         if state.shape[0] != expected:
             raise TeacherError("teacher {} reads {} state entries, the env gives {}".format(
                 self.path, expected, state.shape[0]))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.no_grad():
-                action = self.model(torch.zeros((1, 0)), torch.from_numpy(state)[None])[0]
-        finally:
-            torch.set_num_threads(threads)
+        with torch_threads(1), torch.no_grad():
+            action = self.model(torch.zeros((1, 0)), torch.from_numpy(state)[None])[0]
         return action.numpy().astype(np.float32)

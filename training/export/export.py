@@ -60,10 +60,10 @@ def state_size_mismatch(checkpoint: Path, state_size: int, env_id: str, sizes: D
             "task{}".format(checkpoint, state_size, env_id, known, task))
 
 
-def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> Tuple[List[Any], Any]:
+def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> Tuple[List[Any], Any, Any]:
     """Network inputs (preprocessed as `spec`) from a short random-action episode of the real task, and the
-    env's observation space; a looking spec's observations carry a made-up slot (1 dm ahead of the TCP) and,
-    with `held_fit`, the held-object fit's pose (agent.insertion.held_fit)."""
+    env's observation and action spaces; a looking spec's observations carry a made-up slot (1 dm ahead of the TCP)
+    and, with `held_fit`, the held-object fit's pose (agent.insertion.held_fit)."""
     from training.common.envs import make_env
 
     env = make_env(spec.env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode)
@@ -83,7 +83,7 @@ def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> Tuple[List[A
         for _ in range(n_steps - 1):
             obs, *_ = env.step(env.action_space.sample())
             inputs.append(network_input(obs))
-        return inputs, env.observation_space
+        return inputs, env.observation_space, env.action_space
     finally:
         env.close()
 
@@ -114,18 +114,10 @@ def chosen_checkpoint(path: Path) -> Path:
     return Path(json.loads(result.read_text())["checkpoint"])
 
 
-def model_from_onnx(path: Path, env_id: str) -> ActorCritic:
-    """The network of an exported policy (its PointNet and actor; the action bounds the task's)."""
-    from training.common.envs import make_env
-
-    spec = model_spec(make_session(str(path)))
-    task = get_task(env_id)
-    env = make_env(env_id, obs_mode=task.obs_mode, control_mode=task.control_mode)
-    try:
-        low, high = env.action_space.low, env.action_space.high
-    finally:
-        env.close()
-    model = ActorCritic(spec.state_size, spec.action_size, low, high)
+def model_from_onnx(path: Path, spec: InputSpec, action_space: Any) -> ActorCritic:
+    """The network of an exported policy with interface `spec` (its PointNet and actor; the action bounds those of
+    the task's `action_space`)."""
+    model = ActorCritic(spec.state_size, spec.action_size, action_space.low, action_space.high)
     initialise_from(model, path)
     return model.eval()
 
@@ -163,7 +155,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     converting = checkpoint.suffix == ".onnx"
     if converting:
         source_sha256 = sha256_hex(checkpoint.read_bytes())  # before the export may overwrite the file
-        model, stored = model_from_onnx(checkpoint, env_id), {}
+        source_spec, stored = model_spec(make_session(str(checkpoint))), {}
     else:
         model = model_from_checkpoint(checkpoint)
         stored = load_checkpoint(checkpoint)
@@ -171,9 +163,11 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
         if trained_for and trained_for != env_id:
             raise ValueError("{} was trained for {} (its run's config), not {}: export it as {}, or pass a {} "
                              "checkpoint".format(checkpoint, trained_for, env_id, trained_for, env_id))
+    inputs, observation_space, action_space = real_inputs(spec)
+    if converting:
+        model = model_from_onnx(checkpoint, source_spec, action_space)
     record = stored.get("record", {})
     state_size = model.critic[0].in_features - model.pointnet.out_features
-    inputs, observation_space = real_inputs(spec)
     if reader is not None and state_size + TCP_IN_SLOT_SIZE == inputs[0].state.size:  # looking, from before
         # the TCP's pose in the slot frame was in the state: those entries join with zero weights
         widened = ActorCritic(inputs[0].state.size, len(model.action_scale), model.action_center - model.action_scale,

@@ -33,6 +33,19 @@ def evaluated_seeds(eval_dir: Path) -> List[int]:
     return [seeds[key] for key in sorted(seeds)]
 
 
+def evaluated_episodes(eval_dir: Path) -> Dict[int, bool]:
+    """Success per seed of an evaluate.sh output directory, in episode order; ReportError if the evaluation did not
+    finish or its results and shard configs disagree."""
+    results_file = Path(eval_dir) / "episode_results.json"
+    if not results_file.is_file():
+        raise ReportError("{} is missing: the evaluation did not finish".format(results_file))
+    results = json.loads(results_file.read_text())
+    seeds = evaluated_seeds(Path(eval_dir))
+    if len(seeds) != len(results):
+        raise ReportError("{} holds {} episodes but its shard configs {}".format(eval_dir, len(results), len(seeds)))
+    return {seed: bool(results[key]["success"]) for seed, key in zip(seeds, sorted(results, key=int))}
+
+
 def record_report(weights_dir: Path, env_id: str, eval_dir: Path, force: bool = False) -> Dict[str, Any]:
     """Add the report-seed figure in `eval_dir` to `env_id`'s manifest entry; returns it. ReportError if the
     episodes were not all report seeds, if they do not match the results, or if this policy already has one
@@ -41,13 +54,8 @@ def record_report(weights_dir: Path, env_id: str, eval_dir: Path, force: bool = 
     if env_id not in entries:
         raise ReportError("{} has no policy in {}".format(env_id, weights_dir / "manifest.json"))
     entry = entries[env_id]
-    results_file = Path(eval_dir) / "episode_results.json"
-    if not results_file.is_file():
-        raise ReportError("{} is missing: the evaluation did not finish".format(results_file))
-    results = json.loads(results_file.read_text())
-    seeds = evaluated_seeds(Path(eval_dir))
-    if len(seeds) != len(results):
-        raise ReportError("{} holds {} episodes but its shard configs {}".format(eval_dir, len(results), len(seeds)))
+    successes = evaluated_episodes(eval_dir)
+    seeds = list(successes)
     try:
         for seed in seeds:
             check("report", seed)
@@ -60,10 +68,10 @@ def record_report(weights_dir: Path, env_id: str, eval_dir: Path, force: bool = 
     elif previous.get("sha256") == entry.sha256 and not force:
         raise ReportError("{}'s policy ({}) was already scored on report seeds ({} over {} episodes): a policy is "
                           "scored there once".format(env_id, entry.sha256[:12], previous["rate"], previous["episodes"]))
-    rate = sum(bool(r["success"]) for r in results.values()) / len(results)
-    low, high = wilson_interval(rate, len(results))
+    rate = sum(successes.values()) / len(successes)
+    low, high = wilson_interval(rate, len(successes))
     contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
-    report = {"rate": rate, "episodes": len(results),
+    report = {"rate": rate, "episodes": len(successes),
               "seeds": "{}-{}".format(seeds[0], seeds[-1]) if contiguous else ",".join(map(str, seeds)),
               "interval": [round(low, 3), round(high, 3)], "sha256": entry.sha256,
               "date": datetime.date.today().isoformat()}
