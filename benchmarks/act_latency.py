@@ -19,6 +19,7 @@ Targets (issue 37): p50 <= 2.5 ms and p99 <= 6 ms. On a loaded machine wall-cloc
 than a scheduler slice is preempted); CPU time does not.
 """
 import argparse
+import copy
 import json
 import os
 import pickle
@@ -57,7 +58,7 @@ def record_episodes(env_id: str, episodes: int, max_steps: Optional[int]) -> Dic
             policy.reset()
             steps, done = [], False
             while not done and (max_steps is None or len(steps) < max_steps):
-                steps.append(observation)
+                steps.append(copy.deepcopy(observation))  # the env reuses its arrays from step to step
                 observation, _, terminated, truncated, info = env.step(policy.act(observation))
                 done = terminated or truncated or bool(info.get("success"))
             recorded.append(steps)

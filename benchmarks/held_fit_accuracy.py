@@ -6,7 +6,7 @@ The privileged PlugCharger expert grasps the charger off its own grasp pose (per
 within +-0.2 rad, shift along the charger within +-8 mm, up to 8 mm higher: the spread of the students'
 grasps, `ms2agent diagnose ... in_hand`) and carries it; every 3rd step from step 10 on while it holds the charger, the
 official renderer's fused camera cloud (every valid point above the ground, robot included, as the agent
-gets it) goes to `held_pose`, warm-started from the previous step's pose as the agent would run it.
+gets it) goes to `held_fit`, warm-started from the previous step's fit as the agent would run it.
 Printed for the fit and for the baseline (the nominal grasp, what a student blind to the charger in its
 hand has to assume): RMS errors of the charger's pose in the TCP frame across the closing axis (charger y),
 along the approach (z), along the pins (x) in mm and of its angle (rad), the share of states within the
@@ -47,7 +47,7 @@ def main() -> None:
     from transforms3d.quaternions import mat2quat
 
     from agent.geometry import to_frame
-    from agent.insertion.held_fit import HELD_BOXES, held_pose, nominal_pose
+    from agent.insertion.held_fit import HELD_BOXES, held_fit, nominal_pose
     from agent.preprocessing import kept_points
     from agent.registry import get_task
     from training.common.envs import make_env
@@ -75,14 +75,14 @@ def main() -> None:
                     cloud = obs["pointcloud"]["xyzw"]
                     points = to_frame(cloud[kept_points(cloud), :3], tcp[:3, 3], tcp[:3, :3])
                     start = time.perf_counter()
-                    previous = held_pose(points, box, tuple(obs["agent"]["qpos"][-2:]), previous)
+                    previous = held_fit(points, box, tuple(obs["agent"]["qpos"][-2:]), previous)
                     seconds.append(time.perf_counter() - start)
                     true = (tcp_pose(env).inv() * env.unwrapped.charger.pose).to_transformation_matrix()
                     nominal.append(errors(true, nominal_pose(box)))
                     if previous is None:
                         missed += 1
                     else:
-                        fitted.append(errors(true, previous))
+                        fitted.append(errors(true, previous.pose))
                 obs, _, terminated, truncated, _ = env.step(expert.act(env))
                 if terminated or truncated:
                     break

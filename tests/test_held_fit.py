@@ -65,6 +65,36 @@ def test_no_pose_without_the_object_and_the_tracker_gives_zeros() -> None:
     assert not np.any(tracked["extra"][HELD_KEY]) and HELD_KEY not in observation["extra"]
 
 
+def test_a_box_fitted_on_its_side_explains_nothing(monkeypatch) -> None:
+    """The base's 3 x 2.4 cm cross-section is nearly square: a box rolled 90 degrees about the pins fits points of a
+    charger so rolled, but a charger grasped from above off the table never lies so (`MIN_UPRIGHT`)."""
+    from agent.insertion import held_fit as module
+
+    on_its_side = nominal_pose(BOX) @ pose((0.0, 0.0, 0.0), (np.pi / 2, 0.0, 0.0))
+    points = seen_points(on_its_side, np.random.default_rng(0))
+    assert module.fit(points, on_its_side, BOX, FINGERS).explained == 0
+    monkeypatch.setattr(module, "MIN_UPRIGHT", 0.0)
+    assert module.fit(points, on_its_side, BOX, FINGERS).explained > module.MIN_POINTS  # the fit itself is good
+
+
+def test_a_fit_that_explains_as_many_points_as_before_is_kept_without_refitting_from_the_grasp(monkeypatch) -> None:
+    from agent.insertion import held_fit as module
+
+    monkeypatch.setattr(module, "SETTLED_SHARE", 1.01)  # never settled by the share of its selection alone
+    held = nominal_pose(BOX) @ pose((0.004, 0.0, 0.002), (0.0, 0.0, 0.1))
+    points = seen_points(held, np.random.default_rng(0))
+    first = module.held_fit(points, BOX, FINGERS)
+    starts = []
+    fit = module.fit
+    monkeypatch.setattr(module, "fit", lambda points, initial, *rest: starts.append(initial) or fit(points, initial,
+                                                                                                    *rest))
+    again = module.held_fit(points, BOX, FINGERS, first)
+    assert len(starts) == 1 and starts[0] is first.pose  # only from the previous pose
+    np.testing.assert_allclose(again.pose, first.pose, atol=1e-6)
+    module.held_fit(points, BOX, FINGERS, first._replace(explained=2 * first.explained))  # it explained more before
+    assert len(starts) == 3 and np.array_equal(starts[2], nominal_pose(BOX))  # so it fits from the grasp too
+
+
 def test_the_state_gives_the_held_object_in_the_slot_frame_before_the_tcp_pose() -> None:
     tcp = np.array([0.1, -0.05, 0.12, 0.0, 1.0, 0.0, 0.0])  # pointing down
     held = nominal_pose(BOX)
@@ -231,7 +261,10 @@ def test_an_icp_step_moves_the_box_onto_shifted_points() -> None:
     start = true_pose.copy()
     start[:3, 3] += [0.002, -0.001, 0.0015]  # 2 mm off
     pose = start
+    moves = []
     for _ in range(4):
-        pose = icp_step(observed, pose, box)
+        pose, moved, turned = icp_step(observed, pose, box)
+        moves.append(moved)
+    assert moves[0] > 1e-3 and moves[-1] < 1e-5  # the first step moves it by about its 2.5 mm offset; the last barely
     assert np.abs(pose[:3, 3] - true_pose[:3, 3]).max() < 1e-5
     np.testing.assert_allclose(pose[:3, :3].T @ pose[:3, :3], np.eye(3), atol=1e-9)  # still a rotation

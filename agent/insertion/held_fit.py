@@ -4,12 +4,14 @@ PlugCharger's charger).
 The charger's base is a known box (`HELD_BOXES`). Starting from an estimate of its pose in the TCP frame, `fit`
 selects the points near the box (between the fingers: farther out lie the fingers themselves; on the base's side of
 the pin roots: ahead lie the pins and, when lining up, the receptacle) and fits the box to them by point-to-plane
-ICP, in narrowing selections (`MARGINS`). Only the faces the cameras can see are matched: the face the object
-rested on (its -z face) never faces a camera, and excluding it stops the top face's points fitting a box flipped
-below them. `held_pose` runs it from the previous pose and, unless that still explains the points, also from the
+ICP, in narrowing selections (`MARGINS`), each until a step moves the box by less than `CONVERGED`. Only the faces
+the cameras can see are matched: the face the object rested on (its -z face) never faces a camera, and excluding it
+stops the top face's points fitting a box flipped below them. `held_fit` runs it from the previous fit's pose and,
+unless that still explains the points (most of its selection, or about as many as the previous fit), also from the
 nominal grasp, keeping the fit that explains more; `HeldTracker` does so on every observation of an episode and
 adds the pose to it (`extra.held_in_tcp`), from which preprocessing gives the policy the object's pose in the slot
-frame it read (`agent.preprocessing.held_in_slot`). Pure numpy (Python 3.8).
+frame it read (`agent.preprocessing.held_in_slot`). A fit only looks at the points around its starting box (`CROP`)
+and steps on a thinned sample of them (`MAX_FIT_POINTS`): it runs on every observation. Pure numpy (Python 3.8).
 """
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
@@ -20,14 +22,21 @@ from agent.preprocessing import HELD_KEY, HELD_SIZE, kept_points
 
 FINGER_HALF_WIDTH = 0.012  # m, half the finger's width along the TCP's x axis (the pad is ~2 cm wide)
 MARGINS = (0.01, 0.005, 0.003)  # m, around the current box estimate: the points selected for each fit
-ITERATIONS = 4  # ICP iterations per selection
-MAX_FIT_POINTS = 1500  # the selected points are thinned to about this many for the ICP steps (speed)
+ITERATIONS = 4  # at most this many ICP steps per selection
+CONVERGED = (2e-5, 2e-4)  # m, rad: an ICP step that moves the box less than both ends its selection's steps
+MAX_FIT_POINTS = 1000  # the selected points are thinned to about this many for the ICP steps (speed)
+CROP = 0.06  # m from the starting box's centre: the points a fit looks at (the box's half diagonal is 2.8 cm; the
+# widest selection reaches 1 cm beyond it; the rest is slack for the box moving while it is fitted)
 INLIER_DISTANCE = 0.001  # m from the box's faces: a point the fit explains
 FINGER_MARGIN = 0.001  # m inside the finger pads from where on points count as the fingers
 MIN_POINTS = 200  # fewer explained points: no pose (None)
 REACH = 0.1  # m from the TCP within which camera points can be on a held object (the rest is never fitted)
 SETTLED_SHARE = 0.9  # share of its selected points the previous pose explains, from which on it is kept
 # without also fitting from the nominal grasp (the object has not moved in the hand)
+MIN_UPRIGHT = 0.7  # least |cos| between the object's z axis and the TCP's: it lay flat and is grasped from above; a
+# box fitted on its side (90 degrees about x: the base's cross-section is nearly square) is the fit's one ambiguity
+TRACKED_SHARE = 0.9  # share of the last kept fit's explained points from which on the fit from the previous pose
+# is kept without also fitting from the nominal grasp (it explains the object as well as it did)
 
 
 class HeldBox(NamedTuple):
@@ -57,21 +66,24 @@ VISIBLE_FACES = [(axis, sign) for axis in range(3) for sign in (1.0, -1.0) if (a
 # but the face the object rested on (-z): no camera sees it
 FACE_AXES = np.array([axis for axis, _ in VISIBLE_FACES])
 FACE_SIGNS = np.array([sign for _, sign in VISIBLE_FACES])
+FACES = np.arange(len(VISIBLE_FACES))
 
 
 def closest_on_faces(local: np.ndarray, box: HeldBox) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For points in the object's frame (N, 3): the closest point on the box's visible faces (`VISIBLE_FACES`),
     that face's outward normal, and the distance (m); of equally close faces the first."""
-    offset = local - np.asarray(box.center)
     half = np.asarray(box.half_size)
-    points = np.repeat(np.clip(offset, -half, half)[:, None, :], len(VISIBLE_FACES), axis=1)  # (N, faces, 3)
-    points[:, np.arange(len(VISIBLE_FACES)), FACE_AXES] = FACE_SIGNS * half[FACE_AXES]
-    distances = np.linalg.norm(offset[:, None, :] - points, axis=2)
-    face = np.argmin(distances, axis=1)
-    rows = np.arange(len(local))
+    offset = local - np.asarray(box.center)
+    clipped = np.clip(offset, -half, half)  # the closest point of the solid box
+    terms = np.repeat(((offset - clipped) ** 2)[:, None, :], len(VISIBLE_FACES), axis=1)  # (N, faces, 3)
+    terms[:, FACES, FACE_AXES] = (offset[:, FACE_AXES] - FACE_SIGNS * half[FACE_AXES]) ** 2  # the gap to the plane
+    squared = terms[:, :, 0] + terms[:, :, 1] + terms[:, :, 2]  # summed in axis order: equal distances stay equal
+    face = np.argmin(squared, axis=1)
+    rows, axes = np.arange(len(local)), FACE_AXES[face]
+    clipped[rows, axes] = FACE_SIGNS[face] * half[axes]
     normals = np.zeros_like(local)
-    normals[rows, FACE_AXES[face]] = FACE_SIGNS[face]
-    return points[rows, face] + np.asarray(box.center), normals, distances[rows, face]
+    normals[rows, axes] = FACE_SIGNS[face]
+    return clipped + np.asarray(box.center), normals, np.sqrt(squared[rows, face])
 
 
 def in_object_frame(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -90,17 +102,19 @@ def select(points: np.ndarray, pose: np.ndarray, box: HeldBox, margin: float,
     return near & (local[:, 0] + box.center[0] < box.max_x) & (between | beside)
 
 
-def icp_step(points: np.ndarray, pose: np.ndarray, box: HeldBox) -> np.ndarray:
-    """One linearised point-to-plane step: the pose (4x4) that moves the box onto `points` (TCP frame)."""
+def icp_step(points: np.ndarray, pose: np.ndarray, box: HeldBox) -> Tuple[np.ndarray, float, float]:
+    """One linearised point-to-plane step: the pose (4x4) that moves the box onto `points` (TCP frame), and how far
+    the step moved it (m, rad)."""
     local = in_object_frame(points, pose)
     closest, normals, _ = closest_on_faces(local, box)
     rows = np.hstack([np.cross(local, normals), normals])
-    solution = np.linalg.lstsq(rows, -np.sum(normals * (local - closest), axis=1), rcond=None)[0]
+    residuals = -np.einsum("ij,ij->i", normals, local - closest)
+    solution = np.linalg.lstsq(rows.T @ rows, rows.T @ residuals, rcond=None)[0]  # the normal equations: 6x6
     rotation = rotation_vector_to_matrix(solution[:3])  # with solution[3:], the rigid map of the object frame onto
     inverse = np.eye(4)  # the points' better match, applied to the points' side: its inverse (R^T, -R^T t)
     inverse[:3, :3] = rotation.T
     inverse[:3, 3] = -rotation.T @ solution[3:]
-    return pose @ inverse
+    return pose @ inverse, float(np.linalg.norm(solution[3:])), float(np.linalg.norm(solution[:3]))
 
 
 class Fit(NamedTuple):
@@ -110,30 +124,46 @@ class Fit(NamedTuple):
 
 
 def fit(points: np.ndarray, initial: np.ndarray, box: HeldBox, fingers: Tuple[float, float]) -> Fit:
-    """The box fitted to `points` (TCP frame) from the pose `initial`, in the selections of `MARGINS`."""
+    """The box fitted to `points` (TCP frame) from the pose `initial`, in the selections of `MARGINS`; a fit on its
+    side (`MIN_UPRIGHT`) explains nothing."""
     pose = initial
+    offset = points - (initial[:3, :3] @ np.asarray(box.center) + initial[:3, 3])
+    points = points[np.einsum("ij,ij->i", offset, offset) < CROP ** 2]
     for margin in MARGINS:
         chosen = points[select(points, pose, box, margin, fingers)]
         if len(chosen) < MIN_POINTS:
             return Fit(pose, 0, len(chosen))
         chosen = chosen[:: -(-len(chosen) // MAX_FIT_POINTS)]
         for _ in range(ITERATIONS):
-            pose = icp_step(chosen, pose, box)
+            pose, moved, turned = icp_step(chosen, pose, box)
+            if moved < CONVERGED[0] and turned < CONVERGED[1]:
+                break
     chosen = points[select(points, pose, box, MARGINS[-1], fingers)]
+    if abs(pose[2, 2]) < MIN_UPRIGHT:
+        return Fit(pose, 0, len(chosen))
     explained = int(np.sum(closest_on_faces(in_object_frame(chosen, pose), box)[2] < INLIER_DISTANCE))
     return Fit(pose, explained, len(chosen))
 
 
-def held_pose(points: np.ndarray, box: HeldBox, fingers: Tuple[float, float],
-              previous: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
-    """The held object's pose in the TCP frame (4x4) fitted to camera points (TCP frame, (N, 3)): from
-    `previous` if that still explains `SETTLED_SHARE` of its points, else from it and from the nominal grasp,
-    whichever explains more; None below `MIN_POINTS` (nothing held, or too little of it seen)."""
-    fits = [] if previous is None else [fit(points, previous, box, fingers)]
-    if not fits or fits[0].explained < max(MIN_POINTS, SETTLED_SHARE * fits[0].selected):
+def held_fit(points: np.ndarray, box: HeldBox, fingers: Tuple[float, float], previous: Optional[Fit] = None
+             ) -> Optional[Fit]:
+    """The held object's fit in the TCP frame to camera points (TCP frame, (N, 3)): from the `previous` fit's pose
+    if that still explains `SETTLED_SHARE` of its points or `TRACKED_SHARE` as many as the previous fit did, else
+    from it and from the nominal grasp, whichever explains more; None below `MIN_POINTS` (nothing held, or too little
+    of it seen)."""
+    fits = [] if previous is None else [fit(points, previous.pose, box, fingers)]
+    if not fits or fits[0].explained < max(MIN_POINTS, min(SETTLED_SHARE * fits[0].selected,
+                                                           TRACKED_SHARE * previous.explained)):
         fits.append(fit(points, nominal_pose(box), box, fingers))
     best = max(fits, key=lambda result: result.explained)
-    return best.pose if best.explained >= MIN_POINTS else None
+    return best if best.explained >= MIN_POINTS else None
+
+
+def held_pose(points: np.ndarray, box: HeldBox, fingers: Tuple[float, float]) -> Optional[np.ndarray]:
+    """The held object's pose in the TCP frame (4x4) fitted to camera points (TCP frame) from the nominal grasp
+    (`held_fit` without a previous fit); None: nothing held, or too little of it seen."""
+    found = held_fit(points, box, fingers)
+    return None if found is None else found.pose
 
 
 def held_entry(pose: Optional[np.ndarray]) -> np.ndarray:
@@ -150,7 +180,12 @@ class HeldTracker:
         self.reset()
 
     def reset(self) -> None:
-        self.pose: Optional[np.ndarray] = None
+        self.last: Optional[Fit] = None
+
+    @property
+    def pose(self) -> Optional[np.ndarray]:
+        """The held object's pose in the TCP frame (4x4) at the last observation; None: none found."""
+        return None if self.last is None else self.last.pose
 
     def track(self, observation: Dict[str, Any]) -> Dict[str, Any]:
         """A shallow copy of `observation` whose `extra` carries the held object's pose (zeros: none)."""
@@ -158,10 +193,11 @@ class HeldTracker:
         fingers = np.asarray(observation["agent"]["qpos"], dtype=np.float64)[-2:]
         xyzw = np.asarray(observation["pointcloud"]["xyzw"])
         if np.isfinite(tcp).all() and np.isfinite(fingers).all():
-            keep = kept_points(xyzw) & np.isfinite(xyzw).all(axis=1)
-            near = keep & (np.linalg.norm(xyzw[:, :3] - tcp[:3], axis=1) < REACH)
-            points = to_frame(xyzw[near, :3].astype(np.float64), tcp[:3], quaternion_to_matrix(tcp[3:]))
-            self.pose = held_pose(points, self.box, (float(fingers[0]), float(fingers[1])), self.pose)
+            level = xyzw[np.abs(xyzw[:, 2] - tcp[2]) < REACH]  # a cheap first cut: the points at heights within reach
+            offset = level[:, :3] - tcp[:3]  # (NaN or infinite points are never within reach)
+            near = (np.einsum("ij,ij->i", offset, offset) < REACH ** 2) & kept_points(level)
+            points = to_frame(level[near, :3].astype(np.float64), tcp[:3], quaternion_to_matrix(tcp[3:]))
+            self.last = held_fit(points, self.box, (float(fingers[0]), float(fingers[1])), self.last)
         else:
-            self.pose = None
+            self.last = None
         return dict(observation, extra=dict(observation["extra"], **{HELD_KEY: held_entry(self.pose)}))
