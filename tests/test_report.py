@@ -63,3 +63,12 @@ def test_an_external_check_gives_way_to_the_report_figure(weights: Path, tmp_pat
     assert provenance["external_check"] == external
     with pytest.raises(ReportError, match="scored there once"):  # the report-seed figure stays
         record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 4_000_100, [True]))
+
+
+def test_after_a_runtime_change_the_new_figure_replaces_the_old_one_which_is_kept(weights: Path, tmp_path: Path) -> None:
+    first = record_report(weights, "LiftCube-v0", evaluation(tmp_path / "a", 4_000_000, [True, False]))
+    second = record_report(weights, "LiftCube-v0", evaluation(tmp_path / "b", 4_000_000, [True, True]),
+                           runtime_change="a cheaper fit")
+    provenance = json.loads((weights / "manifest.json").read_text())["policies"]["LiftCube-v0"]["provenance"]
+    assert provenance["report"] == second and second["rate"] == 1.0
+    assert provenance["earlier_reports"] == [dict(first, replaced_because="a cheaper fit")]

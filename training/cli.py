@@ -550,14 +550,15 @@ def record_report(env_id: str = ENV_ID,
                   eval_dir: Optional[Path] = typer.Option(None, help="what scripts/evaluate.sh wrote (default: "
                                                           "eval_out/ENV_ID)"),
                   weights_dir: Path = typer.Option(Path("weights"), help="the manifest to record in"),
-                  force: bool = typer.Option(False, help="replace this policy's report figure (only after a runtime "
-                                             "fix that changed no weight)")) -> None:
+                  runtime_change: Optional[str] = typer.Option(
+                      None, help="what changed in the agent's runtime since this policy's report figure (no weight "
+                      "changed): the new figure replaces it, the old one is kept in earlier_reports")) -> None:
     """Record the shipped policy's held-out figure: its official-evaluator score on report seeds
     (`bash scripts/evaluate.sh ENV_ID 100`), once per policy, in the manifest's provenance."""
     from training.export.report import ReportError, record_report as record
 
     try:
-        report = record(weights_dir, env_id, eval_dir or Path("eval_out") / env_id, force)
+        report = record(weights_dir, env_id, eval_dir or Path("eval_out") / env_id, runtime_change)
     except ReportError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps({"env_id": env_id, "report": report}, indent=2))

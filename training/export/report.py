@@ -10,7 +10,7 @@ seeds the project never saw (not report seeds), moves to `external_check`.
 import datetime
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from agent.manifest import read_manifest, write_entry
 from training.common.seeds import check
@@ -46,10 +46,12 @@ def evaluated_episodes(eval_dir: Path) -> Dict[int, bool]:
     return {seed: bool(results[key]["success"]) for seed, key in zip(seeds, sorted(results, key=int))}
 
 
-def record_report(weights_dir: Path, env_id: str, eval_dir: Path, force: bool = False) -> Dict[str, Any]:
+def record_report(weights_dir: Path, env_id: str, eval_dir: Path, runtime_change: Optional[str] = None
+                  ) -> Dict[str, Any]:
     """Add the report-seed figure in `eval_dir` to `env_id`'s manifest entry; returns it. ReportError if the
-    episodes were not all report seeds, if they do not match the results, or if this policy already has one
-    (`force`: replace it, e.g. after a runtime fix that changed no weight)."""
+    episodes were not all report seeds, if they do not match the results, or if this policy already has one, unless
+    `runtime_change` says what changed in the runtime since (no weight changed): the new figure then replaces it
+    and the replaced one is kept in `earlier_reports`, with the reason."""
     entries = read_manifest(weights_dir)
     if env_id not in entries:
         raise ReportError("{} has no policy in {}".format(env_id, weights_dir / "manifest.json"))
@@ -65,9 +67,12 @@ def record_report(weights_dir: Path, env_id: str, eval_dir: Path, force: bool = 
     provenance = dict(entry.provenance)
     if previous and not on_report_seeds(previous):  # an external check on seeds the project never saw: kept aside
         provenance["external_check"] = provenance.pop("report")
-    elif previous.get("sha256") == entry.sha256 and not force:
+    elif previous.get("sha256") == entry.sha256 and not runtime_change:
         raise ReportError("{}'s policy ({}) was already scored on report seeds ({} over {} episodes): a policy is "
                           "scored there once".format(env_id, entry.sha256[:12], previous["rate"], previous["episodes"]))
+    elif previous.get("sha256") == entry.sha256:
+        provenance["earlier_reports"] = [*provenance.get("earlier_reports", []),
+                                         dict(previous, replaced_because=runtime_change)]
     rate = sum(successes.values()) / len(successes)
     low, high = wilson_interval(rate, len(successes))
     contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
