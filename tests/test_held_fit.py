@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agent.geometry import rotation_vector_to_matrix
-from agent.insertion.held_fit import (HELD_BOXES, HeldTracker, closest_on_faces, held_entry, held_pose, icp_step,
+from agent.insertion.held_fit import (HELD_BOXES, HeldTracker, closest_on_faces, held_entry, held_fit, icp_step,
                                       nominal_pose)
 from agent.preprocessing import HELD_IN_SLOT_SIZE, HELD_KEY, LINE_UP_CLIP, build_state, held_in_slot
 
@@ -49,7 +49,7 @@ def seen_points(held: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                                     (-0.005, 0.001, -0.003, 0.05, -0.04, -0.1)])
 def test_the_fit_finds_the_held_box_from_the_nominal_grasp(offset) -> None:
     held = nominal_pose(BOX) @ pose(offset[:3], offset[3:])
-    fitted = held_pose(seen_points(held, np.random.default_rng(0)), BOX, FINGERS)
+    fitted = held_fit(seen_points(held, np.random.default_rng(0)), BOX, FINGERS).pose
     error = np.linalg.inv(held) @ fitted
     np.testing.assert_allclose(error[:3, 3], 0.0, atol=5e-5)
     np.testing.assert_allclose(error[:3, :3], np.eye(3), atol=1e-3)
@@ -57,7 +57,7 @@ def test_the_fit_finds_the_held_box_from_the_nominal_grasp(offset) -> None:
 
 def test_no_pose_without_the_object_and_the_tracker_gives_zeros() -> None:
     far = np.random.default_rng(0).uniform(-0.3, 0.3, (2000, 3)) + [0.0, 0.0, 0.5]
-    assert held_pose(far, BOX, FINGERS) is None
+    assert held_fit(far, BOX, FINGERS) is None
     observation = {"extra": {"tcp_pose": np.array([0.0, 0.0, 0.5, 0.0, 1.0, 0.0, 0.0])},
                    "agent": {"qpos": np.zeros(9)},
                    "pointcloud": {"xyzw": np.column_stack([far, np.ones(len(far))])}}

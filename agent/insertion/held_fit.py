@@ -159,13 +159,6 @@ def held_fit(points: np.ndarray, box: HeldBox, fingers: Tuple[float, float], pre
     return best if best.explained >= MIN_POINTS else None
 
 
-def held_pose(points: np.ndarray, box: HeldBox, fingers: Tuple[float, float]) -> Optional[np.ndarray]:
-    """The held object's pose in the TCP frame (4x4) fitted to camera points (TCP frame) from the nominal grasp
-    (`held_fit` without a previous fit); None: nothing held, or too little of it seen."""
-    found = held_fit(points, box, fingers)
-    return None if found is None else found.pose
-
-
 def held_entry(pose: Optional[np.ndarray]) -> np.ndarray:
     """`extra.held_in_tcp`: the pose's position (m) and the first two columns of its rotation; zeros: none."""
     return np.zeros(HELD_SIZE) if pose is None else np.concatenate([pose[:3, 3], pose[:3, 0], pose[:3, 1]])
