@@ -53,7 +53,8 @@ def record_episodes(env_id: str, episodes: int, max_steps: Optional[int]) -> Dic
     recorded = []
     try:
         for episode in range(episodes):
-            seed = check("selection", FIRST_SEED + episode)
+            seed = FIRST_SEED + episode
+            check("selection", seed)
             observation, _ = env.reset(seed=seed)
             policy.reset()
             steps, done = [], False

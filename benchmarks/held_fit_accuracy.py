@@ -55,6 +55,7 @@ def main() -> None:
     from transforms3d.axangles import axangle2mat
     from transforms3d.quaternions import mat2quat
 
+    from agent.blas_threads import limit_openblas_threads
     from agent.insertion.held_fit import HELD_BOXES, HeldTracker, nominal_pose
     from agent.policy import Policy
     from agent.registry import get_task
@@ -68,13 +69,16 @@ def main() -> None:
     env = make_env(env_id, obs_mode=spec.obs_mode, control_mode=spec.control_mode, fast_render=False)
     policy = Policy(env_id, env.observation_space, env.action_space) if args.driver == "policy" else None
     expert_grasp, rng, tracker = expert.grasp_pose, np.random.default_rng(0), HeldTracker(box)
+    limit_openblas_threads(1)  # as the agent runs the fit (`agent.insertion.memory`), with either driver
     first_seed = FIRST_SEEDS[args.driver] if args.first_seed is None else args.first_seed
     fitted: List[Dict[str, float]] = []
     nominal: List[Dict[str, float]] = []
     seconds, missed = [], 0
     try:
         for seed in range(first_seed, first_seed + args.episodes):
-            obs, _ = env.reset(seed=check("selection", seed) if policy else seed)
+            if policy:
+                check("selection", seed)  # the policy is scored on selection seeds only
+            obs, _ = env.reset(seed=seed)
             tracker.reset()
             if policy:
                 policy.reset()
@@ -100,6 +104,8 @@ def main() -> None:
                     break
     finally:
         env.close()
+    if not fitted:
+        raise SystemExit("no held state was fitted ({} held states): nothing to score".format(len(nominal)))
     results = {"nominal grasp": summary(nominal), "held_fit": summary(fitted)}
     print("{}: {} held states, {} without a fit; tracker CPU time per observation: median {:.2f} ms, 99th "
           "percentile {:.2f} ms".format(args.driver, len(nominal), missed, 1000 * np.median(seconds),

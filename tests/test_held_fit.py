@@ -77,6 +77,22 @@ def test_a_box_fitted_on_its_side_explains_nothing(monkeypatch) -> None:
     assert module.fit(points, on_its_side, BOX, FINGERS).explained > module.MIN_POINTS  # the fit itself is good
 
 
+def test_a_fit_from_the_true_pose_takes_one_icp_step_per_selection(monkeypatch) -> None:
+    from agent.insertion import held_fit as module
+
+    held = nominal_pose(BOX) @ pose((0.004, 0.0, 0.002), (0.0, 0.0, 0.1))
+    points = seen_points(held, np.random.default_rng(0))
+    steps = []
+    step = module.icp_step
+    monkeypatch.setattr(module, "icp_step", lambda *args: steps.append(1) or step(*args))
+    found = module.fit(points, held, BOX, FINGERS)
+    assert len(steps) == len(module.MARGINS)  # each selection's first step already moves it less than CONVERGED
+    np.testing.assert_allclose(found.pose, held, atol=1e-4)
+    steps.clear()
+    module.fit(points, nominal_pose(BOX), BOX, FINGERS)  # 4 mm and 0.1 rad off: more steps
+    assert len(steps) > len(module.MARGINS)
+
+
 def test_a_fit_that_explains_as_many_points_as_before_is_kept_without_refitting_from_the_grasp(monkeypatch) -> None:
     from agent.insertion import held_fit as module
 

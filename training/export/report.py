@@ -69,7 +69,8 @@ def record_report(weights_dir: Path, env_id: str, eval_dir: Path, runtime_change
         provenance["external_check"] = provenance.pop("report")
     elif previous.get("sha256") == entry.sha256 and not runtime_change:
         raise ReportError("{}'s policy ({}) was already scored on report seeds ({} over {} episodes): a policy is "
-                          "scored there once".format(env_id, entry.sha256[:12], previous["rate"], previous["episodes"]))
+                          "scored there once (after a change of the runtime alone, pass --runtime-change saying "
+                          "what changed)".format(env_id, entry.sha256[:12], previous["rate"], previous["episodes"]))
     elif previous.get("sha256") == entry.sha256:
         provenance["earlier_reports"] = [*provenance.get("earlier_reports", []),
                                          dict(previous, replaced_because=runtime_change)]
