@@ -1,6 +1,6 @@
 """PPO's training throughput against raw env stepping, side by side in one run.
 
-    .venv/bin/python benchmarks/training_throughput.py [--env PickCube-v0] [--workers 2] [--samples 660]
+    .venv/bin/python benchmarks/training_throughput.py [--env PickCube-v0] [--workers 2] [--samples 660] [--repeats 3]
 
 1. raw: the `EnvWorkers` processes step random actions (point clouds rendered and preprocessed in the
    workers, as in training) -> env steps/s;
@@ -10,7 +10,7 @@
 3. unfrozen (the paper's configuration): the workers return clouds, and every PPO epoch runs the PointNet
    forward and backward.
 Collect + learn env steps/s against raw is the share of the raw simulation speed that training keeps.
-The same worker processes serve all three measurements.
+The same worker processes serve all three measurements, in turn, `--repeats` times.
 """
 import argparse
 import time
@@ -45,29 +45,37 @@ def main() -> None:
     parser.add_argument("--env", default="PickCube-v0")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--samples", type=int, default=660)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of raw, frozen, unfrozen in turn (this machine's speed drifts: each round's "
+                             "ratios are to its own raw measurement)")
     args = parser.parse_args()
 
+    rounds = []
     with EnvWorkers(args.env, args.workers, first_seed=10_000_000) as workers:
         rng = np.random.default_rng(0)
-        workers.reset()
         steps = -(-args.samples // args.workers)
-        started = time.perf_counter()
-        for _ in range(steps):
-            workers.step(rng.uniform(workers.action_low, workers.action_high,
-                                     (args.workers, len(workers.action_low))).astype(np.float32))
-        raw = steps * args.workers / (time.perf_counter() - started)
-        frozen = ppo_iteration(workers, args.samples, train_pointnet=False)
-        unfrozen = ppo_iteration(workers, args.samples, train_pointnet=True)
-    print("{} workers, {} samples per PPO iteration, batch {}, 2 epochs".format(args.workers, args.samples,
-                                                                                PPOConfig.batch_size))
+        for _ in range(args.repeats):
+            workers.reset()
+            started = time.perf_counter()
+            for _ in range(steps):
+                workers.step(rng.uniform(workers.action_low, workers.action_high,
+                                         (args.workers, len(workers.action_low))).astype(np.float32))
+            raw = steps * args.workers / (time.perf_counter() - started)
+            rounds.append({"raw": raw, "frozen": ppo_iteration(workers, args.samples, train_pointnet=False),
+                           "unfrozen": ppo_iteration(workers, args.samples, train_pointnet=True)})
+    print("{} workers, {} samples per PPO iteration, batch {}, 2 epochs, {} rounds (mean; min-max of the rounds' "
+          "ratios)".format(args.workers, args.samples, PPOConfig.batch_size, args.repeats))
     print("| measure | env steps/s | vs raw | learn ms/sample |")
     print("|---|---|---|---|")
-    print("| raw env stepping (random actions) | {:.1f} | 1.00x | |".format(raw))
-    for name, result in (("frozen PointNet (features from the workers)", frozen),
-                         ("unfrozen PointNet (the paper's)", unfrozen)):
-        print("| {}: collect only | {:.1f} | {:.2f}x | |".format(name, result["collect"], result["collect"] / raw))
-        print("| {}: collect + learn | {:.1f} | {:.2f}x | {:.2f} |".format(name, result["full"], result["full"] / raw,
-                                                                         result["learn_ms"]))
+    print("| raw env stepping (random actions) | {:.1f} | 1.00x | |".format(np.mean([r["raw"] for r in rounds])))
+    for name, key in (("frozen PointNet (features from the workers)", "frozen"),
+                      ("unfrozen PointNet (the paper's)", "unfrozen")):
+        for label, measure in (("collect only", "collect"), ("collect + learn", "full")):
+            ratios = [r[key][measure] / r["raw"] for r in rounds]
+            learn = np.mean([r[key]["learn_ms"] for r in rounds]) if measure == "full" else None
+            print("| {}: {} | {:.1f} | {:.2f}x ({:.2f}-{:.2f}) | {} |".format(
+                name, label, np.mean([r[key][measure] for r in rounds]), np.mean(ratios), min(ratios), max(ratios),
+                "" if learn is None else "{:.2f}".format(learn)))
 
 
 if __name__ == "__main__":
