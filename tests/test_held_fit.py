@@ -111,6 +111,29 @@ def test_a_fit_that_explains_as_many_points_as_before_is_kept_without_refitting_
     assert len(starts) == 3 and np.array_equal(starts[2], nominal_pose(BOX))  # so it fits from the grasp too
 
 
+def test_the_tracker_fits_as_on_every_point_within_reach() -> None:
+    """The tracker hands the fit only the points near a box it may start from (`HeldTracker.candidates`): the poses
+    are those fitted on all the points within reach, here over a grasp and a slipped grasp after it."""
+    from agent.geometry import quaternion_to_matrix
+    from agent.insertion.held_fit import REACH
+
+    rng = np.random.default_rng(3)
+    tcp = np.array([0.05, -0.02, 0.2, 0.0, 0.92388, 0.38268, 0.0])  # pointing down, turned 45 degrees
+    rotation = quaternion_to_matrix(tcp[3:])
+    tracker, previous = HeldTracker(BOX), None
+    for offset in [(0.003, 0.0, 0.001, 0.0, 0.0, 0.05), (0.006, 0.001, 0.003, 0.02, 0.0, 0.12)]:
+        local = seen_points(nominal_pose(BOX) @ pose(offset[:3], offset[3:]), rng)
+        local = np.concatenate([local, rng.uniform(-0.09, 0.09, (3000, 3))])  # within reach, mostly beyond the box
+        world = (local @ rotation.T + tcp[:3]).astype(np.float32)
+        observation = {"extra": {"tcp_pose": tcp}, "agent": {"qpos": np.r_[np.zeros(7), FINGERS]},
+                       "pointcloud": {"xyzw": np.column_stack([world, np.ones(len(world), np.float32)])}}
+        entry = tracker.track(observation)["extra"][HELD_KEY]
+        reach = (world[np.linalg.norm(world - tcp[:3], axis=1) < REACH] - tcp[:3]) @ rotation
+        previous = held_fit(reach, BOX, FINGERS, previous)
+        assert len(tracker.candidates(observation["pointcloud"]["xyzw"], tcp[:3], rotation)) < 0.8 * len(reach)
+        np.testing.assert_allclose(entry, held_entry(previous.pose), rtol=0, atol=1e-12)
+
+
 def test_the_state_gives_the_held_object_in_the_slot_frame_before_the_tcp_pose() -> None:
     tcp = np.array([0.1, -0.05, 0.12, 0.0, 1.0, 0.0, 0.0])  # pointing down
     held = nominal_pose(BOX)

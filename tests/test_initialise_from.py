@@ -19,7 +19,7 @@ def export(model: ActorCritic, path: Path, n_points: int = 1200) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings of the legacy exporter training uses
         state_size = model.critic[0].in_features - model.pointnet.out_features
-        path.write_bytes(onnx_bytes(ExportedActor(model), n_points, state_size))
+        path.write_bytes(onnx_bytes(ExportedActor(model, n_points), n_points, state_size))
     return path
 
 

@@ -13,7 +13,7 @@ adds the pose to it (`extra.held_in_tcp`), from which preprocessing gives the po
 frame it read (`agent.preprocessing.held_in_slot`). A fit only looks at the points around its starting box (`CROP`)
 and steps on a thinned sample of them (`MAX_FIT_POINTS`): it runs on every observation. Pure numpy (Python 3.8).
 """
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -27,6 +27,8 @@ CONVERGED = (2e-5, 2e-4)  # m, rad: an ICP step that moves the box less than bot
 MAX_FIT_POINTS = 1000  # the selected points are thinned to about this many for the ICP steps (speed)
 CROP = 0.06  # m from the starting box's centre: the points a fit looks at (the box's half diagonal is 2.8 cm; the
 # widest selection reaches 1 cm beyond it; the rest is slack for the box moving while it is fitted)
+CROP_SLACK = 0.001  # m: the tracker keeps the points within CROP plus this of a starting box (in float32 world
+# coordinates), a superset of those each fit keeps (`HeldTracker.candidates`)
 INLIER_DISTANCE = 0.001  # m from the box's faces: a point the fit explains
 FINGER_MARGIN = 0.001  # m inside the finger pads from where on points count as the fingers
 MIN_POINTS = 200  # fewer explained points: no pose (None)
@@ -180,17 +182,37 @@ class HeldTracker:
         """The held object's pose in the TCP frame (4x4) at the last observation; None: none found."""
         return None if self.last is None else self.last.pose
 
+    def starts(self) -> List[np.ndarray]:
+        """The poses (4x4, in the TCP frame) the next fit may start from: the last fit's and the nominal grasp."""
+        return ([] if self.last is None else [self.last.pose]) + [nominal_pose(self.box)]
+
     def track(self, observation: Dict[str, Any]) -> Dict[str, Any]:
         """A shallow copy of `observation` whose `extra` carries the held object's pose (zeros: none)."""
         tcp = np.asarray(observation["extra"]["tcp_pose"], dtype=np.float64)
         fingers = np.asarray(observation["agent"]["qpos"], dtype=np.float64)[-2:]
         xyzw = np.asarray(observation["pointcloud"]["xyzw"])
         if np.isfinite(tcp).all() and np.isfinite(fingers).all():
-            level = xyzw[np.abs(xyzw[:, 2] - tcp[2]) < REACH]  # a cheap first cut: the points at heights within reach
-            offset = level[:, :3] - tcp[:3]  # (NaN or infinite points are never within reach)
-            near = (np.einsum("ij,ij->i", offset, offset) < REACH ** 2) & kept_points(level)
-            points = to_frame(level[near, :3].astype(np.float64), tcp[:3], quaternion_to_matrix(tcp[3:]))
+            rotation = quaternion_to_matrix(tcp[3:])
+            points = self.candidates(xyzw, tcp[:3], rotation)
             self.last = held_fit(points, self.box, (float(fingers[0]), float(fingers[1])), self.last)
         else:
             self.last = None
         return dict(observation, extra=dict(observation["extra"], **{HELD_KEY: held_entry(self.pose)}))
+
+    def candidates(self, xyzw: np.ndarray, tcp: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """The camera points (TCP frame) `held_fit` may use: kept (`kept_points`), within `REACH` of the TCP and
+        within `CROP` (plus `CROP_SLACK`) of a box at a pose a fit may start from (`starts`): a fit looks at no
+        other point, so its result is that on all the points within reach."""
+        centres = np.array([tcp + rotation @ (pose[:3, :3] @ np.asarray(self.box.center) + pose[:3, 3])
+                            for pose in self.starts()])
+        radius = CROP + CROP_SLACK
+        z = xyzw[:, 2]  # a cheap first cut: the heights within reach of the TCP and near a starting box
+        level = xyzw[(np.abs(z - tcp[2]) < REACH) & (z > centres[:, 2].min() - radius)
+                     & (z < centres[:, 2].max() + radius)]
+        offset = level[:, :3] - tcp  # (NaN or infinite points are never within reach)
+        near = (np.einsum("ij,ij->i", offset, offset) < REACH ** 2) & kept_points(level)
+        cropped = np.zeros(len(level), dtype=bool)
+        for centre in centres:
+            gap = level[:, :3] - centre
+            cropped |= np.einsum("ij,ij->i", gap, gap) < radius ** 2
+        return to_frame(level[near & cropped, :3].astype(np.float64), tcp, rotation)

@@ -4,8 +4,10 @@ check: on real observations of the task the ONNX and torch actions differ by at 
 
 The source may also be an exported policy (`weights/ENV.onnx`): a conversion, e.g. of a shipped policy to int8 or
 to the current graph. It keeps the policy's provenance (from the manifest entry of that file) and records what it
-was converted from; an int8 conversion changes the actions, so the source's report figure moves to
-`converted.source_report` and the converted policy needs its own (`ms2agent record-report`).
+was converted from and how far its actions are from the source's. A conversion to the source's precision keeps its
+weights (an int8 source its int8 weights) and so its actions, up to float rounding, and its report figure; one to
+another precision changes the actions: the source's report figure moves to `converted.source_report` and the
+converted policy needs its own (`ms2agent record-report`).
 """
 import datetime
 import json
@@ -28,7 +30,8 @@ from training.common.checkpoints import load_checkpoint, model_from_checkpoint
 from training.common.networks import ActorCritic
 from training.common.seeds import SELECTION_START
 from training.common.warm_start import initialise_from
-from training.export.onnx_actor import ExportedActor, int8_pointnet, onnx_bytes
+from training.export.onnx_actor import ExportedActor, int8_pointnet, int8_weight, onnx_bytes
+from training.export.onnx_actor import precision as onnx_precision  # `precision` is export_checkpoint's argument
 
 PRECISIONS = ("fp32", "int8")  # the first is the default
 PARITY_TOLERANCE = {"fp32": 1e-4, "int8": 0.05}  # max |ONNX - torch| action difference an export may show
@@ -77,6 +80,7 @@ def real_inputs(spec: TaskSpec, n_steps: int = 8, seed: int = 0) -> Tuple[List[A
             obs = tracker.track(obs)
         return preprocess(obs, spec, rng)
 
+    env.action_space.seed(seed)
     try:
         obs, _ = env.reset(seed=seed)
         inputs = [network_input(obs)]
@@ -122,22 +126,38 @@ def model_from_onnx(path: Path, spec: InputSpec, action_space: Any) -> ActorCrit
     return model.eval()
 
 
-def converted_provenance(digest: str, weights_dir: Path, env_id: str, precision: str, difference: float
-                         ) -> Optional[Dict[str, Any]]:
-    """The provenance of a policy converted from an exported policy whose sha256 is `digest`: that of `env_id`'s
-    manifest entry in `weights_dir` if it is that file, plus `converted`; else None. An int8 conversion acts
-    differently: the source's report figure moves to `converted.source_report`."""
+def converted_provenance(digest: str, weights_dir: Path, env_id: str, precision: str, difference: float,
+                         source_precision: str, from_source: float, new_digest: str) -> Optional[Dict[str, Any]]:
+    """The provenance of a policy (sha256 `new_digest`) converted from an exported policy whose sha256 is `digest`:
+    that of `env_id`'s manifest entry in `weights_dir` if it is that file, plus `converted` (with `from_source`, the
+    largest action difference from the source, and an earlier conversion's record nested as `earlier`); else None.
+    A conversion to another precision acts differently: the source's report figure moves to
+    `converted.source_report`; else the figure is the converted policy's too (its `sha256` the new file's,
+    `measured_on` the source's, so that the policy is not scored on report seeds again)."""
     entries = read_manifest(weights_dir) if (weights_dir / "manifest.json").is_file() else {}
     entry = entries.get(env_id)
     if entry is None or entry.sha256 != digest:
         return None
     provenance = dict(entry.provenance)
     converted = {"from_sha256": digest, "precision": precision, "max_abs_diff": difference,
-                 "date": datetime.date.today().isoformat()}
-    if precision != "fp32" and "report" in provenance:
+                 "max_abs_diff_from_source": from_source, "date": datetime.date.today().isoformat()}
+    if "converted" in provenance:
+        converted["earlier"] = provenance["converted"]
+    if precision != source_precision and "report" in provenance:
         converted["source_report"] = provenance.pop("report")
+    elif "report" in provenance:
+        report = provenance["report"]
+        provenance["report"] = dict(report, sha256=new_digest, measured_on=report.get("measured_on", report.get(
+            "sha256")))
     provenance["converted"] = converted
     return provenance
+
+
+def action_difference(first: bytes, second: bytes, inputs: List[Any]) -> float:
+    """Max |first - second| over the actions of two ONNX policies on `inputs`."""
+    feed = {INPUT_NAMES[0]: np.stack([x.points for x in inputs]), INPUT_NAMES[1]: np.stack([x.state for x in inputs])}
+    actions = [make_session(model).run([OUTPUT_NAME], feed)[0] for model in (first, second)]
+    return float(np.abs(actions[0] - actions[1]).max())
 
 
 def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command: str,
@@ -154,7 +174,8 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step, held_fit)
     converting = checkpoint.suffix == ".onnx"
     if converting:
-        source_sha256 = sha256_hex(checkpoint.read_bytes())  # before the export may overwrite the file
+        source = checkpoint.read_bytes()  # before the export may overwrite the file
+        source_sha256, source_precision = sha256_hex(source), onnx_precision(checkpoint)
         source_spec, stored = model_spec(make_session(str(checkpoint))), {}
     else:
         model = model_from_checkpoint(checkpoint)
@@ -177,11 +198,14 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     if state_size != inputs[0].state.size:
         raise ValueError(state_size_mismatch(checkpoint, state_size, env_id, state_sizes(observation_space, env_id),
                                              (stored.get("config") or {}).get("env_id")))
-    data = onnx_bytes(ExportedActor(model), spec.total_points, state_size)
+    data = onnx_bytes(ExportedActor(model, spec.total_points), spec.total_points, state_size)
     if precision == "int8":
-        data = int8_pointnet(data)
+        data = int8_pointnet(data, int8_weight(checkpoint) if converting else None)  # an int8 source: its weights
     difference = check_parity(model, data, inputs, PARITY_TOLERANCE[precision])
-    provenance = converted_provenance(source_sha256, weights_dir, env_id, precision, difference) if converting else None
+    provenance = None
+    if converting:
+        provenance = converted_provenance(source_sha256, weights_dir, env_id, precision, difference,
+                                          source_precision, action_difference(source, data, inputs), sha256_hex(data))
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = weights_dir / "{}.onnx".format(env_id)
     path.write_bytes(data)

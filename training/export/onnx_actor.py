@@ -6,9 +6,8 @@ onnxruntime's CPU kernels (`ExportedActor`: the same actions up to float roundin
 the int8 variant (the PointNet's widest layer quantised: different actions, validated by success rates).
 """
 import io
-import warnings
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -21,54 +20,69 @@ from training.common.networks import ActorCritic, PointNet, mlp_head
 OPSET = 17
 
 
-def tree_max(features: torch.Tensor) -> torch.Tensor:
-    """Max over dim 1 by repeated halving: exports as Slice + elementwise Max, which onnxruntime
-    vectorises (its ReduceMax over the point axis does not)."""
-    while features.shape[1] > 1:
-        half = features.shape[1] // 2
+def tree_max(features: torch.Tensor, n_points: int) -> torch.Tensor:
+    """Max over dim 1 (`n_points` rows) by repeated halving at fixed sizes: exports as Slice + elementwise Max with
+    constant bounds, which onnxruntime vectorises (its ReduceMax over the point axis does not)."""
+    while n_points > 1:
+        half = n_points // 2
         pooled = torch.maximum(features[:, :half], features[:, half:2 * half])
-        if features.shape[1] % 2:  # fold the odd one out into the first row
+        if n_points % 2:  # fold the odd one out into the first row
             pooled = torch.cat([torch.maximum(pooled[:, :1], features[:, 2 * half:]), pooled[:, 1:]], dim=1)
-        features = pooled
+        features, n_points = pooled, half
     return features[:, 0]
 
 
+def rms_normalised(features: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each row divided by its root mean square (`eps` added to the mean square): LayerNorm without its affine
+    map, for rows whose mean is zero."""
+    return features * torch.rsqrt((features * features).mean(dim=-1, keepdim=True) + eps)
+
+
+def centred_weight(linear: nn.Linear) -> nn.Parameter:
+    """The weight with its mean over the output channels removed: its outputs have zero mean over the channels,
+    which is all a LayerNorm after it keeps of them."""
+    weight = linear.weight.detach()
+    return nn.Parameter(weight - weight.mean(dim=0, keepdim=True), requires_grad=False)
+
+
 class ExportedEncoder(nn.Module):
-    """The PointNet rearranged for onnxruntime, computing what `PointNet` computes:
+    """The PointNet for `n_points` points rearranged for onnxruntime, computing what `PointNet` computes (up to float
+    rounding):
+    - every LayerNorm as elementwise operations: the mean removed, the points normalised by their root mean square
+      (`rms_normalised`), then scaled and shifted. onnxruntime 1.19.2's LayerNormalization kernel is slow;
     - max-pool and ReLU swapped, relu(tree_max(...)) instead of max(relu(...)) (ReLU is monotonic), so the ReLU runs
       on 512 values instead of N x 512;
-    - where every scale of the last LayerNorm is positive (`affine_after_pool`): its weight centred over the output
-      channels (LayerNorm removes each point's mean anyway), the points normalised by their root mean square alone,
-      pooled, and only then scaled and shifted (a positive scale and a shift commute with the max). onnxruntime 1.19.2's
-      LayerNormalization kernel is slow; this replaces its widest use with a few elementwise operations."""
+    - where every scale of the last LayerNorm is positive (`affine_after_pool`): the last layer's weight centred
+      (`centred_weight`: no mean to remove), and that LayerNorm's scale and shift applied after the pool (a positive
+      scale and a shift commute with the max)."""
 
-    def __init__(self, pointnet: PointNet) -> None:
+    def __init__(self, pointnet: PointNet, n_points: int) -> None:
         super().__init__()
-        last, norm = pointnet.mlp[-3], pointnet.mlp[-2]
-        self.affine_after_pool = bool((norm.weight > 0).all())
-        if not self.affine_after_pool:
-            self.per_point = pointnet.mlp[:-1]  # all but the final ReLU
-            return
-        self.per_point = pointnet.mlp[:-3]  # the narrower layers, unchanged
-        weight = last.weight.detach()
-        self.centred = nn.Parameter(weight - weight.mean(dim=0, keepdim=True), requires_grad=False)
-        self.norm = norm
+        self.n_points = n_points
+        self.linears, self.norms = nn.ModuleList(pointnet.mlp[0::3]), nn.ModuleList(pointnet.mlp[1::3])
+        self.affine_after_pool = bool((self.norms[-1].weight > 0).all())
+        if self.affine_after_pool:
+            self.centred = centred_weight(self.linears[-1])
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        if not self.affine_after_pool:
-            return torch.relu(tree_max(self.per_point(points)))
-        centred = self.per_point(points) @ self.centred.T
-        normalised = centred * torch.rsqrt((centred * centred).mean(dim=-1, keepdim=True) + self.norm.eps)
-        return torch.relu(tree_max(normalised) * self.norm.weight + self.norm.bias)
+        features = points
+        for index, (linear, norm) in enumerate(zip(self.linears, self.norms)):
+            if index == len(self.norms) - 1 and self.affine_after_pool:
+                normalised = rms_normalised(features @ self.centred.T, norm.eps)
+                return torch.relu(tree_max(normalised, self.n_points) * norm.weight + norm.bias)
+            outputs = linear(features)
+            normalised = rms_normalised(outputs - outputs.mean(dim=-1, keepdim=True), norm.eps)
+            features = torch.relu(normalised * norm.weight + norm.bias)
+        return tree_max(features, self.n_points)
 
 
 class ExportedActor(nn.Module):
-    """The actor's deterministic path with the PointNet as `ExportedEncoder`."""
+    """The actor's deterministic path for `n_points` points with the PointNet as `ExportedEncoder`."""
 
-    def __init__(self, model: ActorCritic) -> None:
+    def __init__(self, model: ActorCritic, n_points: int) -> None:
         super().__init__()
         self.model = model
-        self.encoder = ExportedEncoder(model.pointnet)
+        self.encoder = ExportedEncoder(model.pointnet, n_points)
 
     def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return self.model.mean_action(torch.cat([self.encoder(points), state], dim=-1))
@@ -78,11 +92,9 @@ def onnx_bytes(actor: nn.Module, n_points: int, state_size: int) -> bytes:
     """`actor(points, state) -> action` for `n_points` points as ONNX, with a dynamic batch axis."""
     buffer = io.BytesIO()
     example = (torch.zeros(1, n_points, 6), torch.zeros(1, state_size))
-    with warnings.catch_warnings():  # tree_max's loop over the fixed point count traces as intended
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(actor.eval(), example, buffer, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                          dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
-                          opset_version=OPSET, dynamo=False)
+    torch.onnx.export(actor.eval(), example, buffer, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                      dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
+                      opset_version=OPSET, dynamo=False)
     return buffer.getvalue()
 
 
@@ -90,10 +102,12 @@ INT8_LAYER_INPUTS = 128  # `int8_pointnet` quantises the MatMul of the PointNet'
 INT8_SUFFIXES = ("_int8", "_scale", "_zero")  # its initialisers: the weight's name and these
 
 
-def int8_pointnet(model: bytes) -> bytes:
+def int8_pointnet(model: bytes, quantised: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> bytes:
     """An `ExportedActor` graph with its PointNet's widest layer (`INT8_LAYER_INPUTS` inputs, ~75 % of the network's
     multiply-adds) in int8: per-output-channel symmetric int8 weights, activations quantised per call
-    (onnxruntime's DynamicQuantizeMatMul, which 1.19.2 runs). Its actions differ from the float graph's."""
+    (onnxruntime's DynamicQuantizeMatMul, which 1.19.2 runs). Its actions differ from the float graph's.
+    `quantised`: the int8 weight and scales to use (`int8_weight` of an int8 policy being converted: its layer
+    unchanged) instead of quantising the float one."""
     graph = onnx.load_from_string(model)
     constants = {tensor.name: tensor for tensor in graph.graph.initializer}
     nodes = []
@@ -103,10 +117,17 @@ def int8_pointnet(model: bytes) -> bytes:
         if weight is None or weight.ndim != 2 or weight.shape[0] != INT8_LAYER_INPUTS:
             nodes.append(node)
             continue
-        scale = (np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127).astype(np.float32)
+        if quantised is None:
+            scale = (np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127).astype(np.float32)
+            integers = np.round(weight / scale).astype(np.int8)
+        elif quantised[0].shape == weight.shape:
+            integers, scale = quantised
+        else:
+            raise ValueError("int8 weights of shape {} for a layer of shape {}".format(quantised[0].shape,
+                                                                                   weight.shape))
         names = [node.input[1] + suffix for suffix in INT8_SUFFIXES]
         graph.graph.initializer.extend([
-            onnx.numpy_helper.from_array(np.round(weight / scale).astype(np.int8), names[0]),
+            onnx.numpy_helper.from_array(integers, names[0]),
             onnx.numpy_helper.from_array(scale, names[1]),
             onnx.numpy_helper.from_array(np.zeros(scale.shape, np.int8), names[2])])
         nodes.append(onnx.helper.make_node("DynamicQuantizeMatMul", [node.input[0], *names], list(node.output),
@@ -124,9 +145,19 @@ def int8_pointnet(model: bytes) -> bytes:
     return graph.SerializeToString()
 
 
+def int8_weight(path: Path) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """The int8 weight and per-channel scales of an `int8_pointnet` graph's quantised layer; None for an fp32 graph."""
+    graph = onnx.load(str(path)).graph
+    tensors = {tensor.name: tensor for tensor in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "DynamicQuantizeMatMul":
+            return tuple(onnx.numpy_helper.to_array(tensors[name]) for name in node.input[1:3])  # type: ignore
+    return None
+
+
 def precision(path: Path) -> str:
     """"int8" for an `int8_pointnet` graph, else "fp32"."""
-    return "int8" if any(node.op_type == "DynamicQuantizeMatMul" for node in onnx.load(str(path)).graph.node) else "fp32"
+    return "fp32" if int8_weight(path) is None else "int8"
 
 
 def actor_weights_from_onnx(path: Path) -> Dict[str, torch.Tensor]:
@@ -170,10 +201,8 @@ def encoder_onnx(pointnet: PointNet, n_points: int) -> bytes:
     """`pointnet(points) -> features` for `n_points` points as ONNX (`ExportedEncoder`, dynamic batch axis):
     what env workers run for a learner whose PointNet is frozen (`EnvWorkers.set_encoder`)."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings():  # tree_max's loop over the fixed point count traces as intended
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(ExportedEncoder(pointnet).eval(), (torch.zeros(1, n_points, 6),), buffer,
-                          input_names=[INPUT_NAMES[0]], output_names=[ENCODER_OUTPUT],
-                          dynamic_axes={INPUT_NAMES[0]: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}},
-                          opset_version=OPSET, dynamo=False)
+    torch.onnx.export(ExportedEncoder(pointnet, n_points).eval(), (torch.zeros(1, n_points, 6),), buffer,
+                      input_names=[INPUT_NAMES[0]], output_names=[ENCODER_OUTPUT],
+                      dynamic_axes={INPUT_NAMES[0]: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}},
+                      opset_version=OPSET, dynamo=False)
     return buffer.getvalue()
