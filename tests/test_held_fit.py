@@ -97,6 +97,7 @@ def test_a_fit_that_explains_as_many_points_as_before_is_kept_without_refitting_
     from agent.insertion import held_fit as module
 
     monkeypatch.setattr(module, "SETTLED_SHARE", 1.01)  # never settled by the share of its selection alone
+    monkeypatch.setattr(module, "HOLD_SHARE", 1.01)  # and never held as it is
     held = nominal_pose(BOX) @ pose((0.004, 0.0, 0.002), (0.0, 0.0, 0.1))
     points = seen_points(held, np.random.default_rng(0))
     first = module.held_fit(points, BOX, FINGERS)
@@ -109,6 +110,25 @@ def test_a_fit_that_explains_as_many_points_as_before_is_kept_without_refitting_
     np.testing.assert_allclose(again.pose, first.pose, atol=1e-6)
     module.held_fit(points, BOX, FINGERS, first._replace(explained=2 * first.explained))  # it explained more before
     assert len(starts) == 3 and np.array_equal(starts[2], nominal_pose(BOX))  # so it fits from the grasp too
+
+
+def test_a_pose_that_still_explains_the_points_is_held_without_fitting_and_a_moved_object_is_refitted(
+        monkeypatch) -> None:
+    from agent.insertion import held_fit as module
+
+    held = nominal_pose(BOX) @ pose((0.004, 0.0, 0.002), (0.0, 0.0, 0.1))
+    points = seen_points(held, np.random.default_rng(0))
+    first = module.held_fit(points, BOX, FINGERS)
+    starts = []
+    fit = module.fit
+    monkeypatch.setattr(module, "fit", lambda points, initial, *rest: starts.append(initial) or fit(points, initial,
+                                                                                                    *rest))
+    again = module.held_fit(points, BOX, FINGERS, first)
+    assert not starts and again.pose is first.pose and again.explained == first.explained
+    slipped = nominal_pose(BOX) @ pose((0.006, 0.0, 0.002), (0.0, 0.0, 0.13))  # 2 mm along, 0.03 rad turned
+    moved = module.held_fit(seen_points(slipped, np.random.default_rng(1)), BOX, FINGERS, first)
+    assert len(starts) == 1 and starts[0] is first.pose  # fitted from the previous pose
+    np.testing.assert_allclose(moved.pose[:3, 3], slipped[:3, 3], atol=1e-4)
 
 
 def test_the_tracker_fits_as_on_every_point_within_reach() -> None:
