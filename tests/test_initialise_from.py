@@ -35,7 +35,7 @@ def test_exported_actor_loads_back_into_the_network(tmp_path: Path, trained: boo
     critic_before = [p.clone() for p in target.critic.parameters()]
     initialise_from(target, export(source, tmp_path / "policy.onnx"))
     points, state = torch.randn(3, 1200, 6), torch.randn(3, 31)
-    with torch.no_grad():  # the last PointNet layer comes back centred (ExportedEncoder): the same up to rounding
+    with torch.no_grad():  # the PointNet layers come back centred (ExportedEncoder): the same up to rounding
         torch.testing.assert_close(target(points, state), source(points, state), rtol=0, atol=1e-6)
     assert all(torch.equal(a, b) for a, b in zip(critic_before, target.critic.parameters()))  # not exported
 
@@ -104,5 +104,5 @@ def test_distill_from_a_shipped_student_starts_with_dagger(tmp_path: Path, monke
     with torch.no_grad():
         expected = source(torch.from_numpy(points), torch.from_numpy(state)).numpy()
     assert len(drivers) == 1 and drivers[0] is not None  # round 0: the student drove, not the expert
-    # the export's last PointNet layer comes back centred (ExportedEncoder): the same network up to float rounding
+    # the export's PointNet layers come back centred (ExportedEncoder): the same network up to float rounding
     np.testing.assert_allclose(drivers[0](points, state), expected, rtol=0, atol=1e-6)

@@ -34,7 +34,7 @@ def tree_max(features: torch.Tensor, n_points: int) -> torch.Tensor:
 
 def rms_normalised(features: torch.Tensor, eps: float) -> torch.Tensor:
     """Each row divided by its root mean square (`eps` added to the mean square): LayerNorm without its affine
-    map, for rows whose mean is zero."""
+    map, for rows whose mean is already zero."""
     return features * torch.rsqrt((features * features).mean(dim=-1, keepdim=True) + eps)
 
 
@@ -48,30 +48,27 @@ def centred_weight(linear: nn.Linear) -> nn.Parameter:
 class ExportedEncoder(nn.Module):
     """The PointNet for `n_points` points rearranged for onnxruntime, computing what `PointNet` computes (up to float
     rounding):
-    - every LayerNorm as elementwise operations: the mean removed, the points normalised by their root mean square
+    - every LayerNorm as elementwise operations: the layer's weight centred over its output channels
+      (`centred_weight`: its outputs have no mean to remove), the points divided by their root mean square
       (`rms_normalised`), then scaled and shifted. onnxruntime 1.19.2's LayerNormalization kernel is slow;
     - max-pool and ReLU swapped, relu(tree_max(...)) instead of max(relu(...)) (ReLU is monotonic), so the ReLU runs
       on 512 values instead of N x 512;
-    - where every scale of the last LayerNorm is positive (`affine_after_pool`): the last layer's weight centred
-      (`centred_weight`: no mean to remove), and that LayerNorm's scale and shift applied after the pool (a positive
-      scale and a shift commute with the max)."""
+    - where every scale of the last LayerNorm is positive (`affine_after_pool`): that scale and shift applied after
+      the pool (a positive scale and a shift commute with the max)."""
 
     def __init__(self, pointnet: PointNet, n_points: int) -> None:
         super().__init__()
         self.n_points = n_points
-        self.linears, self.norms = nn.ModuleList(pointnet.mlp[0::3]), nn.ModuleList(pointnet.mlp[1::3])
+        self.norms = nn.ModuleList(pointnet.mlp[1::3])  # the PointNet's own: their parameters keep their names
+        self.weights = nn.ParameterList([centred_weight(linear) for linear in pointnet.mlp[0::3]])
         self.affine_after_pool = bool((self.norms[-1].weight > 0).all())
-        if self.affine_after_pool:
-            self.centred = centred_weight(self.linears[-1])
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         features = points
-        for index, (linear, norm) in enumerate(zip(self.linears, self.norms)):
+        for index, (weight, norm) in enumerate(zip(self.weights, self.norms)):
+            normalised = rms_normalised(features @ weight.T, norm.eps)
             if index == len(self.norms) - 1 and self.affine_after_pool:
-                normalised = rms_normalised(features @ self.centred.T, norm.eps)
                 return torch.relu(tree_max(normalised, self.n_points) * norm.weight + norm.bias)
-            outputs = linear(features)
-            normalised = rms_normalised(outputs - outputs.mean(dim=-1, keepdim=True), norm.eps)
             features = torch.relu(normalised * norm.weight + norm.bias)
         return tree_max(features, self.n_points)
 
@@ -163,8 +160,8 @@ def precision(path: Path) -> str:
 def actor_weights_from_onnx(path: Path) -> Dict[str, torch.Tensor]:
     """The PointNet and actor weights in an `ExportedActor` graph (the inverse of `onnx_bytes`; for an `int8_pointnet`
     graph its int8 weights dequantised), read from the nodes that use them, in layer order: MatMul or
-    DynamicQuantizeMatMul (PointNet linear, transposed; the last one centred where `ExportedEncoder` moved the
-    LayerNorm's scale and shift after the pool: an equivalent weight), LayerNorm scale and bias (by their names, as
+    DynamicQuantizeMatMul (PointNet linear, transposed and centred over its output channels as `ExportedEncoder`
+    has them: an equivalent weight), LayerNorm scale and bias (by their names, as
     the exporter keeps the parameters' names) and Gemm (actor linear). Their inputs are initialisers, or Identity
     aliases of one: the exporter stores equal tensors once (an all-zero bias and an all-zero action centre)."""
     graph = onnx.load(str(path)).graph
