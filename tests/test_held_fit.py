@@ -93,18 +93,26 @@ def test_a_fit_from_the_true_pose_takes_one_icp_step_per_selection(monkeypatch) 
     assert len(steps) > len(module.MARGINS)
 
 
+def fitted_then_watched(monkeypatch) -> tuple:
+    """Points of a charger held off the nominal grasp, its first fit, and the list to which every later `fit` call
+    appends its starting pose."""
+    from agent.insertion import held_fit as module
+
+    points = seen_points(nominal_pose(BOX) @ pose((0.004, 0.0, 0.002), (0.0, 0.0, 0.1)), np.random.default_rng(0))
+    first = module.held_fit(points, BOX, FINGERS)
+    starts: list = []
+    fit = module.fit
+    monkeypatch.setattr(module, "fit", lambda points, initial, *rest: starts.append(initial) or fit(points, initial,
+                                                                                                    *rest))
+    return points, first, starts
+
+
 def test_a_fit_that_explains_as_many_points_as_before_is_kept_without_refitting_from_the_grasp(monkeypatch) -> None:
     from agent.insertion import held_fit as module
 
     monkeypatch.setattr(module, "SETTLED_SHARE", 1.01)  # never settled by the share of its selection alone
     monkeypatch.setattr(module, "HOLD_SHARE", 1.01)  # and never held as it is
-    held = nominal_pose(BOX) @ pose((0.004, 0.0, 0.002), (0.0, 0.0, 0.1))
-    points = seen_points(held, np.random.default_rng(0))
-    first = module.held_fit(points, BOX, FINGERS)
-    starts = []
-    fit = module.fit
-    monkeypatch.setattr(module, "fit", lambda points, initial, *rest: starts.append(initial) or fit(points, initial,
-                                                                                                    *rest))
+    points, first, starts = fitted_then_watched(monkeypatch)
     again = module.held_fit(points, BOX, FINGERS, first)
     assert len(starts) == 1 and starts[0] is first.pose  # only from the previous pose
     np.testing.assert_allclose(again.pose, first.pose, atol=1e-6)
@@ -116,13 +124,7 @@ def test_a_pose_that_still_explains_the_points_is_held_without_fitting_and_a_mov
         monkeypatch) -> None:
     from agent.insertion import held_fit as module
 
-    held = nominal_pose(BOX) @ pose((0.004, 0.0, 0.002), (0.0, 0.0, 0.1))
-    points = seen_points(held, np.random.default_rng(0))
-    first = module.held_fit(points, BOX, FINGERS)
-    starts = []
-    fit = module.fit
-    monkeypatch.setattr(module, "fit", lambda points, initial, *rest: starts.append(initial) or fit(points, initial,
-                                                                                                    *rest))
+    points, first, starts = fitted_then_watched(monkeypatch)
     again = module.held_fit(points, BOX, FINGERS, first)
     assert not starts and again.pose is first.pose and again.explained == first.explained
     slipped = nominal_pose(BOX) @ pose((0.006, 0.0, 0.002), (0.0, 0.0, 0.13))  # 2 mm along, 0.03 rad turned
