@@ -6,12 +6,14 @@ selects the points near the box (between the fingers: farther out lie the finger
 the pin roots: ahead lie the pins and, when lining up, the receptacle) and fits the box to them by point-to-plane
 ICP, in narrowing selections (`MARGINS`), each until a step moves the box by less than `CONVERGED`. Only the faces
 the cameras can see are matched: the face the object rested on (its -z face) never faces a camera, and excluding it
-stops the top face's points fitting a box flipped below them. `held_fit` runs it from the previous fit's pose and,
-unless that still explains the points (most of its selection, or about as many as the previous fit), also from the
-nominal grasp, keeping the fit that explains more; `HeldTracker` does so on every observation of an episode and
-adds the pose to it (`extra.held_in_tcp`), from which preprocessing gives the policy the object's pose in the slot
-frame it read (`agent.preprocessing.held_in_slot`). A fit only looks at the points around its starting box (`CROP`)
-and steps on a thinned sample of them (`MAX_FIT_POINTS`): it runs on every observation. Pure numpy (Python 3.8).
+stops the top face's points fitting a box flipped below them. `held_fit` keeps the previous fit's pose as it is
+while it still places nearly all its selected points on the box (the object has not moved in the hand: `HOLD_SHARE`
+within `HOLD_DISTANCE`); else it fits from that pose and, unless the result still explains the points (most of its
+selection, or about as many as the previous fit), also from the nominal grasp, keeping the fit that explains more.
+`HeldTracker` does so on every observation of an episode and adds the pose to it (`extra.held_in_tcp`), from which
+preprocessing gives the policy the object's pose in the slot frame it read (`agent.preprocessing.held_in_slot`). It
+hands the fit only the points around the boxes a fit may start from (`CROP`), and a fit steps on a thinned sample of
+them (`MAX_FIT_POINTS`): it runs on every observation. Pure numpy (Python 3.8).
 """
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 

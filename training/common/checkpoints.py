@@ -3,7 +3,7 @@ clear errors, and the model they hold."""
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -51,10 +51,11 @@ def model_checkpoint(model: ActorCritic, **extra: Any) -> Dict[str, Any]:
     return {"model": model.state_dict(), "model_spec": spec, **extra}
 
 
-def model_from_checkpoint(path: Path) -> ActorCritic:
+def model_from_checkpoint(path: Path, checkpoint: Optional[Dict[str, Any]] = None) -> ActorCritic:
     """The model stored in a distillation or PPO checkpoint (a point-cloud policy, or a learned teacher's state
-    policy: `model_spec["points"]`, which checkpoints older than teachers lack)."""
-    checkpoint = load_checkpoint(path)
+    policy: `model_spec["points"]`, which checkpoints older than teachers lack); `checkpoint`: the file's contents
+    if already loaded (`load_checkpoint`)."""
+    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
     if "model_spec" not in checkpoint:
         raise CorruptCheckpointError("Checkpoint {} holds no model (no 'model_spec')".format(path))
     spec = checkpoint["model_spec"]

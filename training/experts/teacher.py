@@ -8,7 +8,7 @@ starts: it must be a teacher (state observations) of the same task.
 """
 import json
 from pathlib import Path
-from typing import Union
+from typing import Any, Dict, Tuple, Union
 
 import gymnasium as gym
 import numpy as np
@@ -41,6 +41,11 @@ def teacher_checkpoint(path: Union[str, Path], env_id: str) -> Path:
     """The checkpoint a teacher path names (a checkpoint, or a teacher run's directory: its result.json's choice),
     checked to hold a state policy trained on `env_id`; `TeacherError` (or FileNotFoundError /
     CorruptCheckpointError for an unreadable file) otherwise, before any simulator starts."""
+    return loaded_teacher(path, env_id)[0]
+
+
+def loaded_teacher(path: Union[str, Path], env_id: str) -> Tuple[Path, Dict[str, Any]]:
+    """`teacher_checkpoint`'s path and the checkpoint's contents."""
     path = Path(path)
     if path.is_dir():
         result = path / "result.json"
@@ -59,7 +64,7 @@ def teacher_checkpoint(path: Union[str, Path], env_id: str) -> Path:
             path, config.get("obs_mode"), train_one))
     if config.get("env_id") != env_id:
         raise TeacherError("{} is a teacher for {}, not {}: {}".format(path, config.get("env_id"), env_id, train_one))
-    return path
+    return path, checkpoint
 
 
 class LearnedTeacher(Expert):
@@ -67,8 +72,8 @@ class LearnedTeacher(Expert):
     every env worker)."""
 
     def __init__(self, checkpoint: Union[str, Path], env_id: str) -> None:
-        self.path = teacher_checkpoint(checkpoint, env_id)
-        self.model = model_from_checkpoint(self.path)
+        self.path, loaded = loaded_teacher(checkpoint, env_id)
+        self.model = model_from_checkpoint(self.path, loaded)
 
     def reset(self, env: gym.Env) -> None:
         pass

@@ -178,8 +178,8 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
         source_sha256, source_precision = sha256_hex(source), onnx_precision(checkpoint)
         source_spec, stored = model_spec(make_session(str(checkpoint))), {}
     else:
-        model = model_from_checkpoint(checkpoint)
         stored = load_checkpoint(checkpoint)
+        model = model_from_checkpoint(checkpoint, stored)
         trained_for = (stored.get("config") or {}).get("env_id")
         if trained_for and trained_for != env_id:
             raise ValueError("{} was trained for {} (its run's config), not {}: export it as {}, or pass a {} "
