@@ -29,7 +29,8 @@ def trained_like(state_size: int = 31, seed: int = 0) -> ActorCritic:
 def exported(model: ActorCritic, n_points: int = 1200) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return onnx_bytes(ExportedActor(model, n_points), n_points, model.critic[0].in_features - model.pointnet.out_features)
+        state_size = model.critic[0].in_features - model.pointnet.out_features
+        return onnx_bytes(ExportedActor(model, n_points), n_points, state_size)
 
 
 def cloud(batch: int = 3, n_points: int = 1200, seed: int = 0) -> torch.Tensor:

@@ -160,25 +160,21 @@ def counted(points: np.ndarray, pose: np.ndarray, box: HeldBox, fingers: Tuple[f
     return Fit(pose, int(np.sum(distances < INLIER_DISTANCE)), len(chosen)), close
 
 
-def explains_as_before(result: Fit, previous: Fit, share: float) -> bool:
-    """Whether `result` explains `share` of its selected points or `TRACKED_SHARE` as many as `previous` did (and
-    `MIN_POINTS` in any case)."""
-    return result.explained >= max(MIN_POINTS, min(share * result.selected, TRACKED_SHARE * previous.explained))
-
-
 def held_fit(points: np.ndarray, box: HeldBox, fingers: Tuple[float, float], previous: Optional[Fit] = None
              ) -> Optional[Fit]:
     """The held object's fit in the TCP frame to camera points (TCP frame, (N, 3)): the `previous` fit's pose
-    unchanged while it places `HOLD_SHARE` of its selected points within `HOLD_DISTANCE` and explains about as many
-    as before (`counted`: the object has not moved in the hand); else fitted from the previous pose if that then explains `SETTLED_SHARE` of
-    its points or `TRACKED_SHARE` as many as the previous fit did, else from it and from the nominal grasp,
-    whichever explains more; None below `MIN_POINTS` (nothing held, or too little of it seen)."""
+    unchanged while it places `HOLD_SHARE` of its selected points within `HOLD_DISTANCE` and explains
+    `TRACKED_SHARE` as many as before (`counted`: the object has not moved in the hand); else fitted from the
+    previous pose if that then explains `SETTLED_SHARE` of its points or `TRACKED_SHARE` as many as the previous fit
+    did, else from it and from the nominal grasp, whichever explains more; None below `MIN_POINTS` (nothing held, or
+    too little of it seen)."""
     if previous is not None:
         held, close = counted(points, previous.pose, box, fingers)
         if close >= HOLD_SHARE and held.explained >= max(MIN_POINTS, TRACKED_SHARE * previous.explained):
             return held
     fits = [] if previous is None else [fit(points, previous.pose, box, fingers)]
-    if not fits or not explains_as_before(fits[0], previous, SETTLED_SHARE):
+    if not fits or fits[0].explained < max(MIN_POINTS, min(SETTLED_SHARE * fits[0].selected,
+                                                           TRACKED_SHARE * previous.explained)):
         fits.append(fit(points, nominal_pose(box), box, fingers))
     best = max(fits, key=lambda result: result.explained)
     return best if best.explained >= MIN_POINTS else None
