@@ -187,6 +187,13 @@ def test_the_exported_slot_reader_computes_the_trained_regressor(tmp_path: Path)
     state = rng.normal(size=(2, 31)).astype(np.float32)
     reading = make_session(str(entry.path)).run(["reading"], {"points": points, "state": state})[0]
     np.testing.assert_allclose(reading, estimator.predict(points, state), atol=1e-5)
+    again = export_slot_reader(entry.path, tmp_path / "again.onnx", LOOK_STEP)  # an exported reader, converted
+    np.testing.assert_allclose(make_session(str(again.path)).run(["reading"], {"points": points, "state": state})[0],
+                               reading, rtol=0, atol=1e-6)
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(again.path)).graph.node}
+    assert not ops & {"ReduceMax", "LayerNormalization", "Sin"}  # the policies' pool and norms; no empty features
 
     from agent.insertion.slot_reader import reader_entry
 

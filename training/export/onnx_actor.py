@@ -157,13 +157,14 @@ def precision(path: Path) -> str:
     return "fp32" if int8_weight(path) is None else "int8"
 
 
-def actor_weights_from_onnx(path: Path) -> Dict[str, torch.Tensor]:
+def actor_weights_from_onnx(path: Path, head: str = "actor") -> Dict[str, torch.Tensor]:
     """The PointNet and actor weights in an `ExportedActor` graph (the inverse of `onnx_bytes`; for an `int8_pointnet`
     graph its int8 weights dequantised), read from the nodes that use them, in layer order: MatMul or
-    DynamicQuantizeMatMul (PointNet linear, transposed and centred over its output channels as `ExportedEncoder`
-    has them: an equivalent weight), LayerNorm scale and bias (by their names, as
-    the exporter keeps the parameters' names) and Gemm (actor linear). Their inputs are initialisers, or Identity
-    aliases of one: the exporter stores equal tensors once (an all-zero bias and an all-zero action centre)."""
+    DynamicQuantizeMatMul (PointNet linear, transposed; centred over its output channels where `ExportedEncoder`
+    has them so: an equivalent weight), LayerNorm scale and bias (by their names, as the exporter keeps the
+    parameters' names) and Gemm (the MLP `head`'s linear: "actor", or a slot reader's "head"). Their inputs are
+    initialisers, or Identity aliases of one: the exporter stores equal tensors once (an all-zero bias and an
+    all-zero action centre)."""
     graph = onnx.load(str(path)).graph
     tensors = {tensor.name: torch.from_numpy(onnx.numpy_helper.to_array(tensor).copy()) for tensor in graph.initializer}
     tensors.update({node.output[0]: tensors[node.input[0]] for node in graph.node
@@ -186,8 +187,8 @@ def actor_weights_from_onnx(path: Path) -> Dict[str, torch.Tensor]:
     for index, gemm in zip(actor_linears, gemms):
         transposed = any(attribute.name == "transB" and attribute.i for attribute in gemm.attribute)
         weight = tensors[gemm.input[1]]
-        state["actor.{}.weight".format(index)] = weight if transposed else weight.T.contiguous()
-        state["actor.{}.bias".format(index)] = tensors[gemm.input[2]]
+        state["{}.{}.weight".format(head, index)] = weight if transposed else weight.T.contiguous()
+        state["{}.{}.bias".format(head, index)] = tensors[gemm.input[2]]
     return state
 
 

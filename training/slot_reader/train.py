@@ -24,6 +24,7 @@ from agent.registry import TaskSpec, get_task, reader_spec
 from training.experts import make_expert
 from training.experts.assembly import InsertionExpert
 from training.common.networks import PointNet, mlp_head
+from training.export.onnx_actor import ExportedEncoder, actor_weights_from_onnx
 from training.slot_reader import BATCH_SIZE
 from training.slot_reader.views import View, collect_views, errors, inputs, split_by_seed
 
@@ -43,10 +44,15 @@ class Regressor(nn.Module):
         self.pointnet = PointNet(in_channels=6 + 6 * fourier_octaves)
         self.head = mlp_head(self.pointnet.out_features + state_size, 6)
 
-    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def encoded(self, points: torch.Tensor) -> torch.Tensor:
+        """The points with their Fourier features (none with 0 octaves)."""
+        if not self.fourier_octaves:
+            return points
         angles = (points[..., :3].unsqueeze(-1) * self.frequencies).flatten(-2)
-        encoded = torch.cat([points, angles.sin(), angles.cos()], dim=-1)
-        return self.head(torch.cat([self.pointnet(encoded), state], dim=-1))
+        return torch.cat([points, angles.sin(), angles.cos()], dim=-1)
+
+    def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.pointnet(self.encoded(points)), state], dim=-1))
 
 
 class SlotEstimator(NamedTuple):
@@ -127,16 +133,33 @@ def load_estimator(path: Path) -> Tuple[SlotEstimator, TaskSpec]:
 
 
 class _Reading(nn.Module):
-    """The regressor with its normalisation undone: network inputs -> reading."""
+    """The regressor for `n_points` points with its normalisation undone, network inputs -> reading, its PointNet
+    as the policies export theirs (`ExportedEncoder`: the same readings up to float rounding)."""
 
-    def __init__(self, estimator: SlotEstimator) -> None:
+    def __init__(self, estimator: SlotEstimator, n_points: int) -> None:
         super().__init__()
         self.model = estimator.model
+        self.encoder = ExportedEncoder(estimator.model.pointnet, n_points)
         self.register_buffer("mean", torch.as_tensor(estimator.mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(estimator.std, dtype=torch.float32))
 
     def forward(self, points: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return self.model(points, state) * self.std + self.mean
+        features = self.encoder(self.model.encoded(points))
+        return self.model.head(torch.cat([features, state], dim=-1)) * self.std + self.mean
+
+
+def estimator_from_onnx(path: Path) -> Tuple[SlotEstimator, str]:
+    """The estimator in an exported slot reader (the inverse of `reader_onnx`) and the task it reads for."""
+    model_proto = onnx.load(str(path))
+    metadata = {prop.key: prop.value for prop in model_proto.metadata_props}
+    tensors = {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in model_proto.graph.initializer}
+    if ENV_ID_KEY not in metadata or "mean" not in tensors or "std" not in tensors:
+        raise ValueError("{} is not an exported slot reader (no {!r} metadata, mean and std)".format(path, ENV_ID_KEY))
+    weights = actor_weights_from_onnx(path, head="head")
+    octaves = (weights["pointnet.mlp.0.weight"].shape[1] - 6) // 6
+    model = Regressor(weights["head.0.weight"].shape[1] - PointNet().out_features, octaves)
+    model.load_state_dict(dict(weights, frequencies=model.frequencies))
+    return SlotEstimator(model.eval(), tensors["mean"].copy(), tensors["std"].copy()), metadata[ENV_ID_KEY]
 
 
 def reader_onnx(estimator: SlotEstimator, spec: TaskSpec, look_step: int) -> bytes:
@@ -145,7 +168,7 @@ def reader_onnx(estimator: SlotEstimator, spec: TaskSpec, look_step: int) -> byt
     n_points = spec.total_points
     buffer = io.BytesIO()
     example = (torch.zeros(1, n_points, 6), torch.zeros(1, estimator.model.state_size))
-    torch.onnx.export(_Reading(estimator).eval(), example, buffer, input_names=list(INPUT_NAMES),
+    torch.onnx.export(_Reading(estimator, n_points).eval(), example, buffer, input_names=list(INPUT_NAMES),
                       output_names=[READING_NAME], opset_version=17, dynamo=False,
                       dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, READING_NAME)})
     model = onnx.load_from_string(buffer.getvalue())
@@ -155,10 +178,15 @@ def reader_onnx(estimator: SlotEstimator, spec: TaskSpec, look_step: int) -> byt
 
 def export_slot_reader(estimator_path: Path, out: Path, look_step: int) -> SlotReaderEntry:
     """Write a saved estimator as an ONNX slot reader that reads at `look_step`; ValueError if it was
-    trained on another preprocessing than its task's slot reader uses (`reader_spec`)."""
+    trained on another preprocessing than its task's slot reader uses (`reader_spec`). `estimator_path` may be an
+    exported slot reader (.onnx): its network in the current graph, the same readings up to float rounding."""
     if look_step < 1:
         raise ValueError("look_step must be >= 1, got {}".format(look_step))
-    estimator, spec = load_estimator(estimator_path)
+    if Path(estimator_path).suffix == ".onnx":
+        estimator, env_id = estimator_from_onnx(estimator_path)
+        spec = reader_spec(get_task(env_id))
+    else:
+        estimator, spec = load_estimator(estimator_path)
     expected = reader_spec(get_task(spec.env_id))
     if spec != expected:
         raise ValueError("{} was trained on {}, but the slot reader preprocesses as {}".format(
