@@ -150,3 +150,16 @@ def test_a_conversion_to_int8_moves_the_report_and_a_re_export_in_int8_keeps_wei
     converted = again.provenance["converted"]
     assert converted["max_abs_diff_from_source"] < 1e-5 and converted["earlier"]["from_sha256"] == entry.sha256
     assert again.provenance["report"] == dict(report, sha256=again.sha256, measured_on=first.sha256)
+
+
+@pytest.mark.parametrize("key", ["checkpoint", "student"], ids=["a PPO run", "a distillation run"])
+def test_a_run_directory_exports_the_checkpoint_its_result_names(tmp_path: Path, key: str) -> None:
+    import json
+
+    from training.export.export import chosen_checkpoint
+
+    (tmp_path / "result.json").write_text(json.dumps({key: "runs/X/round2.pt", "success": 0.9}))
+    assert chosen_checkpoint(tmp_path) == Path("runs/X/round2.pt")
+    (tmp_path / "result.json").write_text(json.dumps({"success": 0.9}))
+    with pytest.raises(ValueError, match="names no checkpoint"):
+        chosen_checkpoint(tmp_path)

@@ -106,8 +106,11 @@ def check_parity(model: ActorCritic, onnx_model: bytes, inputs: List[Any], toler
     return difference
 
 
+RESULT_KEYS = ("checkpoint", "student")  # what a run's result.json calls its choice: PPO runs, distillation runs
+
+
 def chosen_checkpoint(path: Path) -> Path:
-    """`path` itself, or for a run directory the checkpoint its result.json names (the run's choice)."""
+    """`path` itself, or for a run directory the checkpoint its result.json names (the run's choice: `RESULT_KEYS`)."""
     path = Path(path)
     if not path.is_dir():
         return path
@@ -115,7 +118,11 @@ def chosen_checkpoint(path: Path) -> Path:
     if not result.is_file():
         raise ValueError("{} is a directory without result.json: pass a checkpoint, or a finished run's "
                          "directory".format(path))
-    return Path(json.loads(result.read_text())["checkpoint"])
+    chosen = json.loads(result.read_text())
+    for key in RESULT_KEYS:
+        if key in chosen:
+            return Path(chosen[key])
+    raise ValueError("{} names no checkpoint ({}): pass a checkpoint".format(result, " or ".join(RESULT_KEYS)))
 
 
 def model_from_onnx(path: Path, spec: InputSpec, action_space: Any) -> ActorCritic:
