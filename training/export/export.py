@@ -31,7 +31,6 @@ from training.common.networks import ActorCritic
 from training.common.seeds import SELECTION_START
 from training.common.warm_start import initialise_from
 from training.export.onnx_actor import ExportedActor, int8_pointnet, int8_weight, onnx_bytes
-from training.export.onnx_actor import precision as onnx_precision  # `precision` is export_checkpoint's argument
 
 PRECISIONS = ("fp32", "int8")  # the first is the default
 PARITY_TOLERANCE = {"fp32": 1e-4, "int8": 0.05}  # max |ONNX - torch| action difference an export may show
@@ -182,8 +181,8 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     converting = checkpoint.suffix == ".onnx"
     if converting:
         source = checkpoint.read_bytes()  # before the export may overwrite the file
-        source_sha256, source_precision = sha256_hex(source), onnx_precision(checkpoint)
-        source_spec, stored = model_spec(make_session(str(checkpoint))), {}
+        source_int8 = int8_weight(checkpoint)  # None: an fp32 source
+        source_spec, stored = model_spec(make_session(source)), {}
     else:
         stored = load_checkpoint(checkpoint)
         model = model_from_checkpoint(checkpoint, stored)
@@ -207,12 +206,13 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
                                              (stored.get("config") or {}).get("env_id")))
     data = onnx_bytes(ExportedActor(model, spec.total_points), spec.total_points, state_size)
     if precision == "int8":
-        data = int8_pointnet(data, int8_weight(checkpoint) if converting else None)  # an int8 source: its weights
+        data = int8_pointnet(data, source_int8 if converting else None)  # an int8 source: its weights
     difference = check_parity(model, data, inputs, PARITY_TOLERANCE[precision])
     provenance = None
     if converting:
-        provenance = converted_provenance(source_sha256, weights_dir, env_id, precision, difference,
-                                          source_precision, action_difference(source, data, inputs), sha256_hex(data))
+        provenance = converted_provenance(sha256_hex(source), weights_dir, env_id, precision, difference,
+                                          "fp32" if source_int8 is None else "int8",
+                                          action_difference(source, data, inputs), sha256_hex(data))
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = weights_dir / "{}.onnx".format(env_id)
     path.write_bytes(data)
