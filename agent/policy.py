@@ -19,7 +19,7 @@ from agent.insertion.memory import InsertionMemory, insertion_memory
 from agent.manifest import MANIFEST_NAME, ManifestEntry, WeightsError, entry_for, read_manifest, weights_dir
 from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME, load_session, session_threads
 from agent.preprocessing import CHANNELS, NetworkInput, is_finite, preprocess, state_size
-from agent.registry import TASKS, TaskSpec, looking
+from agent.registry import TASKS, TaskSpec, looking, with_points
 
 SANITISED_GROUPS = ("agent", "extra")
 POINT_COLUMNS = {"xyzw": 4, "rgb": 3}
@@ -170,7 +170,8 @@ def check_action_space(task: TaskSpec, entry: ManifestEntry, action_space: Any) 
 
 
 def resolve(env_id: str, directory: Optional[Union[str, Path]] = None) -> Tuple[TaskSpec, ManifestEntry]:
-    """The task and its manifest entry, consistent with each other; errors name what is missing."""
+    """The task (with the policy's point count, `registry.with_points`) and its manifest entry, consistent with each
+    other; errors name what is missing."""
     directory = weights_dir() if directory is None else Path(directory)
     algorithms = {task_id: spec.algorithm for task_id, spec in TASKS.items()}
     entry = entry_for(env_id, read_manifest(directory), algorithms, directory / MANIFEST_NAME)
@@ -179,13 +180,17 @@ def resolve(env_id: str, directory: Optional[Union[str, Path]] = None) -> Tuple[
     if task.held_fit and env_id not in HELD_BOXES:
         raise WeightsError("{} sets held_fit for {}, whose held object has no known box "
                            "(agent/insertion/held_fit.py)".format(directory / MANIFEST_NAME, env_id))
-    declared = (entry.control_mode, entry.obs_mode, entry.spec.n_points, entry.spec.channels, entry.voxel_size)
-    expected = (task.control_mode, task.obs_mode, task.total_points, CHANNELS, task.voxel_size)
+    declared = (entry.control_mode, entry.obs_mode, entry.spec.channels, entry.voxel_size)
+    expected = (task.control_mode, task.obs_mode, CHANNELS, task.voxel_size)
     if declared != expected:
-        raise WeightsError("{} declares {} (control mode, obs mode, points, channels, voxel size) for {}, but the agent "
+        raise WeightsError("{} declares {} (control mode, obs mode, channels, voxel size) for {}, but the agent "
                            "runs it with {} (agent/registry.py)".format(directory / MANIFEST_NAME, declared,
                                                                         env_id, expected))
-    return task, entry
+    try:
+        return with_points(task, entry.spec.n_points), entry  # the policy's own point count
+    except ValueError as error:
+        raise WeightsError("{} declares a {}-point network for {}: {}".format(
+            directory / MANIFEST_NAME, entry.spec.n_points, env_id, error)) from None
 
 
 def _finite(value: Any) -> np.ndarray:

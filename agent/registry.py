@@ -52,6 +52,15 @@ def looking(spec: TaskSpec, look_step: int, held_fit: bool = False) -> TaskSpec:
                          held_fit=held_fit)
 
 
+def with_points(spec: TaskSpec, total_points: int) -> TaskSpec:
+    """`spec` for a policy that takes `total_points` points (its goal points included) instead of the task's default
+    (`TASKS`): fewer points, a cheaper network call. ValueError unless some camera points remain."""
+    if total_points <= spec.n_goal_points:
+        raise ValueError("{} points: a {} policy takes its {} goal points and at least one camera point".format(
+            total_points, spec.env_id, spec.n_goal_points))
+    return spec._replace(n_points=total_points - spec.n_goal_points)
+
+
 def reader_spec(spec: TaskSpec) -> TaskSpec:
     """The preprocessing of a task's slot reader: all points from the camera, no goal, no look."""
     return spec._replace(n_points=spec.total_points, n_goal_points=0, look_step=0, held_fit=False)

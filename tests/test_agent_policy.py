@@ -154,8 +154,23 @@ def test_wrong_shaped_model_is_named(tmp_path: Path) -> None:
     assert str(tmp_path / "PickCube-v0.onnx") in str(error.value)
 
 
+def test_a_policy_takes_the_point_count_its_manifest_entry_declares(tmp_path: Path) -> None:
+    """Fewer points than the task's default (a cheaper network call): preprocessing samples that many camera points
+    and adds the task's goal points."""
+    ship(tmp_path, ENV_ID, tiny_model(800, 37, 7), spec=InputSpec(800, 6, 37, 7))
+    policy = make_policy(tmp_path)
+    network_input = policy.network_input(observation())
+    assert network_input.points.shape == (800, 6) and policy.task.n_points == 750 and policy.task.n_goal_points == 50
+    assert np.isfinite(policy.act(observation())).all()
+
+
+def test_a_policy_without_room_for_camera_points_is_rejected(tmp_path: Path) -> None:
+    ship(tmp_path, ENV_ID, tiny_model(50, 37, 7), spec=InputSpec(50, 6, 37, 7))
+    with pytest.raises(WeightsError, match="50-point network for PickCube-v0: .*50 goal points and at least one camera"):
+        make_policy(tmp_path)
+
+
 @pytest.mark.parametrize("spec, kwargs, message", [
-    (InputSpec(1000, 6, 37, 7), {}, "1000"),
     (None, {"control_mode": "pd_joint_delta_pos"}, "pd_joint_delta_pos"),
     (None, {"obs_mode": "rgbd"}, "rgbd"),
     (None, {"voxel_size": 0.005}, "0.005"),  # trained on another preprocessing

@@ -513,7 +513,11 @@ def export(env_id: str = ENV_ID,
                                                       "(copied into --weights-dir)"),
            held_fit: bool = HELD_FIT,
            precision: str = typer.Option(PRECISIONS[0], help="fp32, or int8 (the PointNet's widest layer: "
-                                         "faster, different actions; ship it only after its report-seed check)")
+                                         "faster, different actions; ship it only after its report-seed check)"),
+           points: Optional[int] = typer.Option(None, min=2, help="points per observation, goal points included "
+                                                "(default: the task's; a conversion keeps its source's): fewer, a "
+                                                "cheaper network call and different actions; ship it only after its "
+                                                "report-seed check")
            ) -> None:
     """Export to ONNX (opset 17), check parity with torch on real observations, update the manifest."""
     from training.export.export import chosen_checkpoint, export_checkpoint
@@ -525,7 +529,7 @@ def export(env_id: str = ENV_ID,
         else:
             checked_model(source)  # before the simulator starts
         summary = export_checkpoint(checkpoint, env_id, weights_dir, command or "unknown", slot_reader, held_fit,
-                                    precision)
+                                    precision, points)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(json.dumps(summary, indent=2))

@@ -4,10 +4,10 @@ check: on real observations of the task the ONNX and torch actions differ by at 
 
 The source may also be an exported policy (`weights/ENV.onnx`): a conversion, e.g. of a shipped policy to int8 or
 to the current graph. It keeps the policy's provenance (from the manifest entry of that file) and records what it
-was converted from and how far its actions are from the source's. A conversion to the source's precision keeps its
-weights (an int8 source its int8 weights) and so its actions, up to float rounding, and its report figure; one to
-another precision changes the actions: the source's report figure moves to `converted.source_report` and the
-converted policy needs its own (`ms2agent record-report`).
+was converted from and how far its actions are from the source's. A conversion to the source's precision and point
+count (by default its own) keeps its weights (an int8 source its int8 weights) and so its actions, up to float
+rounding, and its report figure; one to another precision or point count changes the actions: the source's report
+figure moves to `converted.source_report` and the converted policy needs its own (`ms2agent record-report`).
 """
 import datetime
 import json
@@ -25,7 +25,7 @@ from agent.manifest import InputSpec, ManifestEntry, file_sha256, read_manifest,
 from agent.onnx_model import INPUT_NAMES, OUTPUT_NAME, make_session, model_spec
 from agent.policy import LAYOUTS, Layout, state_sizes
 from agent.preprocessing import TCP_IN_SLOT_SIZE, preprocess
-from agent.registry import TaskSpec, get_task, looking
+from agent.registry import TaskSpec, get_task, looking, with_points
 from training.common.checkpoints import load_checkpoint, model_from_checkpoint
 from training.common.networks import ActorCritic
 from training.common.seeds import SELECTION_START
@@ -133,23 +133,24 @@ def model_from_onnx(path: Path, spec: InputSpec, action_space: Any) -> ActorCrit
 
 
 def converted_provenance(digest: str, weights_dir: Path, env_id: str, precision: str, difference: float,
-                         source_precision: str, from_source: float, new_digest: str) -> Optional[Dict[str, Any]]:
+                         same_actions: bool, from_source: float, new_digest: str, points: int
+                         ) -> Optional[Dict[str, Any]]:
     """The provenance of a policy (sha256 `new_digest`) converted from an exported policy whose sha256 is `digest`:
     that of `env_id`'s manifest entry in `weights_dir` if it is that file, plus `converted` (with `from_source`, the
-    largest action difference from the source, and an earlier conversion's record nested as `earlier`); else None.
-    A conversion to another precision acts differently: the source's report figure moves to
-    `converted.source_report`; else the figure is the converted policy's too (its `sha256` the new file's,
+    largest action difference from the source, its `points`, and an earlier conversion's record nested as `earlier`);
+    else None. A conversion that acts differently (not `same_actions`: another precision or point count): the source's
+    report figure moves to `converted.source_report`; else the figure is the converted policy's too (its `sha256` the new file's,
     `measured_on` the source's, so that the policy is not scored on report seeds again)."""
     entries = read_manifest(weights_dir) if (weights_dir / "manifest.json").is_file() else {}
     entry = entries.get(env_id)
     if entry is None or entry.sha256 != digest:
         return None
     provenance = dict(entry.provenance)
-    converted = {"from_sha256": digest, "precision": precision, "max_abs_diff": difference,
+    converted = {"from_sha256": digest, "precision": precision, "points": points, "max_abs_diff": difference,
                  "max_abs_diff_from_source": from_source, "date": datetime.date.today().isoformat()}
     if "converted" in provenance:
         converted["earlier"] = provenance["converted"]
-    if precision != source_precision and "report" in provenance:
+    if not same_actions and "report" in provenance:
         converted["source_report"] = provenance.pop("report")
     elif "report" in provenance:
         report = provenance["report"]
@@ -159,17 +160,22 @@ def converted_provenance(digest: str, weights_dir: Path, env_id: str, precision:
     return provenance
 
 
-def action_difference(first: bytes, second: bytes, inputs: List[Any]) -> float:
-    """Max |first - second| over the actions of two ONNX policies on `inputs`."""
-    feed = {INPUT_NAMES[0]: np.stack([x.points for x in inputs]), INPUT_NAMES[1]: np.stack([x.state for x in inputs])}
-    actions = [make_session(model).run([OUTPUT_NAME], feed)[0] for model in (first, second)]
-    return float(np.abs(actions[0] - actions[1]).max())
+def action_difference(first: bytes, second: bytes, inputs: List[Any], first_inputs: Optional[List[Any]] = None
+                      ) -> float:
+    """Max |first - second| over the actions of two ONNX policies on `inputs` (the first's on `first_inputs`, where
+    it takes another point count: the same observations sampled for it)."""
+    def actions(model: bytes, given: List[Any]) -> np.ndarray:
+        feed = {INPUT_NAMES[0]: np.stack([x.points for x in given]), INPUT_NAMES[1]: np.stack([x.state for x in given])}
+        return make_session(model).run([OUTPUT_NAME], feed)[0]
+
+    return float(np.abs(actions(first, first_inputs or inputs) - actions(second, inputs)).max())
 
 
 def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command: str,
-                      slot_reader: Optional[Path] = None, held_fit: bool = False, precision: str = "fp32"
-                      ) -> Dict[str, Any]:
-    """Write `weights_dir/ENV.onnx` in `precision` (`PRECISIONS`) and its manifest entry (a looking policy's
+                      slot_reader: Optional[Path] = None, held_fit: bool = False, precision: str = "fp32",
+                      points: Optional[int] = None) -> Dict[str, Any]:
+    """Write `weights_dir/ENV.onnx` in `precision` (`PRECISIONS`) for `points` points per observation (goal points
+    included; default: the task's, for a conversion the source's) and its manifest entry (a looking policy's
     `slot_reader` is copied next to it as `ENV.slot_reader.onnx`; `held_fit`: it also fits the held object);
     returns a summary. `checkpoint` may be an exported policy (`.onnx`): a conversion (see the module's doc)."""
     check_held_fit(slot_reader, held_fit)
@@ -190,6 +196,8 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
         if trained_for and trained_for != env_id:
             raise ValueError("{} was trained for {} (its run's config), not {}: export it as {}, or pass a {} "
                              "checkpoint".format(checkpoint, trained_for, env_id, trained_for, env_id))
+    default_points = source_spec.n_points if converting else spec.total_points
+    spec = with_points(spec, default_points if points is None else points)
     inputs, observation_space, action_space = real_inputs(spec)
     if converting:
         model = model_from_onnx(checkpoint, source_spec, action_space)
@@ -210,9 +218,12 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     difference = check_parity(model, data, inputs, PARITY_TOLERANCE[precision])
     provenance = None
     if converting:
+        same_points = spec.total_points == source_spec.n_points
+        source_inputs = None if same_points else real_inputs(with_points(spec, source_spec.n_points))[0]
         provenance = converted_provenance(sha256_hex(source), weights_dir, env_id, precision, difference,
-                                          "fp32" if source_int8 is None else "int8",
-                                          action_difference(source, data, inputs), sha256_hex(data))
+                                          same_points and precision == ("fp32" if source_int8 is None else "int8"),
+                                          action_difference(source, data, inputs, source_inputs), sha256_hex(data),
+                                          spec.total_points)
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = weights_dir / "{}.onnx".format(env_id)
     path.write_bytes(data)
