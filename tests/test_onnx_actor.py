@@ -152,6 +152,45 @@ def test_a_conversion_to_int8_moves_the_report_and_a_re_export_in_int8_keeps_wei
     assert again.provenance["report"] == dict(report, sha256=again.sha256, measured_on=first.sha256)
 
 
+def test_a_conversion_to_fewer_points_moves_the_report_and_a_later_conversion_keeps_the_point_count(
+        tmp_path: Path, monkeypatch) -> None:
+    import gymnasium as gym
+
+    from agent.manifest import read_manifest, write_entry
+    from agent.preprocessing import NetworkInput
+    from training.export import export as module
+
+    states = np.random.default_rng(5).normal(size=(4, 31)).astype(np.float32)
+    sampled = []
+
+    def real_inputs(spec):  # the same observations, sampled to the spec's point count
+        sampled.append(spec.total_points)
+        return ([NetworkInput(cloud(1, spec.total_points, seed)[0].numpy(), states[seed], spec.total_points)
+                 for seed in range(4)], None, gym.spaces.Box(-1.0, 1.0, (7,)))
+
+    monkeypatch.setattr(module, "real_inputs", real_inputs)
+    weights, source = tmp_path / "weights", tmp_path / "source.onnx"
+    source.write_bytes(exported(trained_like()))
+    module.export_checkpoint(source, "PickCube-v0", weights, "test")
+    entry = read_manifest(weights)["PickCube-v0"]
+    report = {"rate": 0.9, "episodes": 100, "seeds": "4000000-4000099", "sha256": entry.sha256}
+    write_entry(weights, entry._replace(provenance=dict(entry.provenance, report=report)))
+    policy = weights / "PickCube-v0.onnx"
+
+    module.export_checkpoint(policy, "PickCube-v0", weights, "test", points=800)
+    fewer = read_manifest(weights)["PickCube-v0"]
+    assert fewer.spec.n_points == 800 and sampled[-2:] == [800, 1200]  # the source's actions on its own count
+    assert "report" not in fewer.provenance and fewer.provenance["converted"]["source_report"] == report
+    assert fewer.provenance["converted"]["points"] == 800
+    write_entry(weights, fewer._replace(provenance=dict(fewer.provenance, report=dict(report, sha256=fewer.sha256))))
+
+    module.export_checkpoint(policy, "PickCube-v0", weights, "test")  # fp32 again, the source's point count
+    again = read_manifest(weights)["PickCube-v0"]
+    assert again.spec.n_points == 800 and again.provenance["report"]["measured_on"] == fewer.sha256
+    with pytest.raises(ValueError, match="40 points: a PickCube-v0 policy takes its 50 goal points"):
+        module.export_checkpoint(policy, "PickCube-v0", weights, "test", points=40)
+
+
 @pytest.mark.parametrize("key", ["checkpoint", "student"], ids=["a PPO run", "a distillation run"])
 def test_a_run_directory_exports_the_checkpoint_its_result_names(tmp_path: Path, key: str) -> None:
     import json

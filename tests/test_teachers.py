@@ -77,6 +77,27 @@ def test_teacher_options_default_to_the_teacher_settings() -> None:
         teacher_settings.ITERATIONS, teacher_settings.EVAL_EPISODES, teacher_settings.MAX_EPISODE_STEPS)
     config = teacher_settings.teacher_config("LiftCube-v0")
     assert config.obs_mode == "state" and config.ppo == ppo and config.ppo is not ppo
+    assert not config.success_ends_episode  # a terminal success pays less than hovering just short of it
+
+
+def test_success_does_not_end_an_episode_that_continues_but_the_time_limit_does() -> None:
+    import gymnasium as gym
+
+    from training.common.envs import SuccessContinues
+
+    class Solved(gym.Env):
+        observation_space = action_space = gym.spaces.Box(-1.0, 1.0, (1,))
+
+        def reset(self, seed=None, options=None):
+            return np.zeros(1, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(1, np.float32), 5.0, True, False, {"success": True}
+
+    env = SuccessContinues(gym.wrappers.TimeLimit(Solved(), max_episode_steps=2))
+    env.reset(seed=0)
+    assert env.step(np.zeros(1))[1:] == (5.0, False, False, {"success": True})
+    assert env.step(np.zeros(1))[2:4] == (False, True)
 
 
 def refuse(*args: Any, **kwargs: Any) -> None:

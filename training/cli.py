@@ -510,7 +510,8 @@ def export(env_id: str = ENV_ID,
            weights_dir: Path = typer.Option(Path("weights"), help="where the ONNX file and manifest go"),
            command: str = typer.Option("", help="training command recorded as provenance"),
            slot_reader: Optional[Path] = typer.Option(None, help="the slot reader a looking policy was trained with "
-                                                      "(copied into --weights-dir)"),
+                                                      "(copied into --weights-dir; a conversion of the policy in "
+                                                      "--weights-dir keeps its own, and its held-object fit)"),
            held_fit: bool = HELD_FIT,
            precision: str = typer.Option(PRECISIONS[0], help="fp32, or int8 (the PointNet's widest layer: "
                                          "faster, different actions; ship it only after its report-seed check)"),

@@ -96,6 +96,7 @@ class PPO:
         self._last: Step = None  # observation the next rollout starts from
         self._running_return: np.ndarray = None  # discounted, for reward scaling
         self._episode_return: np.ndarray = None  # undiscounted, for reporting
+        self._episode_solved: np.ndarray = None  # success at any step so far (an episode may run on after it)
 
     def _evaluate(self, inputs: np.ndarray, state: np.ndarray) -> Tuple[torch.distributions.Normal, torch.Tensor]:
         return self.model.distribution_and_value(torch.from_numpy(inputs), torch.from_numpy(state))
@@ -129,6 +130,7 @@ class PPO:
             self._last = workers.reset()
             self._running_return = np.zeros(workers.n_workers)
             self._episode_return = np.zeros(workers.n_workers)
+            self._episode_solved = np.zeros(workers.n_workers, bool)
         keys = ("inputs", "state", "action", "log_prob", "value", "reward", "final_value", "truncated", "terminated",
                 "ended", "valid")
         buffer = {key: [] for key in keys}
@@ -151,10 +153,12 @@ class PPO:
                 with torch.no_grad():
                     final_value = self._evaluate(step.final_inputs, step.final_state)[1].numpy()
             self._episode_return += step.reward
+            self._episode_solved |= step.success
             for worker in np.flatnonzero(step.terminated | step.truncated):
                 episode_returns.append(self._episode_return[worker])
-                successes.append(step.success[worker])
+                successes.append(self._episode_solved[worker])
             self._episode_return[ended] = 0.0
+            self._episode_solved[ended] = False
             self._running_return = self._running_return * self.config.gamma + step.reward
             if valid.any():
                 self.return_stats.update(self._running_return[valid])

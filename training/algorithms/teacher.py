@@ -4,7 +4,9 @@ A teacher run is a stage-1 PPO run (`training.algorithms.two_stage.TwoStageRun`,
 selection evaluation and resume) whose env workers return ManiSkill2's flat state observation (`obs_mode="state"`)
 and whose policy is the actor-critic without a PointNet (MLP heads on the state). Its settings default to
 ManiSkill2's state-PPO example (stable-baselines3 on LiftCube: 3,200 samples per iteration, batch 400, 15 epochs,
-gamma 0.85, target KL 0.05, 100-step episodes). The finished run's `result.json` names the teacher
+gamma 0.85, target KL 0.05, 100-step episodes) and, like it, its training episodes run on after success
+(`RunConfig.success_ends_episode`): ManiSkill2's dense rewards pay a success that ends the episode less than staying
+just short of it, which a teacher otherwise learns to do. The finished run's `result.json` names the teacher
 (`--teacher runs/ENV_ID/teacher` of `distill` and `diagnose`; `training.experts.teacher` labels with it).
 """
 from dataclasses import replace
@@ -45,7 +47,7 @@ def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int =
         raise TeacherError("a teacher has no PointNet to freeze")
     return RunConfig(env_id, replace(ppo), stage1_iterations=iterations, stage2_iterations=0, n_workers=n_workers,
                      eval_episodes=eval_episodes, seed=seed, max_episode_steps=max_episode_steps,
-                     backend=backend or Backend(), obs_mode="state")
+                     backend=backend or Backend(), obs_mode="state", success_ends_episode=False)
 
 
 def train_teacher(run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> Dict:

@@ -57,6 +57,8 @@ class RunConfig:
     held_fit: bool = False  # a looking policy that also sees the held object's fitted pose (agent.insertion.held_fit)
     backend: Backend = field(default_factory=Backend)  # where the env workers run (local processes or Ray actors)
     obs_mode: Optional[str] = None  # None: point clouds (PointNet policy); "state": a learned teacher (MLP policy)
+    success_ends_episode: bool = True  # False: training episodes run on after success to their time limit
+    # (`training.common.envs.SuccessContinues`); selection episodes always end at success, as the evaluator's do
 
     def __post_init__(self) -> None:
         self.backend = backend_from(self.backend)  # a stored config holds its dict
@@ -112,7 +114,8 @@ class TwoStageRun:
         checkpoint = load_checkpoint(latest) if latest is not None else None
         if checkpoint is not None:
             progress = checkpoint["progress"]
-        train = EnvWorkers(c.env_id, c.n_workers, first_seed=TRAIN_START + progress["env_steps"], **c.env_kwargs())
+        train = EnvWorkers(c.env_id, c.n_workers, first_seed=TRAIN_START + progress["env_steps"], **c.env_kwargs(),
+                           **({} if c.success_ends_episode else {"success_ends_episode": False}))
         selection = EnvWorkers(c.env_id, c.n_workers, first_seed=SELECTION_START, purpose="selection",
                                **c.env_kwargs())
         try:

@@ -9,12 +9,23 @@ from agent.registry import TaskSpec
 from agent.vulkan_fallback import activate, unavailable
 
 
+class SuccessContinues(gym.Wrapper):
+    """Success does not end the episode: it runs on to its time limit (ManiSkill2's ContinuousTaskWrapper), so a
+    policy that keeps the task solved earns the success reward on every step. ManiSkill2's dense rewards pay a success
+    that ends the episode less than staying just short of it (PickCube: 5 once, against up to 3 on every step)."""
+
+    def step(self, action: Any) -> Any:
+        obs, reward, _, truncated, info = self.env.step(action)
+        return obs, reward, False, truncated, info
+
+
 def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_ee_delta_pose",
-             fast_render: Optional[bool] = False, **kwargs: Any) -> gym.Env:
+             fast_render: Optional[bool] = False, success_ends_episode: bool = True, **kwargs: Any) -> gym.Env:
     """`gym.make` for a ManiSkill2 env, with Vulkan set up first and its failures explained.
 
     `fast_render`: light robot meshes and a one-pass shader (`training.common.fast_render`), for faster point
     clouds on software Vulkan. None: fast exactly when the software-Vulkan fallback is in use.
+    `success_ends_episode=False`: episodes run on after success (`SuccessContinues`; training only).
     """
     software = activate()
     import mani_skill2.envs  # noqa: F401  (registers the environments)
@@ -29,7 +40,8 @@ def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_
         rendering = nullcontext(kwargs)
     try:
         with rendering as env_kwargs:
-            return gym.make(env_id, obs_mode=obs_mode, control_mode=control_mode, **env_kwargs)
+            env = gym.make(env_id, obs_mode=obs_mode, control_mode=control_mode, **env_kwargs)
+            return env if success_ends_episode else SuccessContinues(env)
     except RuntimeError as error:
         if "vk::" in str(error) or "Vulkan" in str(error) or "rendering device" in str(error):
             raise unavailable("SAPIEN could not create its Vulkan renderer: {}".format(error)) from error

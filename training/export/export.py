@@ -132,6 +132,11 @@ def model_from_onnx(path: Path, spec: InputSpec, action_space: Any) -> ActorCrit
     return model.eval()
 
 
+def manifest_entry(weights_dir: Path, env_id: str) -> Optional[ManifestEntry]:
+    """`env_id`'s entry in the manifest of `weights_dir`, if there is one."""
+    return read_manifest(weights_dir).get(env_id) if (weights_dir / "manifest.json").is_file() else None
+
+
 def converted_provenance(digest: str, weights_dir: Path, env_id: str, precision: str, difference: float,
                          same_actions: bool, from_source: float, new_digest: str, points: int
                          ) -> Optional[Dict[str, Any]]:
@@ -141,8 +146,7 @@ def converted_provenance(digest: str, weights_dir: Path, env_id: str, precision:
     else None. A conversion that acts differently (not `same_actions`: another precision or point count): the source's
     report figure moves to `converted.source_report`; else the figure is the converted policy's too (its `sha256` the new file's,
     `measured_on` the source's, so that the policy is not scored on report seeds again)."""
-    entries = read_manifest(weights_dir) if (weights_dir / "manifest.json").is_file() else {}
-    entry = entries.get(env_id)
+    entry = manifest_entry(weights_dir, env_id)
     if entry is None or entry.sha256 != digest:
         return None
     provenance = dict(entry.provenance)
@@ -177,19 +181,25 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     """Write `weights_dir/ENV.onnx` in `precision` (`PRECISIONS`) for `points` points per observation (goal points
     included; default: the task's, for a conversion the source's) and its manifest entry (a looking policy's
     `slot_reader` is copied next to it as `ENV.slot_reader.onnx`; `held_fit`: it also fits the held object);
-    returns a summary. `checkpoint` may be an exported policy (`.onnx`): a conversion (see the module's doc)."""
-    check_held_fit(slot_reader, held_fit)
+    returns a summary. `checkpoint` may be an exported policy (`.onnx`): a conversion (see the module's doc); of
+    the policy of `env_id`'s manifest entry in `weights_dir`, it keeps the entry's slot reader and held-object fit
+    unless `slot_reader` is given."""
     if precision not in PRECISIONS:
         raise ValueError("precision {!r}: expected one of {}".format(precision, ", ".join(PRECISIONS)))
     checkpoint = chosen_checkpoint(checkpoint)
-    reader = None if slot_reader is None else reader_entry(slot_reader, env_id)
-    spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step, held_fit)
     converting = checkpoint.suffix == ".onnx"
     if converting:
         source = checkpoint.read_bytes()  # before the export may overwrite the file
         source_int8 = int8_weight(checkpoint)  # None: an fp32 source
         source_spec, stored = model_spec(make_session(source)), {}
-    else:
+        shipped = manifest_entry(weights_dir, env_id)
+        if slot_reader is None and shipped is not None and shipped.sha256 == sha256_hex(source):
+            slot_reader, held_fit = (None, False) if shipped.slot_reader is None else (shipped.slot_reader.path,
+                                                                                      shipped.held_fit)
+    check_held_fit(slot_reader, held_fit)
+    reader = None if slot_reader is None else reader_entry(slot_reader, env_id)
+    spec = get_task(env_id) if reader is None else looking(get_task(env_id), reader.look_step, held_fit)
+    if not converting:
         stored = load_checkpoint(checkpoint)
         model = model_from_checkpoint(checkpoint, stored)
         trained_for = (stored.get("config") or {}).get("env_id")
