@@ -115,7 +115,7 @@ def test_a_fit_that_explains_as_many_points_as_before_is_kept_without_refitting_
     points, first, starts = fitted_then_watched(monkeypatch)
     again = module.held_fit(points, BOX, FINGERS, first)
     assert len(starts) == 1 and starts[0] is first.pose  # only from the previous pose
-    np.testing.assert_allclose(again.pose, first.pose, atol=1e-6)
+    np.testing.assert_allclose(again.pose, first.pose, atol=1e-4)
     module.held_fit(points, BOX, FINGERS, first._replace(explained=2 * first.explained))  # it explained more before
     assert len(starts) == 3 and np.array_equal(starts[2], nominal_pose(BOX))  # so it fits from the grasp too
 

@@ -187,6 +187,21 @@ def test_collect_bootstraps_from_the_next_observation_or_the_truncated_episodes_
     assert rollout["ended"].tolist() == [[False, False], [False, True], [False, False]]
 
 
+class SolvedOnTheWayWorkers(ScriptedWorkers):
+    """ScriptedWorkers whose env 1 succeeds at its first step and runs on (`success_ends_episode=False`) until the
+    time limit cuts it, not succeeding then."""
+
+    def step(self, actions) -> Step:
+        step = super().step(actions)
+        return step._replace(success=np.array([False, self.t == 2]))
+
+
+def test_an_episode_that_succeeded_on_the_way_counts_as_a_success() -> None:
+    rollout = PPO(ActorCritic(5, 3, [-1] * 3, [1] * 3), PPOConfig(samples_per_iteration=6)).collect(
+        SolvedOnTheWayWorkers())
+    assert rollout["episode_successes"].tolist() == [True]  # env 1's episode, ended by the time limit
+
+
 class EncodedWorkers(ScriptedWorkers):
     """ScriptedWorkers whose clouds are encoded by a frozen PointNet, as `EnvWorkers.set_encoder` does."""
 
