@@ -191,6 +191,35 @@ def test_a_conversion_to_fewer_points_moves_the_report_and_a_later_conversion_ke
         module.export_checkpoint(policy, "PickCube-v0", weights, "test", points=40)
 
 
+def test_a_conversion_of_a_looking_policy_keeps_its_slot_reader_unless_given_another(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    """`ms2agent export PegInsertionSide-v0 weights/PegInsertionSide-v0.onnx --precision int8` needs no
+    --slot-reader: the conversion of the policy in --weights-dir keeps its entry's reader (and held fit)."""
+    import shutil
+
+    import gymnasium as gym
+
+    from agent.manifest import read_manifest, write_entry
+    from agent.preprocessing import NetworkInput
+    from training.export import export as module
+
+    env_id, shipped = "PegInsertionSide-v0", read_manifest(Path(__file__).resolve().parents[1] / "weights")
+    entry, weights = shipped[env_id], tmp_path / "weights"
+    weights.mkdir()
+    for source in (entry.path, entry.slot_reader.path):
+        shutil.copy(source, weights / source.name)
+    write_entry(weights, entry._replace(path=weights / entry.path.name,
+                                        slot_reader=entry.slot_reader._replace(path=weights / entry.slot_reader.path.name)))
+    rng = np.random.default_rng(6)
+    monkeypatch.setattr(module, "real_inputs", lambda spec: (
+        [NetworkInput(cloud(1, spec.total_points, seed)[0].numpy(), rng.normal(size=entry.spec.state_size).astype(
+            np.float32), spec.total_points) for seed in range(2)], None, gym.spaces.Box(-1.0, 1.0, (7,))))
+    module.export_checkpoint(weights / entry.path.name, env_id, weights, "test", precision="int8")
+    converted = read_manifest(weights)[env_id]
+    assert converted.slot_reader is not None and converted.slot_reader.sha256 == entry.slot_reader.sha256
+    assert converted.provenance["converted"]["from_sha256"] == entry.sha256
+
+
 @pytest.mark.parametrize("key", ["checkpoint", "student"], ids=["a PPO run", "a distillation run"])
 def test_a_run_directory_exports_the_checkpoint_its_result_names(tmp_path: Path, key: str) -> None:
     import json
