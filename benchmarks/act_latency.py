@@ -99,16 +99,17 @@ class TimedSession:
         return outputs
 
 
-def reference_ms(repeats: int = 30) -> float:
+def reference_ms(repeats: int = 30, warm_up: int = 10) -> float:
     """The median wall-clock ms of a fixed numpy workload (no BLAS): how fast this machine runs right now. Its
     speed can drift between runs; the ratio of two runs' references tells act() timings apart from the machine's."""
-    values = np.linspace(0.0, 1.0, 200_000)
+    values = np.linspace(0.0, 1.0, 10_000)  # small arrays: no page faults from fresh allocations
     times = []
-    for _ in range(repeats):
+    for _ in range(warm_up + repeats):
         start = time.perf_counter()
-        np.sqrt(values * values + 1.0).sum()
+        for _ in range(20):
+            np.sqrt(values * values + 1.0).sum()
         times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+    return float(np.median(times[warm_up:]) * 1000)
 
 
 def time_policies(job: Dict[str, Any]) -> Dict[str, Any]:
