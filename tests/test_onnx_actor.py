@@ -208,8 +208,8 @@ def test_a_conversion_of_a_looking_policy_keeps_its_slot_reader_unless_given_ano
     weights.mkdir()
     for source in (entry.path, entry.slot_reader.path):
         shutil.copy(source, weights / source.name)
-    write_entry(weights, entry._replace(path=weights / entry.path.name,
-                                        slot_reader=entry.slot_reader._replace(path=weights / entry.slot_reader.path.name)))
+    reader = entry.slot_reader._replace(path=weights / entry.slot_reader.path.name)
+    write_entry(weights, entry._replace(path=weights / entry.path.name, slot_reader=reader))
     rng = np.random.default_rng(6)
     monkeypatch.setattr(module, "real_inputs", lambda spec: (
         [NetworkInput(cloud(1, spec.total_points, seed)[0].numpy(), rng.normal(size=entry.spec.state_size).astype(

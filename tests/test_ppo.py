@@ -129,6 +129,21 @@ def test_a_run_resumes_with_more_iterations_or_another_worker_count(tmp_path: Pa
         TwoStageRun(tmp_path, replace(longer, seed=1), resume=True)
 
 
+def test_a_run_started_before_a_setting_existed_resumes_with_its_default(tmp_path: Path) -> None:
+    """A config.json without `success_ends_episode` (runs before 2026-12-07, whose success ended the episode) is the
+    default config's run; one that lets episodes run on (a teacher's setting) is not."""
+    from dataclasses import replace
+
+    TwoStageRun(tmp_path, RunConfig("PickCube-v0"))
+    stored = json.loads((tmp_path / "config.json").read_text())
+    del stored["success_ends_episode"]
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    TwoStageRun(tmp_path, RunConfig("PickCube-v0"), resume=True)
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(RunDirectoryError, match="another configuration"):
+        TwoStageRun(tmp_path, replace(RunConfig("PickCube-v0"), success_ends_episode=False), resume=True)
+
+
 def test_unknown_env_id_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="Unknown env id"):
         TwoStageRun(tmp_path / "run", RunConfig("Nope-v0"))

@@ -13,8 +13,9 @@ within `HOLD_DISTANCE`); else it fits from that pose and, unless the result stil
 selection, or about as many as the previous fit), also from the nominal grasp, keeping the fit that explains more.
 `HeldTracker` does so on every observation of an episode and adds the pose to it (`extra.held_in_tcp`), from which
 preprocessing gives the policy the object's pose in the slot frame it read (`agent.preprocessing.held_in_slot`). It
-hands the fit only the points around the boxes a fit may start from (`CROP`), and a fit steps on a thinned sample of
-them (`MAX_FIT_POINTS`), and it looks at every `POINT_STRIDE`-th camera point only: it runs on every observation. Pure numpy (Python 3.8).
+looks at every `POINT_STRIDE`-th camera point only, hands the fit only those around the boxes a fit may start from
+(`CROP`), and a fit steps on a thinned sample of them (`MAX_FIT_POINTS`): it runs on every observation. Pure numpy
+(Python 3.8).
 """
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
@@ -238,8 +239,9 @@ class HeldTracker:
         starts = np.stack(self.starts())
         centres = tcp + (starts[:, :3, :3] @ np.asarray(self.box.center) + starts[:, :3, 3]) @ rotation.T
         radius = CROP + CROP_SLACK
-        low = np.maximum(centres.min(axis=0) - radius, tcp - REACH)  # cheap first cuts: the box around the starting
-        high = np.minimum(centres.max(axis=0) + radius, tcp + REACH)  # boxes' crops, within reach of the TCP
+        reach = REACH + CROP_SLACK  # (float32 coordinates are cut against float32-rounded bounds)
+        low = np.maximum(centres.min(axis=0) - radius, tcp - reach)  # cheap first cuts: the box around the starting
+        high = np.minimum(centres.max(axis=0) + radius, tcp + reach)  # boxes' crops, within reach of the TCP
         z = xyzw[:, 2]
         level = xyzw[(z > low[2]) & (z < high[2])]
         x, y = level[:, 0], level[:, 1]

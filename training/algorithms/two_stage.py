@@ -102,7 +102,8 @@ class TwoStageRun:
     def __init__(self, run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> None:
         get_task(config.env_id)  # unknown env id: clear error before any work
         self.config = config
-        self.directory = RunDirectory(run_dir, asdict(config), resume=resume, force=force, free=FREE_SETTINGS)
+        self.directory = RunDirectory(run_dir, asdict(config), resume=resume, force=force, free=FREE_SETTINGS,
+                                      defaults=asdict(RunConfig(config.env_id)))
 
     def run(self, stages: Sequence[int] = (1, 2), start_from: Optional[Path] = None) -> Dict:
         """Train `stages`; stage 2 starts from `start_from` or else the best stage-1 checkpoint."""

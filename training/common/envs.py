@@ -15,8 +15,8 @@ class SuccessContinues(gym.Wrapper):
     that ends the episode less than staying just short of it (PickCube: 5 once, against up to 3 on every step)."""
 
     def step(self, action: Any) -> Any:
-        obs, reward, _, truncated, info = self.env.step(action)
-        return obs, reward, False, truncated, info
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated and not info.get("success", False), truncated, info
 
 
 def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_ee_delta_pose",

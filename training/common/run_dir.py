@@ -17,16 +17,18 @@ class RunDirectoryError(RuntimeError):
 
 class RunDirectory:
     def __init__(self, path: Path, config: Dict[str, Any], resume: bool = False, force: bool = False,
-                 free: Sequence[str] = ()) -> None:
+                 free: Sequence[str] = (), defaults: Optional[Dict[str, Any]] = None) -> None:
         """Claim `path` for a run with `config`: refuse another run's directory unless `resume` (same config)
         or `force` (overwrite; without `resume` its checkpoints are deleted). The `free` keys (how long to
-        train, how many workers) are not part of the run's identity: a resumed run takes the new values."""
+        train, how many workers) are not part of the run's identity: a resumed run takes the new values. A setting
+        added since a run started is missing from its config.json: it counts as its value in `defaults` (the
+        config class's defaults, each of which keeps what runs did before the setting existed), else None."""
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         config_file = self.path / "config.json"
         if config_file.exists():
             existing = json.loads(config_file.read_text())
-            existing = {**{key: None for key in config if key not in existing}, **existing}  # newer optional settings
+            existing = {**{key: (defaults or {}).get(key) for key in config if key not in existing}, **existing}
             existing.update({key: config[key] for key in free if key in config})
             if existing != config and not force:
                 raise RunDirectoryError(

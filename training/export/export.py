@@ -143,9 +143,9 @@ def converted_provenance(digest: str, weights_dir: Path, env_id: str, precision:
     """The provenance of a policy (sha256 `new_digest`) converted from an exported policy whose sha256 is `digest`:
     that of `env_id`'s manifest entry in `weights_dir` if it is that file, plus `converted` (with `from_source`, the
     largest action difference from the source, its `points`, and an earlier conversion's record nested as `earlier`);
-    else None. A conversion that acts differently (not `same_actions`: another precision or point count): the source's
-    report figure moves to `converted.source_report`; else the figure is the converted policy's too (its `sha256` the new file's,
-    `measured_on` the source's, so that the policy is not scored on report seeds again)."""
+    else None. A conversion that acts differently (not `same_actions`: another precision or point count): the
+    source's report figure moves to `converted.source_report`; else the figure is the converted policy's too (its
+    `sha256` the new file's, `measured_on` the source's, so that the policy is not scored on report seeds again)."""
     entry = manifest_entry(weights_dir, env_id)
     if entry is None or entry.sha256 != digest:
         return None
@@ -183,7 +183,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     `slot_reader` is copied next to it as `ENV.slot_reader.onnx`; `held_fit`: it also fits the held object);
     returns a summary. `checkpoint` may be an exported policy (`.onnx`): a conversion (see the module's doc); of
     the policy of `env_id`'s manifest entry in `weights_dir`, it keeps the entry's slot reader and held-object fit
-    unless `slot_reader` is given."""
+    unless `slot_reader` or `held_fit` is given."""
     if precision not in PRECISIONS:
         raise ValueError("precision {!r}: expected one of {}".format(precision, ", ".join(PRECISIONS)))
     checkpoint = chosen_checkpoint(checkpoint)
@@ -193,7 +193,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
         source_int8 = int8_weight(checkpoint)  # None: an fp32 source
         source_spec, stored = model_spec(make_session(source)), {}
         shipped = manifest_entry(weights_dir, env_id)
-        if slot_reader is None and shipped is not None and shipped.sha256 == sha256_hex(source):
+        if slot_reader is None and not held_fit and shipped is not None and shipped.sha256 == sha256_hex(source):
             slot_reader, held_fit = (None, False) if shipped.slot_reader is None else (shipped.slot_reader.path,
                                                                                       shipped.held_fit)
     check_held_fit(slot_reader, held_fit)
@@ -255,5 +255,6 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
                           InputSpec(spec.total_points, 6, state_size, len(model.action_scale)),
                           spec.control_mode, spec.obs_mode, provenance, spec.voxel_size, reader, held_fit)
     write_entry(weights_dir, entry)
-    return {"onnx": str(path), "bytes": len(data), "max_abs_diff": difference, "provenance": provenance,
+    return {"onnx": str(path), "bytes": len(data), "points": spec.total_points, "max_abs_diff": difference,
+            "provenance": provenance,
             "slot_reader": None if reader is None else str(reader.path)}
