@@ -15,8 +15,7 @@
 
 Prints per task, variant and runtime: act() p50 and p99 wall-clock and p50 CPU time (ms), the network call's p50
 (the policy's onnxruntime session alone), the p50 ratio to `shipped` in the same runtime, and the largest action
-difference from `shipped` over the recorded observations; and per runtime a machine reference (`reference_ms`, a fixed
-numpy workload timed before and after), to compare runs made while the machine ran at different speeds.
+difference from `shipped` over the recorded observations.
 Targets (issue 37): p50 <= 2.5 ms and p99 <= 6 ms. On a loaded machine wall-clock percentiles suffer (a call longer
 than a scheduler slice is preempted); CPU time does not.
 """
@@ -99,19 +98,6 @@ class TimedSession:
         return outputs
 
 
-def reference_ms(repeats: int = 30, warm_up: int = 10) -> float:
-    """The median wall-clock ms of a fixed numpy workload (no BLAS): how fast this machine runs right now. Its
-    speed can drift between runs; the ratio of two runs' references tells act() timings apart from the machine's."""
-    values = np.linspace(0.0, 1.0, 10_000)  # small arrays: no page faults from fresh allocations
-    times = []
-    for _ in range(warm_up + repeats):
-        start = time.perf_counter()
-        for _ in range(20):
-            np.sqrt(values * values + 1.0).sum()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times[warm_up:]) * 1000)
-
-
 def time_policies(job: Dict[str, Any]) -> Dict[str, Any]:
     """Per task and variant: act() wall and CPU seconds per call and the actions, over the recorded episodes
     (runs in any runtime: numpy, onnxruntime and the agent only)."""
@@ -125,8 +111,7 @@ def time_policies(job: Dict[str, Any]) -> Dict[str, Any]:
     import mani_skill2.envs  # noqa: F401  (registers the environments)
 
     results: Dict[str, Any] = {"runtime": "Python {}.{} + onnxruntime {}".format(
-        sys.version_info.major, sys.version_info.minor, onnxruntime.__version__), "tasks": {},
-        "reference_ms": [reference_ms()]}
+        sys.version_info.major, sys.version_info.minor, onnxruntime.__version__), "tasks": {}}
     for env_id, task in job["tasks"].items():
         env = gym.make(env_id, obs_mode=task["obs_mode"], control_mode=task["control_mode"])
         spaces = env.observation_space, env.action_space
@@ -149,7 +134,6 @@ def time_policies(job: Dict[str, Any]) -> Dict[str, Any]:
                             actions[name].append(action)
         results["tasks"][env_id] = {name: {"times": times[name], "actions": np.array(actions[name]).tolist(),
                                            "network": policies[name].session.times} for name in policies}
-    results["reference_ms"].append(reference_ms())
     return results
 
 
@@ -237,9 +221,6 @@ def main() -> None:
     print("act() per call, one thread, {} rounds over recorded episodes (steps per task: {})".format(
         args.rounds, ", ".join("{} {}".format(env_id, count) for env_id, count in steps.items())))
     print(table(results))
-    for result in results:
-        print("{}: machine reference (a fixed numpy workload) {:.2f} ms before timing, {:.2f} ms after".format(
-            result["runtime"], *result.get("reference_ms", [float("nan")] * 2)))
 
 
 if __name__ == "__main__":
