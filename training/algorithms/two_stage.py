@@ -116,7 +116,7 @@ class TwoStageRun:
         if checkpoint is not None:
             progress = checkpoint["progress"]
         train = EnvWorkers(c.env_id, c.n_workers, first_seed=TRAIN_START + progress["env_steps"], **c.env_kwargs(),
-                           **({} if c.success_ends_episode else {"success_ends_episode": False}))
+                           success_ends_episode=c.success_ends_episode)
         selection = EnvWorkers(c.env_id, c.n_workers, first_seed=SELECTION_START, purpose="selection",
                                **c.env_kwargs())
         try:

@@ -137,16 +137,15 @@ def manifest_entry(weights_dir: Path, env_id: str) -> Optional[ManifestEntry]:
     return read_manifest(weights_dir).get(env_id) if (weights_dir / "manifest.json").is_file() else None
 
 
-def converted_provenance(digest: str, weights_dir: Path, env_id: str, precision: str, difference: float,
+def converted_provenance(digest: str, entry: Optional[ManifestEntry], precision: str, difference: float,
                          same_actions: bool, from_source: float, new_digest: str, points: int
                          ) -> Optional[Dict[str, Any]]:
     """The provenance of a policy (sha256 `new_digest`) converted from an exported policy whose sha256 is `digest`:
-    that of `env_id`'s manifest entry in `weights_dir` if it is that file, plus `converted` (with `from_source`, the
+    that of the manifest `entry` (the task's, if any) if it is that file, plus `converted` (with `from_source`, the
     largest action difference from the source, its `points`, and an earlier conversion's record nested as `earlier`);
     else None. A conversion that acts differently (not `same_actions`: another precision or point count): the
     source's report figure moves to `converted.source_report`; else the figure is the converted policy's too (its
     `sha256` the new file's, `measured_on` the source's, so that the policy is not scored on report seeds again)."""
-    entry = manifest_entry(weights_dir, env_id)
     if entry is None or entry.sha256 != digest:
         return None
     provenance = dict(entry.provenance)
@@ -191,9 +190,9 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     if converting:
         source = checkpoint.read_bytes()  # before the export may overwrite the file
         source_int8 = int8_weight(checkpoint)  # None: an fp32 source
-        source_spec, stored = model_spec(make_session(source)), {}
+        source_sha256, source_spec, stored = sha256_hex(source), model_spec(make_session(source)), {}
         shipped = manifest_entry(weights_dir, env_id)
-        if slot_reader is None and not held_fit and shipped is not None and shipped.sha256 == sha256_hex(source):
+        if slot_reader is None and not held_fit and shipped is not None and shipped.sha256 == source_sha256:
             slot_reader, held_fit = (None, False) if shipped.slot_reader is None else (shipped.slot_reader.path,
                                                                                       shipped.held_fit)
     check_held_fit(slot_reader, held_fit)
@@ -230,7 +229,7 @@ def export_checkpoint(checkpoint: Path, env_id: str, weights_dir: Path, command:
     if converting:
         same_points = spec.total_points == source_spec.n_points
         source_inputs = None if same_points else real_inputs(with_points(spec, source_spec.n_points))[0]
-        provenance = converted_provenance(sha256_hex(source), weights_dir, env_id, precision, difference,
+        provenance = converted_provenance(source_sha256, shipped, precision, difference,
                                           same_points and precision == ("fp32" if source_int8 is None else "int8"),
                                           action_difference(source, data, inputs, source_inputs), sha256_hex(data),
                                           spec.total_points)
