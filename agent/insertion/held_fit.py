@@ -26,6 +26,8 @@ from agent.preprocessing import HELD_KEY, HELD_SIZE, kept_points
 
 FINGER_HALF_WIDTH = 0.012  # m, half the finger's width along the TCP's x axis (the pad is ~2 cm wide)
 MARGINS = (0.01, 0.005, 0.003)  # m, around the current box estimate: the points selected for each fit
+WARM_MARGINS = MARGINS[-1:]  # m: the selections of a fit from the previous pose while the object moved little
+# (`WARM_SHARE`): one narrow selection, two ICP steps (a jittering charger was fitted in all three, six steps)
 ITERATIONS = 2  # at most this many ICP steps per selection
 CONVERGED = (2e-5, 2e-4)  # m, rad: an ICP step that moves the box less than both ends its selection's steps
 MAX_FIT_POINTS = 1000  # the selected points are thinned to about this many for the ICP steps (speed)
@@ -47,6 +49,10 @@ HOLD_DISTANCE = 0.0001  # m from the box's faces: a point the previous pose stil
 # places ~99.8 % of its points so; the simulator's points have no noise)
 HOLD_SHARE = 0.99  # share of its selected points the previous pose places within HOLD_DISTANCE, from which on it is
 # kept as it is, without fitting (the object has not moved in the hand: within ~0.005 rad and 0.1 mm)
+WARM_SHARE = 0.1  # share of its selected points the previous pose places within HOLD_DISTANCE, from which on the
+# object moved little in the hand (well under a millimetre) and a fit from that pose selects `WARM_MARGINS` only;
+# below it (as when the fingers close) the fit takes all `MARGINS`: the charger's length (x) is seen on few points
+# and needs the wide selections to catch up
 TRACKED_SHARE = 0.9  # share of the last kept fit's explained points from which on the fit from the previous pose
 # is kept without also fitting from the nominal grasp (it explains the object as well as it did)
 
@@ -145,13 +151,14 @@ class Fit(NamedTuple):
     selected: int  # points selected around it
 
 
-def fit(points: np.ndarray, initial: np.ndarray, box: HeldBox, fingers: Tuple[float, float]) -> Fit:
-    """The box fitted to `points` (TCP frame) from the pose `initial`, in the selections of `MARGINS`; a fit on its
+def fit(points: np.ndarray, initial: np.ndarray, box: HeldBox, fingers: Tuple[float, float],
+        margins: Tuple[float, ...] = MARGINS) -> Fit:
+    """The box fitted to `points` (TCP frame) from the pose `initial`, in the selections of `margins`; a fit on its
     side (`MIN_UPRIGHT`) explains nothing."""
     pose = initial
     offset = points - (initial[:3, :3] @ np.asarray(box.center) + initial[:3, 3])
     points = points[(np.einsum("ij,ij->i", offset, offset) < CROP ** 2) & off_the_fingers(points, fingers)]
-    for margin in MARGINS:
+    for margin in margins:
         chosen = points[select(points, pose, box, margin)]
         if len(chosen) < MIN_POINTS:
             return Fit(pose, 0, len(chosen))
@@ -178,14 +185,16 @@ def held_fit(points: np.ndarray, box: HeldBox, fingers: Tuple[float, float], pre
     """The held object's fit in the TCP frame to camera points (TCP frame, (N, 3)): the `previous` fit's pose
     unchanged while it places `HOLD_SHARE` of its selected points within `HOLD_DISTANCE` and explains
     `TRACKED_SHARE` as many as before (`counted`: the object has not moved in the hand); else fitted from the
-    previous pose if that then explains `SETTLED_SHARE` of its points or `TRACKED_SHARE` as many as the previous fit
-    did, else from it and from the nominal grasp, whichever explains more; None below `MIN_POINTS` (nothing held, or
-    too little of it seen)."""
+    previous pose (in `WARM_MARGINS` only while it places `WARM_SHARE` of its points within `HOLD_DISTANCE`) if that
+    then explains `SETTLED_SHARE` of its points or `TRACKED_SHARE` as many as the previous fit did, else from it and
+    from the nominal grasp, whichever explains more; None below `MIN_POINTS` (nothing held, or too little of it
+    seen)."""
     if previous is not None:
         held, close = counted(points[off_the_fingers(points, fingers)], previous.pose, box)
         if close >= HOLD_SHARE and held.explained >= max(MIN_POINTS, TRACKED_SHARE * previous.explained):
             return held
-    fits = [] if previous is None else [fit(points, previous.pose, box, fingers)]
+    fits = [] if previous is None else [fit(points, previous.pose, box, fingers,
+                                            WARM_MARGINS if close >= WARM_SHARE else MARGINS)]
     if not fits or fits[0].explained < max(MIN_POINTS, min(SETTLED_SHARE * fits[0].selected,
                                                            TRACKED_SHARE * previous.explained)):
         fits.append(fit(points, nominal_pose(box), box, fingers))
