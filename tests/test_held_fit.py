@@ -332,3 +332,22 @@ def test_an_icp_step_moves_the_box_onto_shifted_points() -> None:
     assert moves[0] > 1e-3 and moves[-1] < 1e-5  # the first step moves it by about its 2.5 mm offset; the last barely
     assert np.abs(pose[:3, 3] - true_pose[:3, 3]).max() < 1e-5
     np.testing.assert_allclose(pose[:3, :3].T @ pose[:3, :3], np.eye(3), atol=1e-9)  # still a rotation
+
+
+def test_a_fit_from_a_pose_the_object_barely_left_selects_narrowly_and_one_it_left_in_all_selections(
+        monkeypatch) -> None:
+    from agent.insertion import held_fit as module
+
+    points, first, _ = fitted_then_watched(monkeypatch)
+    margins: list = []
+    fit = module.fit
+    monkeypatch.setattr(module, "fit", lambda *args: margins.append(args[4] if len(args) > 4 else module.MARGINS)
+                        or fit(*args))
+    tilted = first.pose @ pose((0.0, 0.0, 0.0), (0.0, 0.01, 0.0))  # about half its points still within 0.1 mm
+    again = module.held_fit(seen_points(tilted, np.random.default_rng(1)), BOX, FINGERS, first)
+    assert margins == [module.WARM_MARGINS] and len(module.WARM_MARGINS) < len(module.MARGINS)
+    np.testing.assert_allclose(again.pose, tilted, atol=5e-4)  # to ~0.3 mrad: tracked on
+    slipped = first.pose @ pose((0.001, 0.0, 0.001), (0.0, 0.0, 0.0))  # 1 mm along and 1 mm deeper: no point
+    moved = module.held_fit(seen_points(slipped, np.random.default_rng(1)), BOX, FINGERS, first)  # stays close
+    assert margins[1:] == [module.MARGINS]
+    np.testing.assert_allclose(moved.pose[:3, 3], slipped[:3, 3], atol=1e-4)
