@@ -5,17 +5,17 @@ The charger's base is a known box (`HELD_BOXES`). Starting from an estimate of i
 selects the points near the box (between the fingers: farther out lie the fingers themselves; on the base's side of
 the pin roots: ahead lie the pins and, when lining up, the receptacle) and fits the box to them by point-to-plane
 ICP, in narrowing selections (`MARGINS`), each until a step moves the box by less than `CONVERGED` (at most
-`ITERATIONS` steps). Only the faces
-the cameras can see are matched: the face the object rested on (its -z face) never faces a camera, and excluding it
-stops the top face's points fitting a box flipped below them. `held_fit` keeps the previous fit's pose as it is
-while it still places nearly all its selected points on the box (the object has not moved in the hand: `HOLD_SHARE`
-within `HOLD_DISTANCE`); else it fits from that pose and, unless the result still explains the points (most of its
-selection, or about as many as the previous fit), also from the nominal grasp, keeping the fit that explains more.
-`HeldTracker` does so on every observation of an episode and adds the pose to it (`extra.held_in_tcp`), from which
-preprocessing gives the policy the object's pose in the slot frame it read (`agent.preprocessing.held_in_slot`). It
-looks at every `POINT_STRIDE`-th camera point only, hands the fit only those around the boxes a fit may start from
-(`CROP`), and a fit steps on a thinned sample of them (`MAX_FIT_POINTS`): it runs on every observation. Pure numpy
-(Python 3.8).
+`ITERATIONS` steps). Only the faces the cameras can see are matched: the face the object rested on (its -z face)
+never faces a camera, and excluding it stops the top face's points fitting a box flipped below them. `held_fit`
+keeps the previous fit's pose as it is while it still places nearly all its selected points on the box (the object
+has not moved in the hand: `HOLD_SHARE` within `HOLD_DISTANCE`); else it fits from that pose (in the narrowest
+selection only while the object moved little: `WARM_SHARE`) and, unless the result still explains the points (most
+of its selection, or about as many as the previous fit), also from the nominal grasp, keeping the fit that explains
+more. `HeldTracker` does so on every observation of an episode and adds the pose to it (`extra.held_in_tcp`), from
+which preprocessing gives the policy the object's pose in the slot frame it read
+(`agent.preprocessing.held_in_slot`). It looks at every `POINT_STRIDE`-th camera point only, hands the fit only
+those around the boxes a fit may start from (`CROP`), and a fit steps on a thinned sample of them
+(`MAX_FIT_POINTS`): it runs on every observation. Pure numpy (Python 3.8).
 """
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
@@ -27,7 +27,7 @@ from agent.preprocessing import HELD_KEY, HELD_SIZE, kept_points
 FINGER_HALF_WIDTH = 0.012  # m, half the finger's width along the TCP's x axis (the pad is ~2 cm wide)
 MARGINS = (0.01, 0.005, 0.003)  # m, around the current box estimate: the points selected for each fit
 WARM_MARGINS = MARGINS[-1:]  # m: the selections of a fit from the previous pose while the object moved little
-# (`WARM_SHARE`): one narrow selection, two ICP steps (a jittering charger was fitted in all three, six steps)
+# (`WARM_SHARE`): the narrowest only
 ITERATIONS = 2  # at most this many ICP steps per selection
 CONVERGED = (2e-5, 2e-4)  # m, rad: an ICP step that moves the box less than both ends its selection's steps
 MAX_FIT_POINTS = 1000  # the selected points are thinned to about this many for the ICP steps (speed)
