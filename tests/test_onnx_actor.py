@@ -12,7 +12,7 @@ from agent.onnx_model import make_session
 from training.common.networks import ActorCritic, PointNet
 from training.common.warm_start import initialise_from
 from training.export.onnx_actor import (ExportedActor, ExportedEncoder, actor_weights_from_onnx, int8_pointnet,
-                                        onnx_bytes, precision)
+                                        int8_weight, onnx_bytes)
 
 
 def trained_like(state_size: int = 31, seed: int = 0) -> ActorCritic:
@@ -89,7 +89,7 @@ def test_an_int8_policy_loads_back_with_dequantised_weights(tmp_path: Path) -> N
     model = trained_like()
     path = tmp_path / "policy.onnx"
     path.write_bytes(int8_pointnet(exported(model)))
-    assert precision(path) == "int8"
+    assert int8_weight(path) is not None and int8_weight(path)[0].dtype == np.int8
     weights = actor_weights_from_onnx(path)
     last = weights["pointnet.mlp.6.weight"]
     centred = model.pointnet.mlp[6].weight - model.pointnet.mlp[6].weight.mean(dim=0, keepdim=True)

@@ -152,11 +152,6 @@ def int8_weight(path: Path) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     return None
 
 
-def precision(path: Path) -> str:
-    """"int8" for an `int8_pointnet` graph, else "fp32"."""
-    return "fp32" if int8_weight(path) is None else "int8"
-
-
 def actor_weights_from_onnx(path: Path, head: str = "actor") -> Dict[str, torch.Tensor]:
     """The PointNet and actor weights in an `ExportedActor` graph (the inverse of `onnx_bytes`; for an `int8_pointnet`
     graph its int8 weights dequantised), read from the nodes that use them, in layer order: MatMul or
