@@ -40,22 +40,28 @@ def test_a_state_policy_reads_the_state_alone_and_survives_its_checkpoint(tmp_pa
     assert model_from_checkpoint(tmp_path / "p.pt").pointnet is not None
 
 
-def test_ppo_learns_from_state_rollouts_without_points() -> None:
-    """A rollout whose inputs are (T, W, 0) (state observations) trains the same PPO: the advantage-weighted
-    action becomes more likely."""
+def state_rollout(model, T: int = 64, W: int = 2, S: int = 9) -> dict:
+    """A rollout of state observations ((T, W, 0) inputs) whose reward favours a positive first action entry."""
     rng = np.random.default_rng(0)
-    T, W, S = 64, 2, 9
-    model = state_teacher(S)
-    ppo = PPO(model, replace(teacher_settings.PPO_SETTINGS, batch_size=32, epochs=4, critic_warmup_epochs=0))
     state = rng.normal(size=(T, W, S)).astype(np.float32)
     action = rng.normal(0, 0.3, size=(T, W, 7)).astype(np.float32)
     with torch.no_grad():
         dist, value = model.distribution_and_value(torch.zeros(T * W, 0), torch.from_numpy(state.reshape(T * W, S)))
         log_prob = dist.log_prob(torch.from_numpy(action.reshape(T * W, 7))).sum(-1).reshape(T, W).numpy()
     reward = (action[..., 0] > 0).astype(np.float32)  # better where the first action entry is positive
-    rollout = {"inputs": np.zeros((T, W, 0), np.float32), "state": state, "action": action, "log_prob": log_prob,
-               "value": value.reshape(T, W).numpy(), "reward": reward, "next_value": np.zeros((T, W), np.float32),
-               "terminated": np.ones((T, W), bool), "ended": np.ones((T, W), bool), "valid": np.ones((T, W), bool)}
+    return {"inputs": np.zeros((T, W, 0), np.float32), "state": state, "action": action, "log_prob": log_prob,
+            "value": value.reshape(T, W).numpy(), "reward": reward, "next_value": np.zeros((T, W), np.float32),
+            "terminated": np.ones((T, W), bool), "ended": np.ones((T, W), bool), "valid": np.ones((T, W), bool)}
+
+
+def test_ppo_learns_from_state_rollouts_without_points() -> None:
+    """A rollout whose inputs are (T, W, 0) (state observations) trains the same PPO: the advantage-weighted
+    action becomes more likely."""
+    S = 9
+    model = state_teacher(S)
+    ppo = PPO(model, replace(teacher_settings.PPO_SETTINGS, batch_size=32, epochs=4, critic_warmup_epochs=0))
+    rollout = state_rollout(model, S=S)
+
     def first_entry() -> float:
         with torch.no_grad():
             return float(model(torch.zeros(1, 0), torch.zeros(1, S))[0, 0])
@@ -65,14 +71,27 @@ def test_ppo_learns_from_state_rollouts_without_points() -> None:
     assert np.isfinite(stats["policy_loss"]) and first_entry() > before
 
 
+def test_an_entropy_bonus_keeps_more_action_noise() -> None:
+    noise = []
+    for entropy_coef in (0.0, 0.5):
+        torch.manual_seed(0)
+        np.random.seed(0)  # the same model, rollout and minibatches: only the bonus differs
+        model = state_teacher(9)
+        ppo = PPO(model, replace(teacher_settings.PPO_SETTINGS, batch_size=32, epochs=4, critic_warmup_epochs=0,
+                                 entropy_coef=entropy_coef))
+        ppo.learn(state_rollout(model))
+        noise.append(float(model.log_std.detach().sum()))
+    assert noise[1] > noise[0]
+
+
 def test_teacher_options_default_to_the_teacher_settings() -> None:
     command = next(c for c in app.registered_commands if (c.name or c.callback.__name__) == "teacher")
     defaults = {key: getattr(parameter.default, "default", None)
                 for key, parameter in inspect.signature(command.callback).parameters.items()}
     ppo = teacher_settings.PPO_SETTINGS
     assert (defaults["samples_per_iteration"], defaults["batch_size"], defaults["epochs"], defaults["lr"],
-            defaults["gamma"], defaults["target_kl"]) == (ppo.samples_per_iteration, ppo.batch_size, ppo.epochs,
-                                                          ppo.lr, ppo.gamma, ppo.target_kl)
+            defaults["gamma"], defaults["target_kl"], defaults["entropy_coef"]) == (
+        ppo.samples_per_iteration, ppo.batch_size, ppo.epochs, ppo.lr, ppo.gamma, ppo.target_kl, ppo.entropy_coef)
     assert (defaults["iterations"], defaults["eval_episodes"], defaults["max_episode_steps"]) == (
         teacher_settings.ITERATIONS, teacher_settings.EVAL_EPISODES, teacher_settings.MAX_EPISODE_STEPS)
     config = teacher_settings.teacher_config("LiftCube-v0")

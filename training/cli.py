@@ -335,6 +335,9 @@ def teacher(env_id: str = ENV_ID,
             gamma: float = typer.Option(teacher_settings.PPO_SETTINGS.gamma, help="discount"),
             target_kl: float = typer.Option(teacher_settings.PPO_SETTINGS.target_kl, help="an iteration's updates stop "
                                             "at {} x this approximate KL".format(PPOConfig.kl_stop_factor)),
+            entropy_coef: float = typer.Option(teacher_settings.PPO_SETTINGS.entropy_coef, min=0.0,
+                                               help="weight of the policy's entropy bonus in the PPO loss (keeps "
+                                               "its action noise from shrinking)"),
             eval_episodes: int = typer.Option(teacher_settings.EVAL_EPISODES, min=1, help="selection episodes after "
                                               "every iteration"),
             max_episode_steps: Optional[int] = typer.Option(teacher_settings.MAX_EPISODE_STEPS, min=1,
@@ -356,7 +359,7 @@ def teacher(env_id: str = ENV_ID,
     checked_task(env_id, "ppo")
     chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     ppo = replace(teacher_settings.PPO_SETTINGS, samples_per_iteration=samples_per_iteration, batch_size=batch_size,
-                  epochs=epochs, lr=lr, gamma=gamma, target_kl=target_kl)
+                  epochs=epochs, lr=lr, gamma=gamma, target_kl=target_kl, entropy_coef=entropy_coef)
     config = teacher_settings.teacher_config(env_id, ppo, iterations, eval_episodes, max_episode_steps,
                                              workers or os.cpu_count() or 1, seed, chosen_backend)
     try:
