@@ -89,7 +89,8 @@ def test_an_int8_policy_loads_back_with_dequantised_weights(tmp_path: Path) -> N
     model = trained_like()
     path = tmp_path / "policy.onnx"
     path.write_bytes(int8_pointnet(exported(model)))
-    assert int8_weight(path) is not None and int8_weight(path)[0].dtype == np.int8
+    quantised = int8_weight(path)
+    assert quantised is not None and quantised[0].dtype == np.int8
     weights = actor_weights_from_onnx(path)
     last = weights["pointnet.mlp.6.weight"]
     centred = model.pointnet.mlp[6].weight - model.pointnet.mlp[6].weight.mean(dim=0, keepdim=True)
