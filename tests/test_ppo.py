@@ -304,3 +304,34 @@ def test_a_run_resumes_on_another_backend(tmp_path: Path) -> None:
     stored = json.loads((tmp_path / "config.json").read_text())
     assert stored["backend"] == {"kind": "ray", "address": "10.0.0.1:6379", "timeout": 600, "max_restarts": 3}
     assert RunConfig.from_dict(stored).backend == on_ray.backend
+
+
+def test_a_run_evaluating_every_third_iteration_records_those_and_the_last(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Iterations 3, 6 and the stage's last (7) are evaluated and checkpointed; each record's training success
+    covers the episodes that ended since the previous record."""
+    class OneEpisodePerIteration:
+        def __init__(self) -> None:
+            self.iterations = 0
+
+        def collect(self, train, bar, samples):
+            self.iterations += 1
+            return {"reward": np.zeros(samples), "episode_successes": np.array([float(self.iterations % 2)]),
+                    "episode_returns": np.array([float(self.iterations)])}
+
+        def learn(self, rollout):
+            return {"policy_loss": float(self.iterations)}
+
+    recorded = []
+    monkeypatch.setattr(TwoStageRun, "_record", lambda self, ppo, progress, selection, **extra: recorded.append(
+        {"iteration": progress["iteration"], **extra}) or {"success": 0.0, "mean_return": 0.0})
+    run = TwoStageRun(tmp_path, RunConfig("PickCube-v0", stage1_iterations=7, eval_every=3))
+    progress = {"records": [], "env_steps": 0, "stage": 1, "iteration": 0}
+    run._train_stage(OneEpisodePerIteration(), progress, 1, train=None, selection=None)
+    assert [record["iteration"] for record in recorded] == [3, 6, 7]
+    assert [record["train_return"] for record in recorded] == [2.0, 5.0, 7.0]  # the mean of 1-3, 4-6, 7
+    assert [record["train_success"] for record in recorded] == pytest.approx([2 / 3, 1 / 3, 1.0])
+    assert [record["policy_loss"] for record in recorded] == [3.0, 6.0, 7.0]  # the latest iteration's
+    assert progress["env_steps"] == 7 * RunConfig("PickCube-v0").ppo.samples_per_iteration
+    with pytest.raises(ValueError, match="eval_every"):
+        RunConfig("PickCube-v0", eval_every=0)

@@ -326,7 +326,7 @@ def teacher(env_id: str = ENV_ID,
             resume: bool = typer.Option(False, help="continue the run in --run-dir from its newest checkpoint"),
             force: bool = FORCE,
             iterations: int = typer.Option(teacher_settings.ITERATIONS, min=1, help="PPO iterations (each: collect, "
-                                           "learn, evaluate, checkpoint)"),
+                                           "learn; every --eval-every-th also evaluate, checkpoint)"),
             samples_per_iteration: int = typer.Option(teacher_settings.PPO_SETTINGS.samples_per_iteration, min=1,
                                                       help="env steps per iteration"),
             batch_size: int = typer.Option(teacher_settings.PPO_SETTINGS.batch_size, min=1, help="minibatch size"),
@@ -338,8 +338,10 @@ def teacher(env_id: str = ENV_ID,
             entropy_coef: float = typer.Option(teacher_settings.PPO_SETTINGS.entropy_coef, min=0.0,
                                                help="weight of the policy's entropy bonus in the PPO loss (keeps "
                                                "its action noise from shrinking)"),
-            eval_episodes: int = typer.Option(teacher_settings.EVAL_EPISODES, min=1, help="selection episodes after "
-                                              "every iteration"),
+            eval_episodes: int = typer.Option(teacher_settings.EVAL_EPISODES, min=1, help="selection episodes per "
+                                              "evaluation"),
+            eval_every: int = typer.Option(teacher_settings.EVAL_EVERY, min=1, help="evaluate and checkpoint after "
+                                           "every N-th iteration and the last (may change on --resume)"),
             max_episode_steps: Optional[int] = typer.Option(teacher_settings.MAX_EPISODE_STEPS, min=1,
                                                             help="time limit of the training and selection episodes"),
             workers: Optional[int] = WORKERS, seed: int = typer.Option(RunConfig.seed, help="random seed"),
@@ -360,7 +362,7 @@ def teacher(env_id: str = ENV_ID,
     chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     ppo = replace(teacher_settings.PPO_SETTINGS, samples_per_iteration=samples_per_iteration, batch_size=batch_size,
                   epochs=epochs, lr=lr, gamma=gamma, target_kl=target_kl, entropy_coef=entropy_coef)
-    config = teacher_settings.teacher_config(env_id, ppo, iterations, eval_episodes, max_episode_steps,
+    config = teacher_settings.teacher_config(env_id, ppo, iterations, eval_episodes, eval_every, max_episode_steps,
                                              workers or os.cpu_count() or 1, seed, chosen_backend)
     try:
         result = train_teacher(run_dir or RUNS / env_id / "teacher", config, resume=resume, force=force)

@@ -23,7 +23,8 @@ from training.experts.teacher import TeacherError
 PPO_SETTINGS = PPOConfig(gamma=0.85, epochs=15, batch_size=400, samples_per_iteration=3200, target_kl=0.05,
                          critic_warmup_epochs=0)
 ITERATIONS = 100  # ~320,000 env steps
-EVAL_EPISODES = 16  # selection episodes after every iteration
+EVAL_EPISODES = 16  # selection episodes per evaluation
+EVAL_EVERY = 4  # evaluate (and checkpoint) after every 4th iteration: 16 failing episodes cost half a collection
 MAX_EPISODE_STEPS = 100  # training and selection episodes
 
 
@@ -38,7 +39,8 @@ def check_teacher_task(env_id: str) -> None:
 
 
 def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int = ITERATIONS,
-                   eval_episodes: int = EVAL_EPISODES, max_episode_steps: Optional[int] = MAX_EPISODE_STEPS,
+                   eval_episodes: int = EVAL_EPISODES, eval_every: int = EVAL_EVERY,
+                   max_episode_steps: Optional[int] = MAX_EPISODE_STEPS,
                    n_workers: int = RunConfig.n_workers, seed: int = RunConfig.seed,
                    backend: Optional[Backend] = None) -> RunConfig:
     """The run config of a teacher for `env_id` (checked with `check_teacher_task`)."""
@@ -46,7 +48,7 @@ def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int =
     if not ppo.train_pointnet:
         raise TeacherError("a teacher has no PointNet to freeze")
     return RunConfig(env_id, replace(ppo), stage1_iterations=iterations, stage2_iterations=0, n_workers=n_workers,
-                     eval_episodes=eval_episodes, seed=seed, max_episode_steps=max_episode_steps,
+                     eval_episodes=eval_episodes, eval_every=eval_every, seed=seed, max_episode_steps=max_episode_steps,
                      backend=backend or Backend(), obs_mode="state", success_ends_episode=False)
 
 

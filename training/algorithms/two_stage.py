@@ -1,11 +1,11 @@
 """Automatic two-stage PPO fine-tuning with resumable runs.
 
-Stage 1 trains with the paper's settings, evaluating on fixed selection seeds and checkpointing
-after every iteration; a run initialised from another policy (`init_from`, e.g. a distilled student)
-evaluates and checkpoints that policy first, as stage-1 iteration 0, so it competes in the selection. Stage 2 resumes from the highest-scoring stage-1 checkpoint (ties: higher
-mean return, then earlier) with batch size x0.9 and samples per iteration x0.875, and tracks its
-own best. The run's result is the best stage-2 checkpoint if it beats the stage-1 best, else the
-stage-1 best (`result.json` records which).
+Stage 1 trains with the paper's settings, evaluating on fixed selection seeds and checkpointing after every
+iteration (`eval_every`: after every N-th and the stage's last); a run initialised from another policy (`init_from`,
+e.g. a distilled student) evaluates and checkpoints that policy first, as stage-1 iteration 0, so it competes in the
+selection. Stage 2 resumes from the highest-scoring stage-1 checkpoint (ties: higher mean return, then earlier) with
+batch size x0.9 and samples per iteration x0.875, and tracks its own best. The run's result is the best stage-2
+checkpoint if it beats the stage-1 best, else the stage-1 best (`result.json` records which).
 
 With `obs_mode="state"` the run trains on the simulator's state with a policy without PointNet: a learned teacher
 (`training.algorithms.teacher`).
@@ -49,6 +49,7 @@ class RunConfig:
     # only what remains (an ablation against stage 1 continued for the same env steps); None: its iterations decide
     n_workers: int = os.cpu_count() or 1
     eval_episodes: int = 50  # selection episodes per evaluation (>= 50 separates 0.95 from 1.00 better than 20)
+    eval_every: int = 1  # evaluate and checkpoint after every N-th iteration and a stage's last (the paper: every one)
     seed: int = 0
     init_from: Optional[str] = None  # checkpoint whose "model" initialises stage 1 (e.g. a distilled student)
     init_log_std: Optional[float] = None  # exploration log-std after init_from (a student's is untrained)
@@ -62,6 +63,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.backend = backend_from(self.backend)  # a stored config holds its dict
+        if self.eval_every < 1:
+            raise ValueError("eval_every must be at least 1 (evaluate after every N-th iteration), not {}".format(
+                self.eval_every))
 
     def env_kwargs(self) -> Dict:
         limit = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
@@ -91,9 +95,9 @@ class RunConfig:
         return cls(**{**data, "ppo": PPOConfig(**data["ppo"])})
 
 
-# A resumed run may change these: how long it trains, and on how many workers where (a run started on two
-# cores goes on on a cluster; the workers' seeds follow the run's progress, not the worker count).
-FREE_SETTINGS = ("stage1_iterations", "stage2_iterations", "n_workers", "backend")
+# A resumed run may change these: how long it trains, on how many workers where (a run started on two cores goes
+# on on a cluster; the workers' seeds follow the run's progress, not the worker count), and how often it evaluates.
+FREE_SETTINGS = ("stage1_iterations", "stage2_iterations", "n_workers", "backend", "eval_every")
 
 
 class TwoStageRun:
@@ -166,10 +170,15 @@ class TwoStageRun:
         return self.directory.checkpoint_path(best)
 
     def _train_stage(self, ppo: PPO, progress: Dict, stage: int, train: EnvWorkers, selection: EnvWorkers) -> None:
+        """Train `stage` to its end, evaluating and checkpointing after every `eval_every`-th iteration and the last
+        (an interrupted run resumes from its last checkpoint). A record's train_success and train_return cover the
+        episodes that ended since the previous record, its losses the latest iteration."""
         c = self.config
         remaining = sum(c.iteration_samples(stage, iteration)
                         for iteration in range(progress["iteration"], c.iterations(stage)))
         bar = tqdm(total=remaining, desc="stage {}".format(stage), unit="step", dynamic_ncols=True)
+        successes, returns, seconds = [], [], {"collect_seconds": 0.0, "learn_seconds": 0.0}
+        postfix: Dict = {}
         while progress["iteration"] < c.iterations(stage):
             samples = c.iteration_samples(stage, progress["iteration"])
             if samples == 0:
@@ -181,12 +190,21 @@ class TwoStageRun:
             learned = time.time()
             progress["iteration"] += 1
             progress["env_steps"] += rollout["reward"].size
-            record = self._record(ppo, progress, selection, train_success=_mean(rollout["episode_successes"]),
-                                  train_return=_mean(rollout["episode_returns"]), **stats,
-                                  collect_seconds=collected - started, learn_seconds=learned - collected)
-            bar.set_postfix(iteration=progress["iteration"], success="{:.2f}".format(record["success"]),
-                            ret="{:.1f}".format(record["mean_return"]),
-                            collect_learn_steps_s="{:.1f}".format(rollout["reward"].size / (learned - started)))
+            successes.extend(rollout["episode_successes"])
+            returns.extend(rollout["episode_returns"])
+            seconds["collect_seconds"] += collected - started
+            seconds["learn_seconds"] += learned - collected
+            postfix.update(iteration=progress["iteration"],
+                           collect_learn_steps_s="{:.1f}".format(rollout["reward"].size / (learned - started)))
+            last = (progress["iteration"] >= c.iterations(stage)
+                    or c.iteration_samples(stage, progress["iteration"]) == 0)
+            if progress["iteration"] % c.eval_every == 0 or last:
+                record = self._record(ppo, progress, selection, train_success=_mean(successes),
+                                      train_return=_mean(returns), **stats, **seconds)
+                successes, returns, seconds = [], [], dict.fromkeys(seconds, 0.0)
+                postfix.update(success="{:.2f}".format(record["success"]),
+                               ret="{:.1f}".format(record["mean_return"]))
+            bar.set_postfix(postfix)
         bar.close()
 
     def _record(self, ppo: PPO, progress: Dict, selection: EnvWorkers, **extra: float) -> Dict:
@@ -205,5 +223,5 @@ class TwoStageRun:
         return record
 
 
-def _mean(values: np.ndarray) -> float:
+def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
