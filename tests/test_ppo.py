@@ -63,6 +63,7 @@ def test_a_stage_two_env_step_budget_cuts_its_last_iteration() -> None:
     continued = RunConfig("PickCube-v0", stage2_batch_factor=1.0, stage2_samples_factor=1.0, stage2_env_steps=35_000)
     assert [continued.iteration_samples(2, iteration) for iteration in range(3)] == [20_000, 15_000, 0]
     assert continued.iteration_samples(1, 5) == 20_000  # stage 1 has no budget
+    assert [continued.trains(2, iteration) for iteration in range(3)] == [True, True, False]
     assert [RunConfig("PickCube-v0").iteration_samples(2, iteration) for iteration in range(3)] == [17_500] * 3
 
 

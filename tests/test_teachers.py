@@ -92,7 +92,8 @@ def test_teacher_options_default_to_the_teacher_settings() -> None:
     assert (defaults["samples_per_iteration"], defaults["batch_size"], defaults["epochs"], defaults["lr"],
             defaults["gamma"], defaults["target_kl"], defaults["entropy_coef"]) == (
         ppo.samples_per_iteration, ppo.batch_size, ppo.epochs, ppo.lr, ppo.gamma, ppo.target_kl, ppo.entropy_coef)
-    assert (defaults["iterations"], defaults["eval_episodes"], defaults["eval_every"], defaults["max_episode_steps"]) == (
+    assert (defaults["iterations"], defaults["eval_episodes"], defaults["eval_every"],
+            defaults["max_episode_steps"]) == (
         teacher_settings.ITERATIONS, teacher_settings.EVAL_EPISODES, teacher_settings.EVAL_EVERY,
         teacher_settings.MAX_EPISODE_STEPS)
     config = teacher_settings.teacher_config("LiftCube-v0")

@@ -90,6 +90,10 @@ class RunConfig:
             return samples
         return max(0, min(samples, self.stage2_env_steps - iteration * samples))
 
+    def trains(self, stage: int, iteration: int) -> bool:
+        """Whether stage `stage` runs its iteration `iteration` (from 0): within its iterations, with env steps left."""
+        return iteration < self.iterations(stage) and self.iteration_samples(stage, iteration) > 0
+
     @classmethod
     def from_dict(cls, data: Dict) -> "RunConfig":
         return cls(**{**data, "ppo": PPOConfig(**data["ppo"])})
@@ -179,12 +183,9 @@ class TwoStageRun:
         bar = tqdm(total=remaining, desc="stage {}".format(stage), unit="step", dynamic_ncols=True)
         successes, returns, seconds = [], [], {"collect_seconds": 0.0, "learn_seconds": 0.0}
         postfix: Dict = {}
-        while progress["iteration"] < c.iterations(stage):
-            samples = c.iteration_samples(stage, progress["iteration"])
-            if samples == 0:
-                break
+        while c.trains(stage, progress["iteration"]):
             started = time.time()
-            rollout = ppo.collect(train, bar, samples)
+            rollout = ppo.collect(train, bar, c.iteration_samples(stage, progress["iteration"]))
             collected = time.time()
             stats = ppo.learn(rollout)
             learned = time.time()
@@ -196,9 +197,7 @@ class TwoStageRun:
             seconds["learn_seconds"] += learned - collected
             postfix.update(iteration=progress["iteration"],
                            collect_learn_steps_s="{:.1f}".format(rollout["reward"].size / (learned - started)))
-            last = (progress["iteration"] >= c.iterations(stage)
-                    or c.iteration_samples(stage, progress["iteration"]) == 0)
-            if progress["iteration"] % c.eval_every == 0 or last:
+            if progress["iteration"] % c.eval_every == 0 or not c.trains(stage, progress["iteration"]):
                 record = self._record(ppo, progress, selection, train_success=_mean(successes),
                                       train_return=_mean(returns), **stats, **seconds)
                 successes, returns, seconds = [], [], dict.fromkeys(seconds, 0.0)
