@@ -294,6 +294,46 @@ def test_a_replaced_workers_lost_transition_is_masked_and_its_episode_cut_cleanl
     assert seen == sorted([1.0, 1.0, 2.0, 2.0, 3.0, 4.0, 4.0] * 2)  # env 0's observation 3 is left out
 
 
+def test_a_normalising_model_standardises_its_state_by_running_statistics(tmp_path: Path) -> None:
+    model = ActorCritic(3, 2, [-1] * 2, [1] * 2, points=False, normalize_state=True)
+    data = np.random.default_rng(0).normal([5.0, -2.0, 0.0], [0.01, 3.0, 1.0], (600, 3))
+    for chunk in np.split(data, 3):
+        model.update_state_normalization(chunk)
+    assert np.allclose(model.state_mean.numpy(), data.mean(0), atol=1e-5)
+    assert np.allclose(model.state_var.numpy(), data.var(0), rtol=1e-4)
+    state = torch.tensor([[5.02, 1.0, 50.0]])
+    standardised = (state - data.mean(0)) / np.sqrt(data.var(0))
+    expected = torch.cat([standardised[:, :2], torch.tensor([[10.0]])], dim=1).float()  # clipped at +-10
+    assert torch.allclose(model.features(torch.zeros((1, 0)), state), expected, atol=1e-3)
+    path = tmp_path / "teacher.pt"
+    save_checkpoint(model_checkpoint(model), path)
+    restored = model_from_checkpoint(path)
+    assert restored.normalize_state and torch.equal(restored.state_var, model.state_var)
+    assert torch.equal(restored(torch.zeros((1, 0)), state), model(torch.zeros((1, 0)), state))
+    plain = ActorCritic(3, 2, [-1] * 2, [1] * 2, points=False)
+    assert torch.equal(plain.features(torch.zeros((1, 0)), state), state)  # the default reads the state as it is
+
+
+def test_ppo_folds_a_rollouts_valid_states_into_the_statistics_after_its_updates() -> None:
+    model = ActorCritic(5, 3, [-1] * 3, [1] * 3, normalize_state=True)
+    ppo = PPO(model, PPOConfig(samples_per_iteration=8, batch_size=4, critic_warmup_epochs=0))
+    rollout = ppo.collect(RestartingWorkers())
+    assert model.state_count.item() == 0  # collecting leaves the statistics alone
+    original, seen_means = model.distribution_and_value, []
+
+    def spy(inputs, state, *args):
+        seen_means.append(model.state_mean[0].item())
+        return original(inputs, state, *args)
+
+    model.distribution_and_value = spy
+    ppo.learn(rollout)
+    assert set(seen_means) == {0.0}  # the updates saw the statistics the rollout was collected with
+    valid_states = [1.0, 1.0, 2.0, 2.0, 3.0, 4.0, 4.0]  # env 0's lost step (observation 3) is left out
+    assert model.state_count.item() == 7
+    assert model.state_mean[0].item() == pytest.approx(np.mean(valid_states))
+    assert model.state_var[0].item() == pytest.approx(np.var(valid_states), rel=1e-5)
+
+
 def test_a_run_resumes_on_another_backend(tmp_path: Path) -> None:
     from dataclasses import replace
 

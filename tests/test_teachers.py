@@ -93,11 +93,13 @@ def test_teacher_options_default_to_the_teacher_settings() -> None:
             defaults["gamma"], defaults["target_kl"], defaults["entropy_coef"]) == (
         ppo.samples_per_iteration, ppo.batch_size, ppo.epochs, ppo.lr, ppo.gamma, ppo.target_kl, ppo.entropy_coef)
     assert (defaults["iterations"], defaults["eval_episodes"], defaults["eval_every"],
-            defaults["max_episode_steps"]) == (
+            defaults["max_episode_steps"], defaults["normalize_state"]) == (
         teacher_settings.ITERATIONS, teacher_settings.EVAL_EPISODES, teacher_settings.EVAL_EVERY,
-        teacher_settings.MAX_EPISODE_STEPS)
+        teacher_settings.MAX_EPISODE_STEPS, teacher_settings.NORMALIZE_STATE)
     config = teacher_settings.teacher_config("LiftCube-v0")
     assert config.eval_every == teacher_settings.EVAL_EVERY
+    assert config.normalize_state == teacher_settings.NORMALIZE_STATE
+    assert teacher_settings.teacher_config("LiftCube-v0", normalize_state=True).normalize_state
     assert config.obs_mode == "state" and config.ppo == ppo and config.ppo is not ppo
     assert not config.success_ends_episode  # a terminal success pays less than hovering just short of it
 

@@ -344,6 +344,9 @@ def teacher(env_id: str = ENV_ID,
                                            "every N-th iteration and the last (may change on --resume)"),
             max_episode_steps: Optional[int] = typer.Option(teacher_settings.MAX_EPISODE_STEPS, min=1,
                                                             help="time limit of the training and selection episodes"),
+            normalize_state: bool = typer.Option(teacher_settings.NORMALIZE_STATE, help="the policy reads the "
+                                                 "state standardised by running statistics (mean and variance of "
+                                                 "every entry, updated after each iteration)"),
             workers: Optional[int] = WORKERS, seed: int = typer.Option(RunConfig.seed, help="random seed"),
             backend: str = BACKEND, address: Optional[str] = ADDRESS, worker_timeout: float = WORKER_TIMEOUT,
             worker_restarts: int = WORKER_RESTARTS) -> None:
@@ -363,7 +366,7 @@ def teacher(env_id: str = ENV_ID,
     ppo = replace(teacher_settings.PPO_SETTINGS, samples_per_iteration=samples_per_iteration, batch_size=batch_size,
                   epochs=epochs, lr=lr, gamma=gamma, target_kl=target_kl, entropy_coef=entropy_coef)
     config = teacher_settings.teacher_config(env_id, ppo, iterations, eval_episodes, eval_every, max_episode_steps,
-                                             workers or os.cpu_count() or 1, seed, chosen_backend)
+                                             workers or os.cpu_count() or 1, seed, chosen_backend, normalize_state)
     try:
         result = train_teacher(run_dir or RUNS / env_id / "teacher", config, resume=resume, force=force)
     except RunDirectoryError as error:

@@ -182,6 +182,8 @@ class PPO:
 
     def learn(self, rollout: Dict[str, np.ndarray]) -> Dict[str, float]:
         """Clipped PPO updates on one rollout (its valid transitions: see `collect`); returns training statistics.
+        A model that normalises its state (`ActorCritic.normalize_state`) then folds the rollout's states into its
+        statistics, so the next rollout and its updates see the same ones.
         With a frozen PointNet the updates
         train the heads alone, on one torch thread (small matrices: more threads only wait on each other)."""
         if self.config.train_pointnet:
@@ -232,6 +234,8 @@ class PPO:
             if kl_stop:
                 break
         self.updates += 1
+        if self.model.normalize_state:  # after the updates: a rollout and its updates see the same statistics
+            self.model.update_state_normalization(flat["state"].numpy())
         count = max(stats.pop("minibatches"), 1)
         return {key: value / count for key, value in stats.items()}
 

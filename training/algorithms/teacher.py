@@ -26,6 +26,7 @@ ITERATIONS = 100  # ~320,000 env steps
 EVAL_EPISODES = 16  # selection episodes per evaluation
 EVAL_EVERY = 4  # evaluate (and checkpoint) after every 4th iteration: 16 failing episodes cost half a collection
 MAX_EPISODE_STEPS = 100  # training and selection episodes
+NORMALIZE_STATE = False  # the policy reads the state as it is (True: standardised by running statistics)
 
 
 def check_teacher_task(env_id: str) -> None:
@@ -42,14 +43,15 @@ def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int =
                    eval_episodes: int = EVAL_EPISODES, eval_every: int = EVAL_EVERY,
                    max_episode_steps: Optional[int] = MAX_EPISODE_STEPS,
                    n_workers: int = RunConfig.n_workers, seed: int = RunConfig.seed,
-                   backend: Optional[Backend] = None) -> RunConfig:
+                   backend: Optional[Backend] = None, normalize_state: bool = NORMALIZE_STATE) -> RunConfig:
     """The run config of a teacher for `env_id` (checked with `check_teacher_task`)."""
     check_teacher_task(env_id)
     if not ppo.train_pointnet:
         raise TeacherError("a teacher has no PointNet to freeze")
     return RunConfig(env_id, replace(ppo), stage1_iterations=iterations, stage2_iterations=0, n_workers=n_workers,
                      eval_episodes=eval_episodes, eval_every=eval_every, seed=seed, max_episode_steps=max_episode_steps,
-                     backend=backend or Backend(), obs_mode="state", success_ends_episode=False)
+                     backend=backend or Backend(), obs_mode="state", success_ends_episode=False,
+                     normalize_state=normalize_state)
 
 
 def train_teacher(run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> Dict:

@@ -60,6 +60,7 @@ class RunConfig:
     obs_mode: Optional[str] = None  # None: point clouds (PointNet policy); "state": a learned teacher (MLP policy)
     success_ends_episode: bool = True  # False: training episodes run on after success to their time limit
     # (`training.common.envs.SuccessContinues`); selection episodes always end at success, as the evaluator's do
+    normalize_state: bool = False  # the policy standardises its state by running statistics (`ActorCritic`)
 
     def __post_init__(self) -> None:
         self.backend = backend_from(self.backend)  # a stored config holds its dict
@@ -129,7 +130,7 @@ class TwoStageRun:
                                **c.env_kwargs())
         try:
             model = ActorCritic(train.state_size, len(train.action_low), train.action_low, train.action_high,
-                                points=c.obs_mode is None)
+                                points=c.obs_mode is None, normalize_state=c.normalize_state)
             ppo = PPO(model, c.stage_ppo(stages[0]))
             if checkpoint is not None:
                 ppo.load_state_dict(checkpoint["ppo"])

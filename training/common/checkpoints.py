@@ -47,7 +47,8 @@ def model_checkpoint(model: ActorCritic, **extra: Any) -> Dict[str, Any]:
     low, high = model.action_center - model.action_scale, model.action_center + model.action_scale
     pooled = 0 if model.pointnet is None else model.pointnet.out_features
     spec = {"state_size": model.critic[0].in_features - pooled, "action_low": low.tolist(),
-            "action_high": high.tolist(), "points": model.pointnet is not None}
+            "action_high": high.tolist(), "points": model.pointnet is not None,
+            "normalize_state": model.normalize_state}
     return {"model": model.state_dict(), "model_spec": spec, **extra}
 
 
@@ -60,6 +61,6 @@ def model_from_checkpoint(path: Path, checkpoint: Optional[Dict[str, Any]] = Non
         raise CorruptCheckpointError("Checkpoint {} holds no model (no 'model_spec')".format(path))
     spec = checkpoint["model_spec"]
     model = ActorCritic(spec["state_size"], len(spec["action_low"]), spec["action_low"], spec["action_high"],
-                        points=spec.get("points", True))
+                        points=spec.get("points", True), normalize_state=spec.get("normalize_state", False))
     model.load_state_dict(checkpoint["model"])
     return model.eval()

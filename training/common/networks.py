@@ -7,9 +7,13 @@ critic's a value. Output layers start near zero (weights x0.01, zero bias).
 The PointNet is shared: both losses back-propagate into it, and the critic's optimiser steps it
 while the actor's does not (see `actor_parameters`), as in ManiSkill2-Learn.
 Without points (`points=False`: a learned teacher on the simulator's state) the same heads read the state alone.
+With `normalize_state` the heads read the state standardised by running statistics the model keeps (its
+buffers, so checkpoints and exports carry them); PPO updates them once per iteration
+(`update_state_normalization`).
 """
 from typing import Iterator, List, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,11 +69,20 @@ def mlp_head(in_features: int, out_features: int, hidden: Sequence[int] = (256, 
 
 class ActorCritic(nn.Module):
     """Shared PointNet + state -> Gaussian policy (tanh-scaled mean) and value. `points=False`: no PointNet, the
-    heads read the state alone (its `inputs` are then (B, 0) arrays: nothing besides the state)."""
+    heads read the state alone (its `inputs` are then (B, 0) arrays: nothing besides the state).
+    `normalize_state`: the state is standardised (running mean and variance, clipped to +-`STATE_CLIP`) first."""
+
+    STATE_CLIP = 10.0
 
     def __init__(self, state_size: int, action_size: int, action_low: Sequence[float],
-                 action_high: Sequence[float], log_std_init: float = -1.0, points: bool = True) -> None:
+                 action_high: Sequence[float], log_std_init: float = -1.0, points: bool = True,
+                 normalize_state: bool = False) -> None:
         super().__init__()
+        self.normalize_state = normalize_state
+        if normalize_state:  # identity until the first update
+            self.register_buffer("state_mean", torch.zeros(state_size))
+            self.register_buffer("state_var", torch.ones(state_size))
+            self.register_buffer("state_count", torch.zeros(()))
         self.pointnet = PointNet() if points else None
         features = (self.pointnet.out_features if points else 0) + state_size
         self.actor = mlp_head(features, action_size)
@@ -84,11 +97,33 @@ class ActorCritic(nn.Module):
         """PointNet feature and state, concatenated. `inputs`: points (B, N, 6), or (B, F) features the
         PointNet already pooled (a frozen encoder's, `EnvWorkers.set_encoder`), used as they are; (B, 0) without points.
         `pointnet_grad=False`: the PointNet is a fixed feature extractor, no gradient and no backward cost."""
+        if self.normalize_state:
+            state = ((state - self.state_mean) / torch.sqrt(self.state_var + 1e-8)).clamp(-self.STATE_CLIP,
+                                                                                         self.STATE_CLIP)
         if inputs.dim() == 2:
             return torch.cat([inputs, state], dim=-1)
         with torch.set_grad_enabled(pointnet_grad and torch.is_grad_enabled()):
             pooled = self.pointnet(inputs)
         return torch.cat([pooled, state], dim=-1)
+
+    def update_state_normalization(self, states: np.ndarray) -> None:
+        """Fold a batch of states (N, state_size) into the running mean and variance (parallel-variance update)."""
+        batch = torch.as_tensor(states, dtype=torch.float64).reshape(-1, self.state_mean.numel())
+        n, count = batch.shape[0], self.state_count.double()
+        if n == 0:
+            return
+        mean, var = self.state_mean.double(), self.state_var.double()
+        batch_mean, batch_var = batch.mean(0), batch.var(0, unbiased=False)
+        total = count + n
+        delta = batch_mean - mean
+        if count == 0:  # the first batch replaces the identity
+            mean, var = batch_mean, batch_var
+        else:
+            mean = mean + delta * n / total
+            var = (var * count + batch_var * n + delta ** 2 * count * n / total) / total
+        self.state_mean.copy_(mean)
+        self.state_var.copy_(var)
+        self.state_count.fill_(float(total))
 
     def mean_action(self, features: torch.Tensor) -> torch.Tensor:
         return self.action_center + self.action_scale * torch.tanh(self.actor(features))
