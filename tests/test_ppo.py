@@ -9,7 +9,8 @@ import torch
 from training.common.checkpoints import (CorruptCheckpointError, load_checkpoint, model_checkpoint, model_from_checkpoint,
                                   save_checkpoint)
 from training.common.networks import ActorCritic
-from training.algorithms.ppo import PPO, PPOConfig, RunningMeanStd, clipped_policy_loss, compute_gae
+from training.algorithms.ppo import PPO, PPOConfig, clipped_policy_loss, compute_gae
+from training.common.running_stats import RunningMeanStd
 from training.common.vec_env import Step
 from training.common.run_dir import RunDirectory, RunDirectoryError
 from training.algorithms.two_stage import RunConfig, TwoStageRun

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from training.common.threads import torch_threads
 from training.common.networks import ActorCritic
+from training.common.running_stats import RunningMeanStd
 from training.common.vec_env import EnvWorkers, Step
 
 
@@ -36,26 +37,6 @@ class PPOConfig:
     # untrained, and the critic's gradient would rewrite the features its actor relies on). The env workers
     # then encode the clouds (`EnvWorkers.set_encoder`) and PPO's epochs train the heads on those features.
     train_pointnet: bool = True
-
-
-class RunningMeanStd:
-    """Running mean and variance (parallel-variance update)."""
-
-    def __init__(self) -> None:
-        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
-
-    def update(self, values: np.ndarray) -> None:
-        batch_mean, batch_var, n = float(np.mean(values)), float(np.var(values)), values.size
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean += delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
-        self.count = total
-
-    def state_dict(self) -> Dict[str, float]:
-        return {"mean": self.mean, "var": self.var, "count": self.count}
-
-    def load_state_dict(self, state: Dict[str, float]) -> None:
-        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
 
 
 def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.common.running_stats import combine_moments
+
 
 class PointNet(nn.Module):
     """Per-point shared MLP with LayerNorm, then max-pool over points: (B, N, C) -> (B, 512).
@@ -108,22 +110,14 @@ class ActorCritic(nn.Module):
 
     def update_state_normalization(self, states: np.ndarray) -> None:
         """Fold a batch of states (N, state_size) into the running mean and variance (parallel-variance update)."""
-        batch = torch.as_tensor(states, dtype=torch.float64).reshape(-1, self.state_mean.numel())
-        n, count = batch.shape[0], self.state_count.double()
-        if n == 0:
+        batch = np.asarray(states, dtype=np.float64).reshape(-1, self.state_mean.numel())
+        if len(batch) == 0:
             return
-        mean, var = self.state_mean.double(), self.state_var.double()
-        batch_mean, batch_var = batch.mean(0), batch.var(0, unbiased=False)
-        total = count + n
-        delta = batch_mean - mean
-        if count == 0:  # the first batch replaces the identity
-            mean, var = batch_mean, batch_var
-        else:
-            mean = mean + delta * n / total
-            var = (var * count + batch_var * n + delta ** 2 * count * n / total) / total
-        self.state_mean.copy_(mean)
-        self.state_var.copy_(var)
-        self.state_count.fill_(float(total))
+        mean, var, count = combine_moments(self.state_mean.double().numpy(), self.state_var.double().numpy(),
+                                           self.state_count.item(), batch.mean(0), batch.var(0), len(batch))
+        self.state_mean.copy_(torch.from_numpy(mean))
+        self.state_var.copy_(torch.from_numpy(var))
+        self.state_count.fill_(count)
 
     def mean_action(self, features: torch.Tensor) -> torch.Tensor:
         return self.action_center + self.action_scale * torch.tanh(self.actor(features))
