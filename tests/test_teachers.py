@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from synthetic_assets import use_assets, write_egad, write_ycb
 from training.algorithms import teacher as teacher_settings
 from training.algorithms.ppo import PPO
+from training.algorithms.two_stage import RunConfig
 from training.cli import app
 from training.common.checkpoints import model_checkpoint, model_from_checkpoint, save_checkpoint
 from training.common.networks import ActorCritic
@@ -100,6 +101,8 @@ def test_teacher_options_default_to_the_teacher_settings() -> None:
     assert config.eval_every == teacher_settings.EVAL_EVERY
     assert config.normalize_state == teacher_settings.NORMALIZE_STATE
     assert teacher_settings.teacher_config("LiftCube-v0", normalize_state=True).normalize_state
+    with pytest.raises(ValueError, match="state policies"):
+        RunConfig("LiftCube-v0", normalize_state=True)  # a point-cloud run: its export would drop the statistics
     assert config.obs_mode == "state" and config.ppo == ppo and config.ppo is not ppo
     assert not config.success_ends_episode  # a terminal success pays less than hovering just short of it
 

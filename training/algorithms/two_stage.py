@@ -67,6 +67,9 @@ class RunConfig:
         if self.eval_every < 1:
             raise ValueError("eval_every must be at least 1 (evaluate after every N-th iteration), not {}".format(
                 self.eval_every))
+        if self.normalize_state and self.obs_mode != "state":
+            raise ValueError("normalize_state is for state policies (learned teachers, obs_mode 'state'): the exported "
+                             "point-cloud runtime does not standardise its state")
 
     def env_kwargs(self) -> Dict:
         limit = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
