@@ -7,9 +7,9 @@ critic's a value. Output layers start near zero (weights x0.01, zero bias).
 The PointNet is shared: both losses back-propagate into it, and the critic's optimiser steps it
 while the actor's does not (see `actor_parameters`), as in ManiSkill2-Learn.
 Without points (`points=False`: a learned teacher on the simulator's state) the same heads read the state alone.
-With `normalize_state` the heads read the state standardised by running statistics the model keeps (its
-buffers, so checkpoints and exports carry them); PPO updates them once per iteration
-(`update_state_normalization`).
+With `normalize_state` (state policies only: `RunConfig` refuses it for point-cloud runs, whose ONNX runtime would
+not standardise) the heads read the state standardised by running statistics the model keeps (its buffers, so
+checkpoints carry them); PPO updates them once per iteration (`update_state_normalization`).
 """
 from typing import Iterator, List, Sequence, Tuple
 
