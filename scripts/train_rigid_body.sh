@@ -15,7 +15,8 @@
 #
 # Default tasks: PickCube-v0 LiftCube-v0 StackCube-v0 PegInsertionSide-v0 PlugCharger-v0.
 # Re-running resumes every step: finished distillation rounds, PPO and teacher iterations are kept, as are the
-# expert's and the teacher's measurements and a trained slot reader. EVAL_WORKERS=N splits the official evaluation
+# expert's and the teacher's measurements (the teacher's measured again if its run chose another checkpoint) and a
+# trained slot reader. EVAL_WORKERS=N splits the official evaluation
 # (scripts/evaluate.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +27,9 @@ bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 ms2agent() { "$ROOT/.venv/bin/ms2agent" "$@"; }
 json_field() { "$ROOT/.venv/bin/python" -c "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+measured_checkpoint() {  # FILE: the checkpoint an `ms2agent evaluate` output names; nothing without the file
+  [ ! -f "$1" ] || "$ROOT/.venv/bin/python" -c "import json, sys; print(json.load(open(sys.argv[1])).get('checkpoint', ''))" "$1"
+}
 
 expert() {  # ENV_ID: the privileged expert's success on 100 state-observation episodes (runs/ENV_ID/expert.json)
   echo "== $1: expert"
@@ -101,9 +105,11 @@ recipe_with_teacher() {  # ENV_ID: a rigid-body task without a scripted expert. 
   local env_id=$1
   echo "== $env_id: learned teacher (PPO on the simulator's state)"
   ms2agent teacher "$env_id" --resume
-  if [ ! -f "runs/$env_id/teacher.json" ]; then  # its success on 100 full-length selection episodes
-    ms2agent evaluate "$env_id" "$(json_field "runs/$env_id/teacher/result.json" checkpoint)" --episodes 100 \
-      > "runs/$env_id/teacher.json.tmp"
+  local teacher
+  teacher=$(json_field "runs/$env_id/teacher/result.json" checkpoint)
+  # its success on 100 full-length selection episodes, measured again when the run has chosen another checkpoint
+  if [ "$(measured_checkpoint "runs/$env_id/teacher.json")" != "$teacher" ]; then
+    ms2agent evaluate "$env_id" "$teacher" --episodes 100 > "runs/$env_id/teacher.json.tmp"
     mv "runs/$env_id/teacher.json.tmp" "runs/$env_id/teacher.json"
   fi
   cat "runs/$env_id/teacher.json"

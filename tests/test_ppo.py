@@ -377,3 +377,25 @@ def test_a_run_evaluating_every_third_iteration_records_those_and_the_last(tmp_p
     assert progress["env_steps"] == 7 * RunConfig("PickCube-v0").ppo.samples_per_iteration
     with pytest.raises(ValueError, match="eval_every"):
         RunConfig("PickCube-v0", eval_every=0)
+
+
+def test_every_evaluation_rewrites_result_json_with_the_choice_so_far(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stopped between evaluations (a session's end) leaves result.json naming its best evaluated
+    checkpoint, which `distill --teacher RUN_DIR` then uses, not the choice of an earlier, shorter finish."""
+    import training.algorithms.two_stage as two_stage
+
+    scores = iter([(0.5, 10.0), (0.75, 5.0), (0.25, 50.0)])
+    monkeypatch.setattr(two_stage, "evaluate", lambda actor, workers, episodes: dict(
+        zip(("success", "mean_return"), next(scores))))
+    run = TwoStageRun(tmp_path, RunConfig("PickCube-v0", stage1_iterations=3))
+    ppo = PPO(ActorCritic(5, 3, [-1] * 3, [1] * 3), PPOConfig())
+    progress = {"records": [], "env_steps": 0, "stage": 1, "iteration": 0}
+    chosen = []
+    for iteration in (1, 2, 3):
+        progress.update(iteration=iteration, env_steps=100 * iteration)
+        run._record(ppo, progress, selection=None)
+        chosen.append(json.loads((tmp_path / "result.json").read_text()))
+    assert [result["iteration"] for result in chosen] == [1, 2, 2]
+    assert chosen[-1]["checkpoint"] == str(tmp_path / "checkpoints" / "stage1-0002.pt")
+    assert (tmp_path / "checkpoints" / "stage1-0002.pt").is_file()

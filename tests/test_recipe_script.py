@@ -28,6 +28,13 @@ def recipe_commands(tmp_path: Path, env_id: str) -> List[str]:
     for run, key in (("teacher", "checkpoint"), ("distill", "student"), ("ppo", "checkpoint")):
         (tmp_path / "runs" / env_id / run).mkdir(parents=True)
         (tmp_path / "runs" / env_id / run / "result.json").write_text(json.dumps({key: "{}.pt".format(run)}))
+    return rerun(tmp_path, env_id)
+
+
+def rerun(tmp_path: Path, env_id: str) -> List[str]:
+    """The commands a run of the script in `recipe_commands`'s copy runs now."""
+    log = tmp_path / "commands.log"
+    log.write_text("")
     result = subprocess.run(["bash", str(tmp_path / "scripts" / "train_rigid_body.sh"), env_id], cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -44,6 +51,15 @@ def test_a_task_without_a_scripted_expert_trains_a_learned_teacher_first(tmp_pat
     assert commands[3] == "ms2agent distill PickSingleEGAD-v0 --teacher runs/PickSingleEGAD-v0/teacher"
     assert "--init-from distill.pt" in commands[4] and commands[5].startswith("ms2agent export PickSingleEGAD-v0 ppo.pt")
     assert (tmp_path / "runs" / "PickSingleEGAD-v0" / "teacher.json").exists()
+
+
+def test_the_teacher_is_measured_again_only_when_its_run_chose_another_checkpoint(tmp_path: Path) -> None:
+    recipe_commands(tmp_path, "PickSingleEGAD-v0")
+    run = tmp_path / "runs" / "PickSingleEGAD-v0"
+    (run / "teacher.json").write_text(json.dumps({"checkpoint": "teacher.pt", "success": 0.5}))
+    assert not any(command.startswith("ms2agent evaluate") for command in rerun(tmp_path, "PickSingleEGAD-v0"))
+    (run / "teacher" / "result.json").write_text(json.dumps({"checkpoint": "better.pt"}))  # continued, chose anew
+    assert "ms2agent evaluate PickSingleEGAD-v0 better.pt --episodes 100" in rerun(tmp_path, "PickSingleEGAD-v0")
 
 
 def test_a_task_with_a_scripted_expert_keeps_its_recipe(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ iteration (`eval_every`: after every N-th and the stage's last); a run initialis
 e.g. a distilled student) evaluates and checkpoints that policy first, as stage-1 iteration 0, so it competes in the
 selection. Stage 2 resumes from the highest-scoring stage-1 checkpoint (ties: higher mean return, then earlier) with
 batch size x0.9 and samples per iteration x0.875, and tracks its own best. The run's result is the best stage-2
-checkpoint if it beats the stage-1 best, else the stage-1 best (`result.json` records which).
+checkpoint if it beats the stage-1 best, else the stage-1 best (`result.json` records which; it is rewritten after
+every evaluation, so a stopped run names its choice so far).
 
 With `obs_mode="state"` the run trains on the simulator's state with a policy without PointNet: a learned teacher
 (`training.algorithms.teacher`).
@@ -211,8 +212,9 @@ class TwoStageRun:
         bar.close()
 
     def _record(self, ppo: PPO, progress: Dict, selection: EnvWorkers, **extra: float) -> Dict:
-        """Evaluate the current policy on the selection seeds, then append its record to `progress` and
-        checkpoint it as `progress`'s stage and iteration."""
+        """Evaluate the current policy on the selection seeds, then append its record to `progress`, checkpoint
+        it as `progress`'s stage and iteration, and rewrite result.json with the run's choice so far (a run stopped
+        between evaluations names its best evaluated checkpoint, not an earlier finish's)."""
         started = time.time()
         metrics = evaluate(torch_actor(ppo.model), selection, self.config.eval_episodes)
         record = {"stage": progress["stage"], "iteration": progress["iteration"], "env_steps": progress["env_steps"],
@@ -223,6 +225,7 @@ class TwoStageRun:
                                          config=asdict(self.config), rng=rng, record=record),
                         self.directory.checkpoint_path(record))
         self.directory.write_metrics(progress["records"], step_key="env_steps")
+        self.directory.write_result(final_choice(progress["records"]))
         return record
 
 

@@ -38,9 +38,9 @@ def privileged_state(env: gym.Env) -> np.ndarray:
 
 
 def teacher_checkpoint(path: Union[str, Path], env_id: str) -> Path:
-    """The checkpoint a teacher path names (a checkpoint, or a teacher run's directory: its result.json's choice),
-    checked to hold a state policy trained on `env_id`; `TeacherError` (or FileNotFoundError /
-    CorruptCheckpointError for an unreadable file) otherwise, before any simulator starts."""
+    """The checkpoint a teacher path names (a checkpoint, or a teacher run's directory: its result.json's choice,
+    the best checkpoint it has evaluated so far), checked to hold a state policy trained on `env_id`; `TeacherError`
+    (or FileNotFoundError / CorruptCheckpointError for an unreadable file) otherwise, before any simulator starts."""
     return loaded_teacher(path, env_id)[0]
 
 
@@ -50,8 +50,8 @@ def loaded_teacher(path: Union[str, Path], env_id: str) -> Tuple[Path, Dict[str,
     if path.is_dir():
         result = path / "result.json"
         if not result.is_file():
-            raise TeacherError("{} holds no result.json: pass a teacher checkpoint (.pt) or a finished `ms2agent "
-                               "teacher {}` run's directory".format(path, env_id))
+            raise TeacherError("{} holds no result.json: pass a teacher checkpoint (.pt) or the directory of an "
+                               "`ms2agent teacher {}` run that has evaluated a checkpoint".format(path, env_id))
         path = Path(json.loads(result.read_text())["checkpoint"])
     checkpoint = load_checkpoint(path)
     train_one = "train one with `ms2agent teacher {0}` and pass --teacher runs/{0}/teacher".format(env_id)
