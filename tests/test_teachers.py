@@ -19,6 +19,7 @@ from training.algorithms.two_stage import RunConfig
 from training.cli import app
 from training.common.checkpoints import model_checkpoint, model_from_checkpoint, save_checkpoint
 from training.common.networks import ActorCritic
+from training.experts.teacher import TeacherError
 
 
 def state_teacher(state_size: int = 9) -> ActorCritic:
@@ -169,6 +170,22 @@ def test_a_teacher_of_another_task_or_observation_mode_is_refused_naming_the_fix
     assert "{} is a point-cloud policy, not a learned teacher".format(point_cloud) in output and fix in output
     output = invoke(monkeypatch, command, "LiftCube-v0", *student, "--teacher", str(tmp_path))
     assert "{} holds no result.json".format(tmp_path) in output
+
+
+def test_a_teacher_starts_from_a_teacher_of_its_task_and_nothing_else(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    own = save_teacher(tmp_path / "lift.pt", "LiftCube-v0")
+    config = teacher_settings.teacher_config("LiftCube-v0", init_from=str(own), init_log_std=-2.0)
+    assert (config.init_from, config.init_log_std, config.obs_mode) == (str(own), -2.0, "state")
+    with pytest.raises(TeacherError, match="pass both"):
+        teacher_settings.teacher_config("LiftCube-v0", init_log_std=-2.0)
+    point_cloud = save_teacher(tmp_path / "student-round3.pt", "LiftCube-v0", obs_mode=None, points=True)
+    output = invoke(monkeypatch, "teacher", "LiftCube-v0", "--init-from", str(point_cloud))
+    assert "{} is a point-cloud policy, not a learned teacher".format(point_cloud) in output
+    output = invoke(monkeypatch, "teacher", "LiftCube-v0", "--init-from", str(save_teacher(tmp_path / "pick.pt",
+                                                                                             "PickCube-v0")))
+    assert "is a teacher for PickCube-v0, not LiftCube-v0" in output
+    assert "no-such.pt" in invoke(monkeypatch, "teacher", "LiftCube-v0", "--init-from", str(tmp_path / "no-such.pt"))
 
 
 def test_a_teacher_run_directory_names_its_chosen_checkpoint(tmp_path: Path) -> None:

@@ -347,6 +347,10 @@ def teacher(env_id: str = ENV_ID,
             normalize_state: bool = typer.Option(teacher_settings.NORMALIZE_STATE, help="the policy reads the "
                                                  "state standardised by running statistics (mean and variance of "
                                                  "every entry, updated after each iteration)"),
+            init_from: Optional[Path] = typer.Option(None, help="start from this teacher checkpoint of ENV_ID (a new "
+                                                     "run, e.g. to go on with other settings; evaluated first)"),
+            init_log_std: Optional[float] = typer.Option(None, help="exploration log-std after --init-from (default: "
+                                                         "the checkpoint's)"),
             workers: Optional[int] = WORKERS, seed: int = typer.Option(RunConfig.seed, help="random seed"),
             backend: str = BACKEND, address: Optional[str] = ADDRESS, worker_timeout: float = WORKER_TIMEOUT,
             worker_restarts: int = WORKER_RESTARTS) -> None:
@@ -355,6 +359,7 @@ def teacher(env_id: str = ENV_ID,
     from dataclasses import replace
 
     from training.algorithms.teacher import train_teacher
+    from training.common.checkpoints import CorruptCheckpointError
     from training.experts.teacher import TeacherError
 
     try:
@@ -365,8 +370,12 @@ def teacher(env_id: str = ENV_ID,
     chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     ppo = replace(teacher_settings.PPO_SETTINGS, samples_per_iteration=samples_per_iteration, batch_size=batch_size,
                   epochs=epochs, lr=lr, gamma=gamma, target_kl=target_kl, entropy_coef=entropy_coef)
-    config = teacher_settings.teacher_config(env_id, ppo, iterations, eval_episodes, eval_every, max_episode_steps,
-                                             workers or os.cpu_count() or 1, seed, chosen_backend, normalize_state)
+    try:
+        config = teacher_settings.teacher_config(env_id, ppo, iterations, eval_episodes, eval_every, max_episode_steps,
+                                                 workers or os.cpu_count() or 1, seed, chosen_backend, normalize_state,
+                                                 optional_str(init_from), init_log_std)
+    except (TeacherError, FileNotFoundError, CorruptCheckpointError) as error:
+        raise typer.BadParameter(str(error), param_hint="--init-from") from None
     try:
         result = train_teacher(run_dir or RUNS / env_id / "teacher", config, resume=resume, force=force)
     except RunDirectoryError as error:

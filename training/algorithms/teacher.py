@@ -18,7 +18,7 @@ from training.algorithms.ppo import PPOConfig
 from training.algorithms.two_stage import RunConfig, TwoStageRun
 from training.common.threads import torch_threads
 from training.common.vec_env import Backend
-from training.experts.teacher import TeacherError
+from training.experts.teacher import TeacherError, teacher_checkpoint
 
 PPO_SETTINGS = PPOConfig(gamma=0.85, epochs=15, batch_size=400, samples_per_iteration=3200, target_kl=0.05,
                          critic_warmup_epochs=0)
@@ -43,15 +43,23 @@ def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int =
                    eval_episodes: int = EVAL_EPISODES, eval_every: int = EVAL_EVERY,
                    max_episode_steps: Optional[int] = MAX_EPISODE_STEPS,
                    n_workers: int = RunConfig.n_workers, seed: int = RunConfig.seed,
-                   backend: Optional[Backend] = None, normalize_state: bool = NORMALIZE_STATE) -> RunConfig:
-    """The run config of a teacher for `env_id` (checked with `check_teacher_task`)."""
+                   backend: Optional[Backend] = None, normalize_state: bool = NORMALIZE_STATE,
+                   init_from: Optional[str] = None, init_log_std: Optional[float] = None) -> RunConfig:
+    """The run config of a teacher for `env_id` (checked with `check_teacher_task`). `init_from`: a teacher
+    checkpoint of `env_id` to start from (checked with `teacher_checkpoint`: a point-cloud policy or another task's
+    teacher is refused), e.g. to continue a teacher with other settings in a new run; `init_log_std` then resets its
+    exploration noise."""
     check_teacher_task(env_id)
     if not ppo.train_pointnet:
         raise TeacherError("a teacher has no PointNet to freeze")
+    if init_from is not None:
+        teacher_checkpoint(init_from, env_id)
+    elif init_log_std is not None:
+        raise TeacherError("--init-log-std resets the noise of the policy --init-from names: pass both")
     return RunConfig(env_id, replace(ppo), stage1_iterations=iterations, stage2_iterations=0, n_workers=n_workers,
                      eval_episodes=eval_episodes, eval_every=eval_every, seed=seed, max_episode_steps=max_episode_steps,
                      backend=backend or Backend(), obs_mode="state", success_ends_episode=False,
-                     normalize_state=normalize_state)
+                     normalize_state=normalize_state, init_from=init_from, init_log_std=init_log_std)
 
 
 def train_teacher(run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> Dict:
