@@ -6,8 +6,9 @@ and whose policy is the actor-critic without a PointNet (MLP heads on the state)
 ManiSkill2's state-PPO example (stable-baselines3 on LiftCube: 3,200 samples per iteration, batch 400, 15 epochs,
 gamma 0.85, target KL 0.05, 100-step episodes) and, like it, its training episodes run on after success
 (`RunConfig.success_ends_episode`): ManiSkill2's dense rewards pay a success that ends the episode less than staying
-just short of it, which a teacher otherwise learns to do. The finished run's `result.json` names the teacher
-(`--teacher runs/ENV_ID/teacher` of `distill` and `diagnose`; `training.experts.teacher` labels with it).
+just short of it, which a teacher otherwise learns to do. The run's `result.json` (rewritten after every
+evaluation) names the teacher (`--teacher runs/ENV_ID/teacher` of `distill` and `diagnose`;
+`training.experts.teacher` labels with it).
 """
 from dataclasses import replace
 from pathlib import Path
