@@ -23,6 +23,7 @@ from training.algorithms.demos import read_demo, save_episode, write_source
 from training.cli import bc
 from training.experts import record_demos
 from training.common.networks import ActorCritic
+from training.common.run_dir import RunDirectory
 
 APP = typer.Typer()
 APP.command()(bc)
@@ -146,6 +147,38 @@ def test_converted_soft_body_demo_trains_without_simulator_and_resumes_exactly(t
     assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in result]
     with (run_dir / "metrics.csv").open() as file:
         assert len(list(csv.DictReader(file))) == 4
+
+
+class Stopped(Exception):
+    """Stands for a session's end in the middle of a run."""
+
+
+@no_cuda
+def test_a_stopped_bc_run_leaves_result_json_naming_its_best_evaluation_so_far(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As PPO and teacher runs do: a BC run killed between evaluations has a result.json with its choice so
+    far, not none (or an earlier finish's)."""
+    import training.algorithms.bc as bc_module
+
+    demo, run_dir = converted_soft_demo(tmp_path)
+    errors = iter([0.5, 0.2, 0.3])
+
+    def validation_mse(*args: object) -> float:
+        for error in errors:
+            return error
+        raise Stopped
+
+    monkeypatch.setattr(bc_module, "validation_mse", validation_mse)
+    chosen, write_result = [], RunDirectory.write_result
+    monkeypatch.setattr(RunDirectory, "write_result", lambda self, best, **extra: chosen.append(
+        write_result(self, best, **extra)))
+    with pytest.raises(Stopped):
+        ms2agent_bc("Excavate-v0", demo, "--run-dir", run_dir, "--eval-episodes", "0", *TINY)
+    assert [(result["stage"], result["iteration"]) for result in chosen] == [(1, 1), (1, 2), (1, 2)]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert (result["stage"], result["iteration"], result["val_mse"]) == (1, 2, 0.2)
+    assert result["selected_by"] == "validation MSE on 1 held-out trajectories"
+    assert result["checkpoint"] == str(run_dir / "checkpoints" / "stage1-0002.pt")
 
 
 @pytest.mark.sim

@@ -188,6 +188,8 @@ class BCRun:
         validation = load_converted(self.cache_dir, validation_episodes) if validation_episodes else None
         print("{} training samples from {} trajectories, {} held out".format(
             len(train["label"]), len(train_episodes), len(validation_episodes)), flush=True)
+        self.selected_by = ("success on {} selection episodes".format(c.eval_episodes) if c.eval_episodes
+                            else "validation MSE on {} held-out trajectories".format(len(validation_episodes)))
 
         torch.manual_seed(c.seed)
         low, high = source["action_low"], source["action_high"]
@@ -219,15 +221,13 @@ class BCRun:
         finally:
             if selection is not None:
                 selection.close()
-        return self.directory.write_result(
-            final_choice(progress["records"]),
-            selected_by=("success on {} selection episodes".format(c.eval_episodes) if c.eval_episodes
-                         else "validation MSE on {} held-out trajectories".format(len(validation_episodes))))
+        return self.directory.write_result(final_choice(progress["records"]), selected_by=self.selected_by)
 
     def _train_step(self, net: OnDevice, optimizer: torch.optim.Optimizer, rng: np.random.Generator,
                     progress: Dict[str, Any], train: Dict[str, np.ndarray],
                     validation: Optional[Dict[str, np.ndarray]], selection: Optional[EnvWorkers]) -> None:
-        """`eval_every` updates (fewer at the end of a stage), then evaluate and checkpoint."""
+        """`eval_every` updates (fewer at the end of a stage), then evaluate, checkpoint, and rewrite metrics and
+        result.json (`RunDirectory.write_progress`)."""
         c, stage = self.config, progress["stage"]
         started = time.time()
         updates = min(c.eval_every, c.stage_updates(stage) - progress["updates"])
@@ -245,7 +245,7 @@ class BCRun:
         save_checkpoint(model_checkpoint(net.model, optimizer=optimizer.state_dict(), progress=progress,
                                          config=asdict(c), rng=rng.bit_generator.state, record=record),
                         self.directory.checkpoint_path(record))
-        self.directory.write_metrics(progress["records"], step_key="updates")
+        self.directory.write_progress(progress["records"], step_key="updates", selected_by=self.selected_by)
         print("stage {stage} update {updates}: train loss {train_loss:.5f}, validation MSE {val_mse}, "
               "success {success}".format(**record), flush=True)
 

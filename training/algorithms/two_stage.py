@@ -213,8 +213,7 @@ class TwoStageRun:
 
     def _record(self, ppo: PPO, progress: Dict, selection: EnvWorkers, **extra: float) -> Dict:
         """Evaluate the current policy on the selection seeds, then append its record to `progress`, checkpoint
-        it as `progress`'s stage and iteration, and rewrite result.json with the run's choice so far (a run stopped
-        between evaluations names its best evaluated checkpoint, not an earlier finish's)."""
+        it as `progress`'s stage and iteration, and rewrite metrics and result.json (`RunDirectory.write_progress`)."""
         started = time.time()
         metrics = evaluate(torch_actor(ppo.model), selection, self.config.eval_episodes)
         record = {"stage": progress["stage"], "iteration": progress["iteration"], "env_steps": progress["env_steps"],
@@ -224,8 +223,7 @@ class TwoStageRun:
         save_checkpoint(model_checkpoint(ppo.model, ppo=ppo.state_dict(), progress=progress,
                                          config=asdict(self.config), rng=rng, record=record),
                         self.directory.checkpoint_path(record))
-        self.directory.write_metrics(progress["records"], step_key="env_steps")
-        self.directory.write_result(final_choice(progress["records"]))
+        self.directory.write_progress(progress["records"], step_key="env_steps")
         return record
 
 

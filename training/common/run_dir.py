@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from training.common.selection import final_choice
+
 
 class RunDirectoryError(RuntimeError):
     pass
@@ -78,3 +80,10 @@ class RunDirectory:
                   **extra}
         (self.path / "result.json").write_text(json.dumps(result, indent=2))
         return result
+
+    def write_progress(self, records: List[Dict[str, Any]], step_key: str, **extra: Any) -> Dict[str, Any]:
+        """After each evaluation: `write_metrics`, then result.json with the run's choice so far
+        (`final_choice`), so a run stopped between evaluations names its best evaluated checkpoint, not an
+        earlier finish's. Returns result.json's content."""
+        self.write_metrics(records, step_key)
+        return self.write_result(final_choice(records), **extra)
