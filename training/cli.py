@@ -351,6 +351,8 @@ def teacher(env_id: str = ENV_ID,
                                                      "run, e.g. to go on with other settings; evaluated first)"),
             init_log_std: Optional[float] = typer.Option(None, help="exploration log-std after --init-from (default: "
                                                          "the checkpoint's)"),
+            reward: str = typer.Option(teacher_settings.REWARD, help="dense: the task's own dense reward; staged: "
+                                       "stages that each pay more than the last (StackCube-v0; docs/training.md)"),
             workers: Optional[int] = WORKERS, seed: int = typer.Option(RunConfig.seed, help="random seed"),
             backend: str = BACKEND, address: Optional[str] = ADDRESS, worker_timeout: float = WORKER_TIMEOUT,
             worker_restarts: int = WORKER_RESTARTS) -> None:
@@ -360,6 +362,7 @@ def teacher(env_id: str = ENV_ID,
 
     from training.algorithms.teacher import train_teacher
     from training.common.checkpoints import CorruptCheckpointError
+    from training.common.rewards import check_reward
     from training.experts.teacher import TeacherError
 
     try:
@@ -367,13 +370,17 @@ def teacher(env_id: str = ENV_ID,
     except TeacherError as error:
         raise typer.BadParameter(str(error), param_hint="ENV_ID") from None
     checked_task(env_id, "ppo")
+    try:
+        check_reward(reward, env_id)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--reward") from None
     chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     ppo = replace(teacher_settings.PPO_SETTINGS, samples_per_iteration=samples_per_iteration, batch_size=batch_size,
                   epochs=epochs, lr=lr, gamma=gamma, target_kl=target_kl, entropy_coef=entropy_coef)
     try:
         config = teacher_settings.teacher_config(env_id, ppo, iterations, eval_episodes, eval_every, max_episode_steps,
                                                  workers or os.cpu_count() or 1, seed, chosen_backend, normalize_state,
-                                                 optional_str(init_from), init_log_std)
+                                                 optional_str(init_from), init_log_std, reward)
     except (TeacherError, FileNotFoundError, CorruptCheckpointError) as error:
         raise typer.BadParameter(str(error), param_hint="--init-from") from None
     try:

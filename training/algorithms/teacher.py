@@ -28,6 +28,7 @@ EVAL_EPISODES = 16  # selection episodes per evaluation
 EVAL_EVERY = 4  # evaluate (and checkpoint) after every 4th iteration: 16 failing episodes cost half a collection
 MAX_EPISODE_STEPS = 100  # training and selection episodes
 NORMALIZE_STATE = False  # the policy reads the state as it is (True: standardised by running statistics)
+REWARD = "dense"  # the task's own dense reward ("staged": `training.common.rewards`, where a task defines one)
 
 
 def check_teacher_task(env_id: str) -> None:
@@ -45,11 +46,13 @@ def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int =
                    max_episode_steps: Optional[int] = MAX_EPISODE_STEPS,
                    n_workers: int = RunConfig.n_workers, seed: int = RunConfig.seed,
                    backend: Optional[Backend] = None, normalize_state: bool = NORMALIZE_STATE,
-                   init_from: Optional[str] = None, init_log_std: Optional[float] = None) -> RunConfig:
+                   init_from: Optional[str] = None, init_log_std: Optional[float] = None,
+                   reward: str = REWARD) -> RunConfig:
     """The run config of a teacher for `env_id` (checked with `check_teacher_task`). `init_from`: a teacher
     checkpoint of `env_id` to start from (checked with `teacher_checkpoint`: a point-cloud policy or another task's
     teacher is refused), e.g. to continue a teacher with other settings in a new run; `init_log_std` then resets its
-    exploration noise."""
+    exploration noise. `reward`: the task's dense reward, or "staged" where `training.common.rewards` defines one
+    (`RunConfig` refuses another)."""
     check_teacher_task(env_id)
     if not ppo.train_pointnet:
         raise TeacherError("a teacher has no PointNet to freeze")
@@ -60,7 +63,7 @@ def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int =
     return RunConfig(env_id, replace(ppo), stage1_iterations=iterations, stage2_iterations=0, n_workers=n_workers,
                      eval_episodes=eval_episodes, eval_every=eval_every, seed=seed, max_episode_steps=max_episode_steps,
                      backend=backend or Backend(), obs_mode="state", success_ends_episode=False,
-                     normalize_state=normalize_state, init_from=init_from, init_log_std=init_log_std)
+                     normalize_state=normalize_state, init_from=init_from, init_log_std=init_log_std, reward=reward)
 
 
 def train_teacher(run_dir: Path, config: RunConfig, resume: bool = False, force: bool = False) -> Dict:

@@ -30,6 +30,7 @@ from training.common.checkpoints import load_checkpoint, model_checkpoint, save_
 from training.common.evaluation import evaluate, torch_actor
 from training.common.networks import ActorCritic
 from training.algorithms.ppo import PPO, PPOConfig
+from training.common.rewards import check_reward
 from training.common.run_dir import RunDirectory, RunDirectoryError
 from training.common.seeds import SELECTION_START, TRAIN_START
 from training.common.selection import final_choice, select_best
@@ -62,6 +63,7 @@ class RunConfig:
     success_ends_episode: bool = True  # False: training episodes run on after success to their time limit
     # (`training.common.envs.SuccessContinues`); selection episodes always end at success, as the evaluator's do
     normalize_state: bool = False  # the policy standardises its state by running statistics (`ActorCritic`)
+    reward: str = "dense"  # training and selection rewards: the task's dense reward or "staged" (`common.rewards`)
 
     def __post_init__(self) -> None:
         self.backend = backend_from(self.backend)  # a stored config holds its dict
@@ -71,11 +73,12 @@ class RunConfig:
         if self.normalize_state and self.obs_mode != "state":
             raise ValueError("normalize_state is for state policies (learned teachers, obs_mode 'state'): the exported "
                              "point-cloud runtime does not standardise its state")
+        check_reward(self.reward, self.env_id)
 
     def env_kwargs(self) -> Dict:
         limit = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
         return {"slot_reader": self.slot_reader, "held_fit": self.held_fit, "backend": self.backend,
-                "obs_mode": self.obs_mode, **limit}
+                "obs_mode": self.obs_mode, "reward": self.reward, **limit}
 
     def stage_ppo(self, stage: int) -> PPOConfig:
         """PPO settings of a stage: stage 2 scales batch size and samples per iteration."""

@@ -7,6 +7,7 @@ import gymnasium as gym
 
 from agent.registry import TaskSpec
 from agent.vulkan_fallback import activate, unavailable
+from training.common.rewards import StagedReward, check_reward
 
 
 class SuccessContinues(gym.Wrapper):
@@ -20,13 +21,16 @@ class SuccessContinues(gym.Wrapper):
 
 
 def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_ee_delta_pose",
-             fast_render: Optional[bool] = False, success_ends_episode: bool = True, **kwargs: Any) -> gym.Env:
+             fast_render: Optional[bool] = False, success_ends_episode: bool = True, reward: str = "dense",
+             **kwargs: Any) -> gym.Env:
     """`gym.make` for a ManiSkill2 env, with Vulkan set up first and its failures explained.
 
     `fast_render`: light robot meshes and a one-pass shader (`training.common.fast_render`), for faster point
     clouds on software Vulkan. None: fast exactly when the software-Vulkan fallback is in use.
     `success_ends_episode=False`: episodes run on after success (`SuccessContinues`; training only).
+    `reward`: "dense", the task's own dense reward (with `reward_mode="dense"`), or "staged" (`StagedReward`).
     """
+    check_reward(reward, env_id)
     software = activate()
     import mani_skill2.envs  # noqa: F401  (registers the environments)
 
@@ -41,6 +45,8 @@ def make_env(env_id: str, obs_mode: str = "pointcloud", control_mode: str = "pd_
     try:
         with rendering as env_kwargs:
             env = gym.make(env_id, obs_mode=obs_mode, control_mode=control_mode, **env_kwargs)
+            if reward == "staged":
+                env = StagedReward(env, env_id)
             return env if success_ends_episode else SuccessContinues(env)
     except RuntimeError as error:
         if "vk::" in str(error) or "Vulkan" in str(error) or "rendering device" in str(error):

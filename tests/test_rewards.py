@@ -1,0 +1,62 @@
+"""Staged rewards (`training.common.rewards`): what each stage pays, the checks before any work, and (real
+simulator) the scripted StackCube expert's episode climbing the stages to success."""
+import numpy as np
+import pytest
+
+from test_teachers import invoke
+from training.algorithms import teacher as teacher_settings
+from training.algorithms.two_stage import RunConfig
+from training.common.rewards import STAGES, check_reward, staged_reward
+
+
+def test_every_stage_pays_more_than_any_state_of_an_earlier_one_and_success_most() -> None:
+    n = 3
+    lowest = [staged_reward(n, stage, 0.0, False) for stage in (1, 2, 3)]
+    highest = [staged_reward(n, stage, 1.0, False) for stage in (1, 2, 3)]
+    assert lowest == [2.0, 4.0, 6.0] and highest == [3.0, 5.0, 7.0]
+    assert all(high < low for high, low in zip(highest, lowest[1:]))
+    assert staged_reward(n, 3, 1.0, True) == 8.0 > highest[-1]
+    assert staged_reward(n, 1, 0.0, True) == 8.0  # success pays the same whatever the stage function says
+
+
+def test_unknown_rewards_and_tasks_without_stages_are_refused_naming_the_choices() -> None:
+    check_reward("dense", "LiftCube-v0")
+    check_reward("staged", "StackCube-v0")
+    with pytest.raises(ValueError, match="unknown reward 'sparse'; one of dense, staged"):
+        check_reward("sparse", "StackCube-v0")
+    with pytest.raises(ValueError, match="no staged reward is defined for LiftCube-v0 .only for StackCube-v0.; use "
+                                         "the task's own: reward 'dense'"):
+        RunConfig("LiftCube-v0", reward="staged")
+    assert teacher_settings.teacher_config("StackCube-v0", reward="staged").env_kwargs()["reward"] == "staged"
+    assert RunConfig("StackCube-v0").env_kwargs()["reward"] == "dense"
+
+
+def test_the_teacher_command_refuses_a_staged_reward_for_a_task_without_stages(monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    output = invoke(monkeypatch, "teacher", "LiftCube-v0", "--reward", "staged")
+    assert "--reward" in output and "no staged reward is defined for LiftCube-v0" in output
+
+
+@pytest.mark.sim
+def test_the_scripted_stack_cube_expert_climbs_the_stages_to_success() -> None:
+    """Along a solved episode the stage never falls back, every stage appears, and success pays 2n + 2."""
+    from training.common.envs import make_env
+    from training.experts import make_expert
+
+    n_stages, stage_of = STAGES["StackCube-v0"]
+    env = make_env("StackCube-v0", obs_mode="state", reward_mode="dense", reward="staged")
+    expert = make_expert("StackCube-v0")
+    env.reset(seed=5)
+    expert.reset(env)
+    stages, rewards = [], []
+    for _ in range(200):
+        _, reward, terminated, truncated, info = env.step(expert.act(env))
+        stages.append(stage_of(env.unwrapped)[0])
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    env.close()
+    assert info["success"] and rewards[-1] == 2 * n_stages + 2
+    assert stages[0] == 1 and sorted(set(stages)) == [1, 2, 3] and stages == sorted(stages)
+    climbing = np.array(rewards[:-1])
+    assert np.all(np.floor(climbing / 2) == np.array(stages[:-1]))  # 2k + progress, progress in [0, 1)
