@@ -6,7 +6,7 @@ import pytest
 from test_teachers import invoke
 from training.algorithms import teacher as teacher_settings
 from training.algorithms.two_stage import RunConfig
-from training.common.rewards import STAGES, check_reward, staged_reward
+from training.common.rewards import STAGES, check_reward, staged_reward, tilt
 
 
 def test_every_stage_pays_more_than_any_state_of_an_earlier_one_and_success_most() -> None:
@@ -35,6 +35,16 @@ def test_the_teacher_command_refuses_a_staged_reward_for_a_task_without_stages(m
                                                                                ) -> None:
     output = invoke(monkeypatch, "teacher", "LiftCube-v0", "--reward", "staged")
     assert "--reward" in output and "no staged reward is defined for LiftCube-v0" in output
+
+
+def test_a_cube_resting_on_any_face_is_level_and_a_tipped_one_is_not() -> None:
+    from sapien.core import Pose
+    from transforms3d.euler import euler2quat
+
+    assert tilt(Pose([0, 0, 0.02])) == pytest.approx(0.0, abs=1e-6)
+    assert tilt(Pose([0, 0, 0.02], euler2quat(np.pi / 2, 0, np.pi / 3))) == pytest.approx(0.0, abs=1e-6)
+    assert tilt(Pose([0, 0, 0.02], euler2quat(np.radians(24), 0, 0))) == pytest.approx(np.radians(24))
+    assert tilt(Pose([0, 0, 0.02], euler2quat(np.radians(60), 0, 0))) == pytest.approx(np.radians(30))
 
 
 @pytest.mark.sim

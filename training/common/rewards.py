@@ -20,6 +20,13 @@ def _closeness(distance: float, scale: float = 5.0) -> float:
     return 1.0 - float(np.tanh(scale * distance))
 
 
+def tilt(pose: Any) -> float:
+    """How far (radians) a cube's pose is from resting flat: the angle between the vertical and the cube's axis
+    nearest to it."""
+    rotation = pose.to_transformation_matrix()[:3, :3]
+    return float(np.arccos(min(1.0, np.max(np.abs(rotation[2, :])))))
+
+
 def stack_cube_stage(env: Any) -> Tuple[int, float]:
     """StackCube-v0: (1) reach cube A, (2) carry it to its place on cube B, (3) on B (by the success check's
     geometry), let go and let it rest."""
@@ -33,10 +40,12 @@ def stack_cube_stage(env: Any) -> Tuple[int, float]:
                                         + np.linalg.norm(env.cubeA.angular_velocity)))
         return 3, (released + stillness) / 2
     if env.agent.check_grasp(env.cubeA):
-        # a coarse term pulls from afar, a fine one over the last centimetres: with the coarse one alone, a cube
-        # held 1.5 cm above its place earns within 0.05 of one set on B, and the teacher hovered there
+        # a coarse term pulls from afar, a fine one over the last centimetres (with the coarse one alone, a cube
+        # held 1.5 cm above its place earns within 0.05 of one set on B); and the cube must be level: held 24
+        # degrees askew, its lowest corner meets B while its centre is still 6 mm too high to count as on B
         distance = np.linalg.norm(env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]) - cube_a)
-        return 2, (_closeness(distance) + _closeness(distance, scale=30.0)) / 2
+        closeness = (_closeness(distance) + _closeness(distance, scale=30.0)) / 2
+        return 2, (closeness + _closeness(tilt(env.cubeA.pose), scale=3.0)) / 2
     return 1, _closeness(np.linalg.norm(env.tcp.pose.p - cube_a))
 
 
