@@ -6,7 +6,7 @@ import pytest
 from test_teachers import invoke
 from training.algorithms import teacher as teacher_settings
 from training.algorithms.two_stage import RunConfig
-from training.common.rewards import STAGES, check_reward, staged_reward, tilt
+from training.common.rewards import STAGES, check_reward, level, staged_reward, tilt
 
 
 def test_every_stage_pays_more_than_any_state_of_an_earlier_one_and_success_most() -> None:
@@ -45,6 +45,8 @@ def test_a_cube_resting_on_any_face_is_level_and_a_tipped_one_is_not() -> None:
     assert tilt(Pose([0, 0, 0.02], euler2quat(np.pi / 2, 0, np.pi / 3))) == pytest.approx(0.0, abs=1e-6)
     assert tilt(Pose([0, 0, 0.02], euler2quat(np.radians(24), 0, 0))) == pytest.approx(np.radians(24))
     assert tilt(Pose([0, 0, 0.02], euler2quat(np.radians(60), 0, 0))) == pytest.approx(np.radians(30))
+    assert [level(Pose([0, 0, 0.02], euler2quat(np.radians(degrees), 0, 0))) for degrees in (0, 9, 36, 45)] == \
+        pytest.approx([1.0, 0.8, 0.2, 0.0], abs=1e-3)
 
 
 @pytest.mark.sim

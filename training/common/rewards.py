@@ -27,6 +27,11 @@ def tilt(pose: Any) -> float:
     return float(np.arccos(min(1.0, np.max(np.abs(rotation[2, :])))))
 
 
+def level(pose: Any) -> float:
+    """1 for a cube resting flat, falling linearly with its `tilt` to 0 at 45 degrees (an even pull at any tilt)."""
+    return max(0.0, 1.0 - tilt(pose) / (np.pi / 4))
+
+
 def stack_cube_stage(env: Any) -> Tuple[int, float]:
     """StackCube-v0: (1) reach cube A, (2) carry it to its place on cube B, (3) on B (by the success check's
     geometry), let go and let it rest."""
@@ -45,7 +50,7 @@ def stack_cube_stage(env: Any) -> Tuple[int, float]:
         # degrees askew, its lowest corner meets B while its centre is still 6 mm too high to count as on B
         distance = np.linalg.norm(env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]) - cube_a)
         closeness = (_closeness(distance) + _closeness(distance, scale=30.0)) / 2
-        return 2, (closeness + _closeness(tilt(env.cubeA.pose), scale=3.0)) / 2
+        return 2, (closeness + level(env.cubeA.pose)) / 2
     return 1, _closeness(np.linalg.norm(env.tcp.pose.p - cube_a))
 
 
