@@ -3,9 +3,8 @@
 
 A staged reward splits a task into stages 1..n, each reached when the previous one is done, and pays 2k + p in
 stage k, where the stage's progress p lies in [0, 1], and 2n + 2 on success. Every stage pays more than any state of
-an earlier one, so a policy never gains by staying short of the next stage. ManiSkill2's StackCube-v0 dense reward
-lacks that: a held cube pays as much hovering 1-2 cm above cube B as almost touching it, and the cube counts as on B
-there only within 1.6 cm of B's axis (success allows 3.3 cm).
+an earlier one, so a policy never gains by staying short of the next stage. Why StackCube-v0 has one:
+docs/notes/2026-12-07-stackcube-staged-reward.md.
 """
 from typing import Any, Callable, Dict, Tuple
 
@@ -45,9 +44,8 @@ def stack_cube_stage(env: Any) -> Tuple[int, float]:
                                         + np.linalg.norm(env.cubeA.angular_velocity)))
         return 3, (released + stillness) / 2
     if env.agent.check_grasp(env.cubeA):
-        # a coarse term pulls from afar, a fine one over the last centimetres (with the coarse one alone, a cube
-        # held 1.5 cm above its place earns within 0.05 of one set on B); and the cube must be level: held 24
-        # degrees askew, its lowest corner meets B while its centre is still 6 mm too high to count as on B
+        # a coarse term pulls from afar, a fine one over the last centimetres; and the cube must be level: tipped,
+        # its lowest corner meets B while its centre is still too high to count as on B
         distance = np.linalg.norm(env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]) - cube_a)
         closeness = (_closeness(distance) + _closeness(distance, scale=30.0)) / 2
         return 2, (closeness + level(env.cubeA.pose)) / 2
