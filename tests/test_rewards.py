@@ -63,7 +63,7 @@ def test_the_scripted_stack_cube_expert_climbs_the_stages_to_success() -> None:
     stages, rewards = [], []
     for _ in range(200):
         _, reward, terminated, truncated, info = env.step(expert.act(env))
-        stages.append(stage_of(env.unwrapped)[0])
+        stages.append(stage_of(env.unwrapped, info)[0])
         rewards.append(reward)
         if terminated or truncated:
             break

@@ -31,19 +31,20 @@ def level(pose: Any) -> float:
     return max(0.0, 1.0 - tilt(pose) / (np.pi / 4))
 
 
-def stack_cube_stage(env: Any) -> Tuple[int, float]:
+def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
     """StackCube-v0: (1) reach cube A, (2) carry it to its place on cube B, (3) on B (by the success check's
-    geometry), let go and let it rest."""
+    geometry), let go and let it rest. Whether A is on B and grasped comes from the step's `info` (the env's own
+    evaluation of that step; "is_cubaA_grasped" is ManiSkill2's spelling)."""
     cube_a = env.cubeA.pose.p
-    if env._check_cubeA_on_cubeB():
-        if env.agent.check_grasp(env.cubeA):
+    if info["is_cubeA_on_cubeB"]:
+        if info["is_cubaA_grasped"]:
             released = float(np.sum(env.agent.robot.get_qpos()[-2:]) / (2 * env.agent.robot.get_qlimits()[-1, 1]))
         else:
             released = 1.0
         stillness = 1.0 - float(np.tanh(10 * np.linalg.norm(env.cubeA.velocity)
                                         + np.linalg.norm(env.cubeA.angular_velocity)))
         return 3, (released + stillness) / 2
-    if env.agent.check_grasp(env.cubeA):
+    if info["is_cubaA_grasped"]:
         # a coarse term pulls from afar, a fine one over the last centimetres; and the cube must be level: tipped,
         # its lowest corner meets B while its centre is still too high to count as on B
         distance = np.linalg.norm(env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]) - cube_a)
@@ -52,8 +53,8 @@ def stack_cube_stage(env: Any) -> Tuple[int, float]:
     return 1, _closeness(np.linalg.norm(env.tcp.pose.p - cube_a))
 
 
-# env id -> (number of stages, the current stage and its progress of the unwrapped env)
-STAGES: Dict[str, Tuple[int, Callable[[Any], Tuple[int, float]]]] = {
+# env id -> (number of stages, the current stage and its progress from the unwrapped env and the step's info)
+STAGES: Dict[str, Tuple[int, Callable[[Any, Dict[str, Any]], Tuple[int, float]]]] = {
     "StackCube-v0": (3, stack_cube_stage),
 }
 
@@ -82,6 +83,6 @@ class StagedReward(gym.Wrapper):
 
     def step(self, action: Any) -> Any:
         obs, _, terminated, truncated, info = self.env.step(action)
-        stage, progress = self.stage(self.env.unwrapped)
+        stage, progress = self.stage(self.env.unwrapped, info)
         return obs, staged_reward(self.n_stages, stage, progress, bool(info.get("success", False))), terminated, \
             truncated, info
