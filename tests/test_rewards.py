@@ -6,7 +6,7 @@ import pytest
 from test_teachers import invoke
 from training.algorithms import teacher as teacher_settings
 from training.algorithms.two_stage import RunConfig
-from training.common.rewards import STAGES, check_reward, level, staged_reward, tilt
+from training.common.rewards import CLEARANCE, STAGES, check_reward, level, stack_cube_stage, staged_reward, tilt
 
 
 def test_every_stage_pays_more_than_any_state_of_an_earlier_one_and_success_most() -> None:
@@ -47,6 +47,37 @@ def test_a_cube_resting_on_any_face_is_level_and_a_tipped_one_is_not() -> None:
     assert tilt(Pose([0, 0, 0.02], euler2quat(np.radians(60), 0, 0))) == pytest.approx(np.radians(30))
     assert [level(Pose([0, 0, 0.02], euler2quat(np.radians(degrees), 0, 0))) for degrees in (0, 9, 36, 45)] == \
         pytest.approx([1.0, 0.8, 0.2, 0.0], abs=1e-3)
+
+
+def _carry_progress(offset_from_place: list, tilt_degrees: float = 0.0) -> float:
+    """StackCube's carry-stage progress with cube A grasped at `offset_from_place` (m) from its place on B."""
+    from types import SimpleNamespace
+
+    from sapien.core import Pose
+    from transforms3d.euler import euler2quat
+
+    b = np.array([0.05, -0.1, 0.02])
+    place = b + [0.0, 0.0, 0.04]
+    env = SimpleNamespace(box_half_size=np.full(3, 0.02), cubeB=SimpleNamespace(pose=Pose(b)),
+                          cubeA=SimpleNamespace(pose=Pose(place + offset_from_place,
+                                                          euler2quat(np.radians(tilt_degrees), 0, 0))))
+    stage, progress = stack_cube_stage(env, {"is_cubeA_on_cubeB": False, "is_cubaA_grasped": True})
+    assert stage == 2
+    return progress
+
+
+def test_the_carry_target_rises_above_b_away_from_its_axis_and_is_the_place_over_it() -> None:
+    assert _carry_progress([0.0, 0.0, 0.0]) == pytest.approx(1.0)
+    beside, above = [0.04, 0.0, 0.0], [0.04, 0.0, CLEARANCE]  # at the height of the place (B's side), or above it
+    assert _carry_progress(above) > _carry_progress(beside)
+
+
+def test_a_level_cube_pays_more_near_its_place_and_next_to_nothing_far_from_it() -> None:
+    def gain(offset: list) -> float:
+        return _carry_progress(offset) - _carry_progress(offset, tilt_degrees=45)
+
+    assert gain([0.0, 0.0, 0.0]) == pytest.approx(0.5)
+    assert gain([0.3, 0.0, -0.04]) < 0.05  # on the table 30 cm away: the tilt hardly matters
 
 
 @pytest.mark.sim

@@ -31,6 +31,10 @@ def level(pose: Any) -> float:
     return max(0.0, 1.0 - tilt(pose) / (np.pi / 4))
 
 
+# how high (m) above its place on B StackCube's carry target sits while cube A is this far or farther from B's axis
+CLEARANCE = 0.03
+
+
 def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
     """StackCube-v0: (1) reach cube A, (2) carry it to its place on cube B, (3) on B (by the success check's
     geometry), let go and let it rest. Whether A is on B and grasped comes from the step's `info` (the env's own
@@ -45,11 +49,15 @@ def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
                                         + np.linalg.norm(env.cubeA.angular_velocity)))
         return 3, (released + stillness) / 2
     if info["is_cubaA_grasped"]:
-        # a coarse term pulls from afar, a fine one over the last centimetres; and the cube must be level: tipped,
-        # its lowest corner meets B while its centre is still too high to count as on B
-        distance = np.linalg.norm(env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]) - cube_a)
+        # closeness to a target that starts above the place on B and sinks onto it as A comes over B, so the way
+        # there passes over B's top rather than into its side; a coarse term pulls from afar, a fine one over the
+        # last centimetres; weighted by how level A is (tipped, its lowest corner meets B while its centre is still
+        # too high to count as on B), and the levelness pays only as A nears its place, never instead of carrying it
+        offset = cube_a - (env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]))
+        across = float(np.linalg.norm(offset[:2]))
+        distance = np.linalg.norm(offset - np.array([0.0, 0.0, min(CLEARANCE, across)]))
         closeness = (_closeness(distance) + _closeness(distance, scale=30.0)) / 2
-        return 2, (closeness + level(env.cubeA.pose)) / 2
+        return 2, closeness * (1.0 + level(env.cubeA.pose)) / 2
     return 1, _closeness(np.linalg.norm(env.tcp.pose.p - cube_a))
 
 
