@@ -49,8 +49,8 @@ def test_a_cube_resting_on_any_face_is_level_and_a_tipped_one_is_not() -> None:
         pytest.approx([1.0, 0.8, 0.2, 0.0], abs=1e-3)
 
 
-def _carry_progress(offset_from_place: list, tilt_degrees: float = 0.0) -> float:
-    """StackCube's carry-stage progress with cube A grasped at `offset_from_place` (m) from its place on B."""
+def _held_stage(offset_from_place: list, tilt_degrees: float = 0.0) -> tuple:
+    """StackCube's (stage, progress) with cube A grasped at `offset_from_place` (m) from its place on B."""
     from types import SimpleNamespace
 
     from sapien.core import Pose
@@ -61,9 +61,20 @@ def _carry_progress(offset_from_place: list, tilt_degrees: float = 0.0) -> float
     env = SimpleNamespace(box_half_size=np.full(3, 0.02), cubeB=SimpleNamespace(pose=Pose(b)),
                           cubeA=SimpleNamespace(pose=Pose(place + offset_from_place,
                                                           euler2quat(np.radians(tilt_degrees), 0, 0))))
-    stage, progress = stack_cube_stage(env, {"is_cubeA_on_cubeB": False, "is_cubaA_grasped": True})
-    assert stage == 2
+    return stack_cube_stage(env, {"is_cubeA_on_cubeB": False, "is_cubaA_grasped": True})
+
+
+def _carry_progress(offset_from_place: list, tilt_degrees: float = 0.0) -> float:
+    stage, progress = _held_stage(offset_from_place, tilt_degrees)
+    assert stage == 3
     return progress
+
+
+def test_a_held_cube_is_lifted_to_the_height_of_its_place_before_it_is_carried() -> None:
+    on_the_table, halfway, nearly = [_held_stage([0.1, 0.0, dz]) for dz in (-0.04, -0.0225, -0.0051)]
+    assert [on_the_table[0], halfway[0], nearly[0]] == [2, 2, 2]
+    assert on_the_table[1] == pytest.approx(0.0) and halfway[1] == pytest.approx(0.5) and nearly[1] < 1.0
+    assert _held_stage([0.1, 0.0, -0.005])[0] == 3  # as high as the success check's tolerance: carried from here
 
 
 def test_the_carry_target_rises_above_b_away_from_its_axis_and_is_the_place_over_it() -> None:
@@ -77,7 +88,7 @@ def test_a_level_cube_pays_more_near_its_place_and_next_to_nothing_far_from_it()
         return _carry_progress(offset) - _carry_progress(offset, tilt_degrees=45)
 
     assert gain([0.0, 0.0, 0.0]) == pytest.approx(0.5)
-    assert gain([0.3, 0.0, -0.04]) < 0.05  # on the table 30 cm away: the tilt hardly matters
+    assert gain([0.3, 0.0, CLEARANCE]) < 0.05  # 30 cm away: the tilt hardly matters
 
 
 @pytest.mark.sim
@@ -100,6 +111,6 @@ def test_the_scripted_stack_cube_expert_climbs_the_stages_to_success() -> None:
             break
     env.close()
     assert info["success"] and rewards[-1] == 2 * n_stages + 2
-    assert stages[0] == 1 and sorted(set(stages)) == [1, 2, 3] and stages == sorted(stages)
+    assert stages[0] == 1 and sorted(set(stages)) == list(range(1, n_stages + 1)) and stages == sorted(stages)
     climbing = np.array(rewards[:-1])
     assert np.all(np.floor(climbing / 2) == np.array(stages[:-1]))  # 2k + progress, progress in [0, 1)

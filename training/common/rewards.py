@@ -33,12 +33,14 @@ def level(pose: Any) -> float:
 
 # how high (m) above its place on B StackCube's carry target sits while cube A is this far or farther from B's axis
 CLEARANCE = 0.03
+# how far (m) below its place's height cube A's centre may be and still count as on B (ManiSkill2's success check)
+ON_B_HEIGHT_TOLERANCE = 0.005
 
 
 def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
-    """StackCube-v0: (1) reach cube A, (2) carry it to its place on cube B, (3) on B (by the success check's
-    geometry), let go and let it rest. Whether A is on B and grasped comes from the step's `info` (the env's own
-    evaluation of that step; "is_cubaA_grasped" is ManiSkill2's spelling)."""
+    """StackCube-v0: (1) reach cube A, (2) lift it to the height of its place on cube B, (3) carry it there,
+    (4) on B (by the success check's geometry), let go and let it rest. Whether A is on B and grasped comes from the
+    step's `info` (the env's own evaluation of that step; "is_cubaA_grasped" is ManiSkill2's spelling)."""
     cube_a = env.cubeA.pose.p
     if info["is_cubeA_on_cubeB"]:
         if info["is_cubaA_grasped"]:
@@ -47,23 +49,27 @@ def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
             released = 1.0
         stillness = 1.0 - float(np.tanh(10 * np.linalg.norm(env.cubeA.velocity)
                                         + np.linalg.norm(env.cubeA.angular_velocity)))
-        return 3, (released + stillness) / 2
-    if info["is_cubaA_grasped"]:
-        # closeness to a target that starts above the place on B and sinks onto it as A comes over B, so the way
-        # there passes over B's top rather than into its side; a coarse term pulls from afar, a fine one over the
-        # last centimetres; weighted by how level A is (tipped, its lowest corner meets B while its centre is still
-        # too high to count as on B), and the levelness pays only as A nears its place, never instead of carrying it
-        offset = cube_a - (env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]))
-        across = float(np.linalg.norm(offset[:2]))
-        distance = np.linalg.norm(offset - np.array([0.0, 0.0, min(CLEARANCE, across)]))
-        closeness = (_closeness(distance) + _closeness(distance, scale=30.0)) / 2
-        return 2, closeness * (1.0 + level(env.cubeA.pose)) / 2
-    return 1, _closeness(np.linalg.norm(env.tcp.pose.p - cube_a))
+        return 4, (released + stillness) / 2
+    if not info["is_cubaA_grasped"]:
+        return 1, _closeness(np.linalg.norm(env.tcp.pose.p - cube_a))
+    offset = cube_a - (env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]))
+    lifted_at = -ON_B_HEIGHT_TOLERANCE  # offset[2] from which A could be on B: B's top is no obstacle any more
+    if offset[2] < lifted_at:
+        resting = env.box_half_size[2] - (env.cubeB.pose.p[2] + 2 * env.box_half_size[2])  # offset[2] on the table
+        return 2, float(np.clip((offset[2] - resting) / (lifted_at - resting), 0.0, 1.0))
+    # closeness to a target that starts above the place on B and sinks onto it as A comes over B, so the way there
+    # passes over B's top rather than into its side; a coarse term pulls from afar, a fine one over the last
+    # centimetres; weighted by how level A is (tipped, its lowest corner meets B while its centre is still too high
+    # to count as on B), so levelness pays only as A nears its place, never instead of carrying it
+    across = float(np.linalg.norm(offset[:2]))
+    distance = np.linalg.norm(offset - np.array([0.0, 0.0, min(CLEARANCE, across)]))
+    closeness = (_closeness(distance) + _closeness(distance, scale=30.0)) / 2
+    return 3, closeness * (1.0 + level(env.cubeA.pose)) / 2
 
 
 # env id -> (number of stages, the current stage and its progress from the unwrapped env and the step's info)
 STAGES: Dict[str, Tuple[int, Callable[[Any, Dict[str, Any]], Tuple[int, float]]]] = {
-    "StackCube-v0": (3, stack_cube_stage),
+    "StackCube-v0": (4, stack_cube_stage),
 }
 
 
