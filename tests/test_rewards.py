@@ -6,7 +6,7 @@ import pytest
 from test_teachers import invoke
 from training.algorithms import teacher as teacher_settings
 from training.algorithms.two_stage import RunConfig
-from training.common.rewards import CLEARANCE, STAGES, check_reward, level, stack_cube_stage, staged_reward, tilt
+from training.common.rewards import CLEARANCE, STAGES, check_reward, commanded_opening, level, stack_cube_stage, staged_reward, tilt
 
 
 def test_every_stage_pays_more_than_any_state_of_an_earlier_one_and_success_most() -> None:
@@ -89,6 +89,23 @@ def test_a_level_cube_pays_more_near_its_place_and_next_to_nothing_far_from_it()
 
     assert gain([0.0, 0.0, 0.0]) == pytest.approx(0.5)
     assert gain([0.3, 0.0, CLEARANCE]) < 0.05  # 30 cm away: the tilt hardly matters
+
+
+@pytest.mark.sim
+def test_the_commanded_opening_follows_the_gripper_action_even_while_the_fingers_stay_put() -> None:
+    """The release is paid on the gripper's drive target: 0 closed, 1 open, linear in the action between."""
+    from training.common.envs import make_env
+
+    env = make_env("StackCube-v0", obs_mode="state", reward_mode="dense")
+    env.reset(seed=0)
+    openings = []
+    for gripper in (-1.0, 0.0, 1.0):
+        action = np.zeros(env.action_space.shape, dtype=np.float32)
+        action[-1] = gripper
+        env.step(action)
+        openings.append(commanded_opening(env.unwrapped))
+    env.close()
+    assert openings == pytest.approx([0.0, 0.5, 1.0], abs=1e-4)
 
 
 @pytest.mark.sim

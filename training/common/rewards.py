@@ -31,6 +31,14 @@ def level(pose: Any) -> float:
     return max(0.0, 1.0 - tilt(pose) / (np.pi / 4))
 
 
+def commanded_opening(env: Any) -> float:
+    """Where the gripper's fingers are told to go, from 0 (the controller's lowest target: closed) to 1 (its highest:
+    open)."""
+    config = env.agent.controller.controllers["gripper"].config
+    target = float(np.mean(env.agent.robot.get_drive_target()[-2:]))
+    return float(np.clip((target - config.lower) / (config.upper - config.lower), 0.0, 1.0))
+
+
 # how high (m) above its place on B StackCube's carry target sits while cube A is this far or farther from B's axis
 CLEARANCE = 0.03
 # how far (m) below its place's height cube A's centre may be and still count as on B (ManiSkill2's success check)
@@ -43,10 +51,9 @@ def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
     step's `info` (the env's own evaluation of that step; "is_cubaA_grasped" is ManiSkill2's spelling)."""
     cube_a = env.cubeA.pose.p
     if info["is_cubeA_on_cubeB"]:
-        if info["is_cubaA_grasped"]:
-            released = float(np.sum(env.agent.robot.get_qpos()[-2:]) / (2 * env.agent.robot.get_qlimits()[-1, 1]))
-        else:
-            released = 1.0
+        # how far the gripper is told to open (its drive target, not the fingers, which the cube blocks until it is
+        # let go): a pull all the way from the grip's closed command to the opening that lets A go
+        released = 1.0 if not info["is_cubaA_grasped"] else commanded_opening(env)
         stillness = 1.0 - float(np.tanh(10 * np.linalg.norm(env.cubeA.velocity)
                                         + np.linalg.norm(env.cubeA.angular_velocity)))
         return 4, (released + stillness) / 2
