@@ -93,19 +93,19 @@ def test_a_level_cube_pays_more_near_its_place_and_next_to_nothing_far_from_it()
 
 @pytest.mark.sim
 def test_the_commanded_opening_follows_the_gripper_action_even_while_the_fingers_stay_put() -> None:
-    """The release is paid on the gripper's drive target: 0 closed, 1 open, linear in the action between."""
+    """The release is paid on the gripper's drive target: 0 closed, 1 at the given opening, linear in the action."""
     from training.common.envs import make_env
 
     env = make_env("StackCube-v0", obs_mode="state", reward_mode="dense")
     env.reset(seed=0)
     openings = []
-    for gripper in (-1.0, 0.0, 1.0):
+    for gripper in (-1.0, 0.0, 1.0):  # finger targets -0.01, 0.015, 0.04 m
         action = np.zeros(env.action_space.shape, dtype=np.float32)
         action[-1] = gripper
         env.step(action)
-        openings.append(commanded_opening(env.unwrapped))
+        openings.append((commanded_opening(env.unwrapped, 0.04), commanded_opening(env.unwrapped, 0.02)))
     env.close()
-    assert openings == pytest.approx([0.0, 0.5, 1.0], abs=1e-4)
+    assert openings == [pytest.approx(pair, abs=1e-4) for pair in ((0.0, 0.0), (0.5, 25 / 30), (1.0, 1.0))]
 
 
 @pytest.mark.sim

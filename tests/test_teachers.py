@@ -279,3 +279,35 @@ def test_egad_on_synthetic_assets_teacher_dagger_export_and_agent(tmp_path: Path
             observation = env.step(action)[0]
     finally:
         env.close()
+
+
+def test_the_teacher_noise_after_init_from_is_one_value_or_one_per_action_dimension(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = str(save_teacher(tmp_path / "lift.pt", "LiftCube-v0"))
+    per_dimension = [-2.3] * 6 + [-1.0]
+    assert teacher_settings.teacher_config("LiftCube-v0", init_from=own, init_log_std=per_dimension).init_log_std == \
+        per_dimension
+    with pytest.raises(TeacherError, match="--init-log-std gives 2 values; LiftCube-v0's action has 7 dimensions"):
+        teacher_settings.teacher_config("LiftCube-v0", init_from=own, init_log_std=[-2.3, -1.0])
+    assert "gives 2 values" in invoke(monkeypatch, "teacher", "LiftCube-v0", "--init-from", own,
+                                      "--init-log-std", "-2.3,-1")
+    assert "'-2.3;-1' is not a number or a comma-separated list of numbers" in invoke(
+        monkeypatch, "teacher", "LiftCube-v0", "--init-from", own, "--init-log-std", "-2.3;-1")
+
+
+@pytest.mark.sim
+def test_a_teacher_started_from_another_takes_its_policy_and_the_noise_of_each_action_dimension(
+        tmp_path: Path) -> None:
+    import torch
+
+    ppo = replace(teacher_settings.PPO_SETTINGS, samples_per_iteration=100, batch_size=50, epochs=1)
+    tiny = dict(iterations=1, eval_episodes=1, eval_every=1, max_episode_steps=20, n_workers=1)
+    first = teacher_settings.train_teacher(tmp_path / "first", teacher_settings.teacher_config("LiftCube-v0", ppo,
+                                                                                               **tiny))
+    per_dimension = [-2.3] * 6 + [-1.0]
+    teacher_settings.train_teacher(tmp_path / "second", teacher_settings.teacher_config(
+        "LiftCube-v0", ppo, init_from=first["checkpoint"], init_log_std=per_dimension, **tiny))
+    start = torch.load(tmp_path / "second" / "checkpoints" / "stage1-0000.pt", weights_only=False)["model"]
+    source = torch.load(first["checkpoint"], weights_only=False)["model"]
+    assert torch.allclose(start["log_std"], torch.tensor(per_dimension))
+    assert all(torch.equal(start[key], source[key]) for key in source if key != "log_std")

@@ -349,8 +349,9 @@ def teacher(env_id: str = ENV_ID,
                                                  "every entry, updated after each iteration)"),
             init_from: Optional[Path] = typer.Option(None, help="start from this teacher checkpoint of ENV_ID (a new "
                                                      "run, e.g. to go on with other settings; evaluated first)"),
-            init_log_std: Optional[float] = typer.Option(None, help="exploration log-std after --init-from (default: "
-                                                         "the checkpoint's)"),
+            init_log_std: Optional[str] = typer.Option(None, help="exploration log-std after --init-from: one value "
+                                                       "(e.g. -2.3) or one per action dimension, comma-separated "
+                                                       "(default: the checkpoint's)"),
             reward: str = typer.Option(teacher_settings.REWARD, help="dense: the task's own dense reward; staged: "
                                        "stages that each pay more than the last (StackCube-v0; docs/training.md)"),
             workers: Optional[int] = WORKERS, seed: int = typer.Option(RunConfig.seed, help="random seed"),
@@ -374,13 +375,20 @@ def teacher(env_id: str = ENV_ID,
         check_reward(reward, env_id)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--reward") from None
+    try:
+        log_std = None if init_log_std is None else [float(value) for value in init_log_std.split(",")]
+    except ValueError:
+        raise typer.BadParameter("{!r} is not a number or a comma-separated list of numbers".format(init_log_std),
+                                 param_hint="--init-log-std") from None
+    if log_std is not None and len(log_std) == 1:
+        log_std = log_std[0]
     chosen_backend = worker_backend(backend, address, worker_timeout, worker_restarts)
     ppo = replace(teacher_settings.PPO_SETTINGS, samples_per_iteration=samples_per_iteration, batch_size=batch_size,
                   epochs=epochs, lr=lr, gamma=gamma, target_kl=target_kl, entropy_coef=entropy_coef)
     try:
         config = teacher_settings.teacher_config(env_id, ppo, iterations, eval_episodes, eval_every, max_episode_steps,
                                                  workers or os.cpu_count() or 1, seed, chosen_backend, normalize_state,
-                                                 optional_str(init_from), init_log_std, reward)
+                                                 optional_str(init_from), log_std, reward)
     except (TeacherError, FileNotFoundError, CorruptCheckpointError) as error:
         raise typer.BadParameter(str(error), param_hint="--init-from") from None
     try:

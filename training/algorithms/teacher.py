@@ -12,14 +12,14 @@ evaluation) names the teacher (`--teacher runs/ENV_ID/teacher` of `distill` and 
 """
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Union
 
 from agent.registry import get_task
 from training.algorithms.ppo import PPOConfig
 from training.algorithms.two_stage import RunConfig, TwoStageRun
 from training.common.threads import torch_threads
 from training.common.vec_env import Backend
-from training.experts.teacher import TeacherError, teacher_checkpoint
+from training.experts.teacher import TeacherError, loaded_teacher
 
 PPO_SETTINGS = PPOConfig(gamma=0.85, epochs=15, batch_size=400, samples_per_iteration=3200, target_kl=0.05,
                          critic_warmup_epochs=0)
@@ -46,18 +46,23 @@ def teacher_config(env_id: str, ppo: PPOConfig = PPO_SETTINGS, iterations: int =
                    max_episode_steps: Optional[int] = MAX_EPISODE_STEPS,
                    n_workers: int = RunConfig.n_workers, seed: int = RunConfig.seed,
                    backend: Optional[Backend] = None, normalize_state: bool = NORMALIZE_STATE,
-                   init_from: Optional[str] = None, init_log_std: Optional[float] = None,
+                   init_from: Optional[str] = None, init_log_std: Union[None, float, List[float]] = None,
                    reward: str = REWARD) -> RunConfig:
     """The run config of a teacher for `env_id` (checked with `check_teacher_task`). `init_from`: a teacher
     checkpoint of `env_id` to start from (checked with `teacher_checkpoint`: a point-cloud policy or another task's
     teacher is refused), e.g. to continue a teacher with other settings in a new run; `init_log_std` then resets its
-    exploration noise. `reward`: the task's dense reward, or "staged" where `training.common.rewards` defines one
+    exploration noise: one log-std for every action dimension, or a list with one per dimension (checked against the
+    checkpoint's action). `reward`: the task's dense reward, or "staged" where `training.common.rewards` defines one
     (`RunConfig` refuses another)."""
     check_teacher_task(env_id)
     if not ppo.train_pointnet:
         raise TeacherError("a teacher has no PointNet to freeze")
     if init_from is not None:
-        teacher_checkpoint(init_from, env_id)
+        _, checkpoint = loaded_teacher(init_from, env_id)
+        dimensions = len(checkpoint["model_spec"]["action_low"])
+        if isinstance(init_log_std, list) and len(init_log_std) != dimensions:
+            raise TeacherError("--init-log-std gives {} values; {}'s action has {} dimensions: give one value, or one "
+                               "per dimension".format(len(init_log_std), env_id, dimensions))
     elif init_log_std is not None:
         raise TeacherError("--init-log-std resets the noise of the policy --init-from names: pass both")
     return RunConfig(env_id, replace(ppo), stage1_iterations=iterations, stage2_iterations=0, n_workers=n_workers,

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -54,7 +54,8 @@ class RunConfig:
     eval_every: int = 1  # evaluate and checkpoint after every N-th iteration and a stage's last (the paper: every one)
     seed: int = 0
     init_from: Optional[str] = None  # checkpoint whose "model" initialises stage 1 (e.g. a distilled student)
-    init_log_std: Optional[float] = None  # exploration log-std after init_from (a student's is untrained)
+    # exploration log-std after init_from (a student's is untrained): one for all action dimensions, or one for each
+    init_log_std: Union[None, float, List[float]] = None
     max_episode_steps: Optional[int] = None  # shorter episodes than the task's limit (quick tests)
     slot_reader: Optional[str] = None  # a looking policy: this exported slot reader (training.slot_reader.train)
     held_fit: bool = False  # a looking policy that also sees the held object's fitted pose (agent.insertion.held_fit)
@@ -147,7 +148,7 @@ class TwoStageRun:
             elif c.init_from:
                 initialise_from(model, Path(c.init_from))
                 if c.init_log_std is not None:
-                    model.log_std.data.fill_(c.init_log_std)
+                    model.log_std.data[:] = torch.as_tensor(c.init_log_std, dtype=model.log_std.dtype)
                 self._share_encoder(model, train, selection)
                 self._record(ppo, progress, selection)  # stage-1 iteration 0: the initialisation competes too
             for stage in stages:

@@ -31,12 +31,12 @@ def level(pose: Any) -> float:
     return max(0.0, 1.0 - tilt(pose) / (np.pi / 4))
 
 
-def commanded_opening(env: Any) -> float:
-    """Where the gripper's fingers are told to go, from 0 (the controller's lowest target: closed) to 1 (its highest:
-    open)."""
-    config = env.agent.controller.controllers["gripper"].config
+def commanded_opening(env: Any, open_at: float) -> float:
+    """How far the gripper's fingers are told to open: 0 at the controller's lowest target (closed), 1 at `open_at`
+    (m, each finger's distance from the centre) and beyond."""
+    lowest = env.agent.controller.controllers["gripper"].config.lower
     target = float(np.mean(env.agent.robot.get_drive_target()[-2:]))
-    return float(np.clip((target - config.lower) / (config.upper - config.lower), 0.0, 1.0))
+    return float(np.clip((target - lowest) / (open_at - lowest), 0.0, 1.0))
 
 
 # how high (m) above its place on B StackCube's carry target sits while cube A is this far or farther from B's axis
@@ -52,8 +52,8 @@ def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
     cube_a = env.cubeA.pose.p
     if info["is_cubeA_on_cubeB"]:
         # how far the gripper is told to open (its drive target, not the fingers, which the cube blocks until it is
-        # let go): a pull all the way from the grip's closed command to the opening that lets A go
-        released = 1.0 if not info["is_cubaA_grasped"] else commanded_opening(env)
+        # let go): a pull all the way from the grip's closed command to fingers at A's faces, which lets it go
+        released = 1.0 if not info["is_cubaA_grasped"] else commanded_opening(env, env.box_half_size[1])
         stillness = 1.0 - float(np.tanh(10 * np.linalg.norm(env.cubeA.velocity)
                                         + np.linalg.norm(env.cubeA.angular_velocity)))
         return 4, (released + stillness) / 2
