@@ -2,9 +2,10 @@
 "staged" (`StagedReward`, for the tasks in `STAGES`).
 
 A staged reward splits a task into stages 1..n, each reached when the previous one is done, and pays 2k + p in
-stage k, where the stage's progress p lies in [0, 1], and 2n + 2 on success. Every stage pays more than any state of
-an earlier one, so a policy never gains by staying short of the next stage. Why StackCube-v0 has one:
-docs/notes/2026-12-07-stackcube-staged-reward.md.
+stage k, where the stage's progress p lies in [0, 1], and `success_reward(n)` = 4n + 4 on success. Every stage pays
+more than any state of an earlier one, so a policy never gains by staying short of the next stage; and success pays
+about twice the last stage, so the last step (letting go, where a miss drops the policy back several stages) is
+worth trying before it always works. Why StackCube-v0 has one: docs/notes/2026-12-07-stackcube-staged-reward.md.
 """
 from typing import Any, Callable, Dict, Tuple
 
@@ -89,9 +90,14 @@ def check_reward(reward: str, env_id: str) -> None:
             env_id, ", ".join(sorted(STAGES))))
 
 
+def success_reward(n_stages: int) -> float:
+    """What success pays: 4n + 4, twice the 2n + 2 that would just top stage n."""
+    return 4.0 * n_stages + 4
+
+
 def staged_reward(n_stages: int, stage: int, progress: float, success: bool) -> float:
-    """2k + progress in stage k; 2n + 2 on success."""
-    return float(2 * n_stages + 2) if success else 2.0 * stage + progress
+    """2k + progress in stage k; `success_reward(n)` on success."""
+    return success_reward(n_stages) if success else 2.0 * stage + progress
 
 
 class StagedReward(gym.Wrapper):
