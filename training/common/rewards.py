@@ -5,7 +5,8 @@ A staged reward splits a task into stages 1..n, each reached when the previous o
 stage k, where the stage's progress p lies in [0, 1], and `success_reward(n)` = 4n + 4 on success. Every stage pays
 more than any state of an earlier one, so a policy never gains by staying short of the next stage; and success pays
 about twice the last stage, so the last step (letting go, where a miss drops the policy back several stages) is
-worth trying before it always works. Why StackCube-v0 has one: docs/notes/2026-12-07-stackcube-staged-reward.md.
+worth trying before it always works. Why StackCube-v0 has one, and how its stages came about:
+docs/notes/2026-12-07-stackcube-staged-reward.md and docs/notes/2026-12-07-stackcube-lift-and-release.md.
 """
 from typing import Any, Callable, Dict, Tuple
 
