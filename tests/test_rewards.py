@@ -49,8 +49,9 @@ def test_a_cube_resting_on_any_face_is_level_and_a_tipped_one_is_not() -> None:
         pytest.approx([1.0, 0.8, 0.2, 0.0], abs=1e-3)
 
 
-def _held_stage(offset_from_place: list, tilt_degrees: float = 0.0) -> tuple:
-    """StackCube's (stage, progress) with cube A grasped at `offset_from_place` (m) from its place on B."""
+def _held_stage(offset_from_place: list, tilt_degrees: float = 0.0, on_b: bool = False) -> tuple:
+    """StackCube's (stage, progress) with cube A grasped at `offset_from_place` (m) from its place on B, still and
+    gripped by a closed gripper; `on_b`: what the env's check said."""
     from types import SimpleNamespace
 
     from sapien.core import Pose
@@ -58,10 +59,14 @@ def _held_stage(offset_from_place: list, tilt_degrees: float = 0.0) -> tuple:
 
     b = np.array([0.05, -0.1, 0.02])
     place = b + [0.0, 0.0, 0.04]
+    gripper = SimpleNamespace(config=SimpleNamespace(lower=-0.01))
     env = SimpleNamespace(box_half_size=np.full(3, 0.02), cubeB=SimpleNamespace(pose=Pose(b)),
                           cubeA=SimpleNamespace(pose=Pose(place + offset_from_place,
-                                                          euler2quat(np.radians(tilt_degrees), 0, 0))))
-    return stack_cube_stage(env, {"is_cubeA_on_cubeB": False, "is_cubaA_grasped": True})
+                                                          euler2quat(np.radians(tilt_degrees), 0, 0)),
+                                                velocity=np.zeros(3), angular_velocity=np.zeros(3)),
+                          agent=SimpleNamespace(controller=SimpleNamespace(controllers={"gripper": gripper}),
+                                                robot=SimpleNamespace(get_drive_target=lambda: np.full(9, -0.01))))
+    return stack_cube_stage(env, {"is_cubeA_on_cubeB": on_b, "is_cubaA_grasped": True})
 
 
 def _carry_progress(offset_from_place: list, tilt_degrees: float = 0.0) -> float:
@@ -75,6 +80,12 @@ def test_a_held_cube_is_lifted_to_the_height_of_its_place_before_it_is_carried()
     assert [on_the_table[0], halfway[0], nearly[0]] == [2, 2, 2]
     assert on_the_table[1] == pytest.approx(0.0) and halfway[1] == pytest.approx(0.5) and nearly[1] < 1.0
     assert _held_stage([0.1, 0.0, -0.005])[0] == 3  # as high as the success check's tolerance: carried from here
+
+
+def test_a_held_cube_on_b_counts_as_placed_only_near_b_axis_where_letting_go_leaves_it_there() -> None:
+    assert _held_stage([0.005, 0.005, 0.0], on_b=True) == (4, pytest.approx(0.5))  # closed gripper, still cube
+    off_centre = _held_stage([0.02, 0.0, 0.0], on_b=True)  # on B by the success check's 3.3 cm, but would fall
+    assert off_centre[0] == 3 and off_centre == _held_stage([0.02, 0.0, 0.0])  # carried on towards B's axis
 
 
 def test_the_carry_target_rises_above_b_away_from_its_axis_and_is_the_place_over_it() -> None:

@@ -45,23 +45,29 @@ def commanded_opening(env: Any, open_at: float) -> float:
 CLEARANCE = 0.03
 # how far (m) below its place's height cube A's centre may be and still count as on B (ManiSkill2's success check)
 ON_B_HEIGHT_TOLERANCE = 0.005
+# how far (m) from B's axis a held cube A may be to count as placed: the success check allows 3.3 cm, but a cube let
+# go 2-3 cm off B's axis mostly falls off it
+CENTRED = 0.01
 
 
 def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
     """StackCube-v0: (1) reach cube A, (2) lift it to the height of its place on cube B, (3) carry it there,
-    (4) on B (by the success check's geometry), let go and let it rest. Whether A is on B and grasped comes from the
-    step's `info` (the env's own evaluation of that step; "is_cubaA_grasped" is ManiSkill2's spelling)."""
+    (4) on B (by the success check's geometry) and, while still held, within `CENTRED` of B's axis: let go and let
+    it rest. Whether A is on B and grasped comes from the step's `info` (the env's own evaluation of that step;
+    "is_cubaA_grasped" is ManiSkill2's spelling)."""
     cube_a = env.cubeA.pose.p
-    if info["is_cubeA_on_cubeB"]:
+    grasped = info["is_cubaA_grasped"]
+    offset = cube_a - (env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]))
+    across = float(np.linalg.norm(offset[:2]))
+    if info["is_cubeA_on_cubeB"] and (not grasped or across <= CENTRED):
         # how far the gripper is told to open (its drive target, not the fingers, which the cube blocks until it is
         # let go): a pull all the way from the grip's closed command to fingers at A's faces, which lets it go
-        released = 1.0 if not info["is_cubaA_grasped"] else commanded_opening(env, env.box_half_size[1])
+        released = commanded_opening(env, env.box_half_size[1]) if grasped else 1.0
         stillness = 1.0 - float(np.tanh(10 * np.linalg.norm(env.cubeA.velocity)
                                         + np.linalg.norm(env.cubeA.angular_velocity)))
         return 4, (released + stillness) / 2
-    if not info["is_cubaA_grasped"]:
+    if not grasped:
         return 1, _closeness(np.linalg.norm(env.tcp.pose.p - cube_a))
-    offset = cube_a - (env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]))
     lifted_at = -ON_B_HEIGHT_TOLERANCE  # offset[2] from which A could be on B: B's top is no obstacle any more
     if offset[2] < lifted_at:
         resting = env.box_half_size[2] - (env.cubeB.pose.p[2] + 2 * env.box_half_size[2])  # offset[2] on the table
@@ -70,7 +76,6 @@ def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
     # passes over B's top rather than into its side; a coarse term pulls from afar, a fine one over the last
     # centimetres; weighted by how level A is (tipped, its lowest corner meets B while its centre is still too high
     # to count as on B), so levelness pays only as A nears its place, never instead of carrying it
-    across = float(np.linalg.norm(offset[:2]))
     distance = np.linalg.norm(offset - np.array([0.0, 0.0, min(CLEARANCE, across)]))
     closeness = (_closeness(distance) + _closeness(distance, scale=30.0)) / 2
     return 3, closeness * (1.0 + level(env.cubeA.pose)) / 2
