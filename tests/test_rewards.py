@@ -6,7 +6,8 @@ import pytest
 from test_teachers import invoke
 from training.algorithms import teacher as teacher_settings
 from training.algorithms.two_stage import RunConfig
-from training.common.rewards import CLEARANCE, STAGES, check_reward, commanded_opening, level, stack_cube_stage, staged_reward, tilt
+from training.common.rewards import (CLEARANCE, STAGES, check_reward, commanded_opening, level, stack_cube_stage,
+                                     staged_reward, tilt)
 
 
 def test_every_stage_pays_more_than_any_state_of_an_earlier_one_and_success_twice_the_last() -> None:

@@ -57,7 +57,8 @@ def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
     "is_cubaA_grasped" is ManiSkill2's spelling)."""
     cube_a = env.cubeA.pose.p
     grasped = info["is_cubaA_grasped"]
-    offset = cube_a - (env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]]))
+    place = env.cubeB.pose.p + np.array([0.0, 0.0, 2 * env.box_half_size[2]])  # A's centre when it rests on B
+    offset = cube_a - place
     across = float(np.linalg.norm(offset[:2]))
     if info["is_cubeA_on_cubeB"] and (not grasped or across <= CENTRED):
         # how far the gripper is told to open (its drive target, not the fingers, which the cube blocks until it is
@@ -70,7 +71,7 @@ def stack_cube_stage(env: Any, info: Dict[str, Any]) -> Tuple[int, float]:
         return 1, _closeness(np.linalg.norm(env.tcp.pose.p - cube_a))
     lifted_at = -ON_B_HEIGHT_TOLERANCE  # offset[2] from which A could be on B: B's top is no obstacle any more
     if offset[2] < lifted_at:
-        resting = env.box_half_size[2] - (env.cubeB.pose.p[2] + 2 * env.box_half_size[2])  # offset[2] on the table
+        resting = env.box_half_size[2] - place[2]  # offset[2] of A on the table
         return 2, float(np.clip((offset[2] - resting) / (lifted_at - resting), 0.0, 1.0))
     # closeness to a target that starts above the place on B and sinks onto it as A comes over B, so the way there
     # passes over B's top rather than into its side; a coarse term pulls from afar, a fine one over the last
